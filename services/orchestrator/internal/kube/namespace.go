@@ -1,0 +1,192 @@
+// Package kube creates and removes a store's namespace and its guardrails
+// with client-go: the namespace store-<id>, a ResourceQuota and LimitRange
+// sized from a plan, NetworkPolicies, and Secrets holding generated
+// credentials. Everything but the Secrets is written with server-side apply
+// under one field manager, so every call converges the objects to their
+// desired state and restores drift.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
+)
+
+// Labels and annotations the orchestrator puts on what it owns.
+const (
+	// FieldManager is the server-side apply field manager of the orchestrator.
+	FieldManager = "storeprov-orchestrator"
+	// LabelManagedBy marks objects the platform owns.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "storeprov"
+	// LabelStoreID names the store an object belongs to.
+	LabelStoreID = "storeprov.dev/store-id"
+	// LabelTier is set by the store charts on pods: web or database. The
+	// NetworkPolicies select pods by it.
+	LabelTier = "storeprov.dev/tier"
+	// TierWeb is the tier of pods that serve HTTP (and setup jobs).
+	TierWeb = "web"
+	// TierDatabase is the tier of database and cache pods.
+	TierDatabase = "database"
+	// AnnotationCredentialsCreated records when the credentials were
+	// generated, so a Secret deleted later is told apart from one never made.
+	AnnotationCredentialsCreated = "storeprov.dev/credentials-created"
+)
+
+var (
+	// ErrInvalidStoreID means the id cannot name a namespace.
+	ErrInvalidStoreID = errors.New("invalid store id")
+	// ErrNamespaceTerminating means the store's namespace is being deleted,
+	// so nothing can be created in it until it is gone.
+	ErrNamespaceTerminating = errors.New("store namespace is terminating")
+	// ErrCredentialsLost means a credentials Secret was deleted after it was
+	// generated. It is not regenerated: the store's data still uses the old
+	// credentials, so a new password would lock it out.
+	ErrCredentialsLost = errors.New("store credentials were deleted")
+)
+
+// NamespaceFor returns the namespace of a store.
+func NamespaceFor(storeID string) string { return "store-" + storeID }
+
+// Network configures the store NetworkPolicies.
+type Network struct {
+	// IngressNamespaceLabels select the namespace of the ingress controller,
+	// the only one allowed to reach a store's web tier.
+	IngressNamespaceLabels map[string]string
+	// AllowInternetEgress lets the web tier reach public addresses (plugin
+	// and package downloads). Private ranges stay closed.
+	AllowInternetEgress bool
+}
+
+// Guardrails ensures and removes store namespaces.
+type Guardrails struct {
+	Client  kubernetes.Interface
+	Plan    plan.Plan
+	Network Network
+	// Now returns the current time; tests may fix it.
+	Now func() time.Time
+}
+
+// Ensure converges the store's namespace and guardrails to their desired
+// state: it creates what is missing, restores what was changed or deleted
+// out of band, and generates credentials only the first time. It is safe
+// to call concurrently and after a partial failure. It returns
+// ErrNamespaceTerminating while the namespace is being deleted and
+// ErrCredentialsLost if a credentials Secret was deleted.
+func (g *Guardrails) Ensure(ctx context.Context, storeID string) error {
+	if err := validateStoreID(storeID); err != nil {
+		return err
+	}
+	ns := NamespaceFor(storeID)
+	if err := g.applyNamespace(ctx, storeID); err != nil {
+		return err
+	}
+	steps := []struct {
+		what string
+		do   func(context.Context, string) error
+	}{
+		{"resource quota", g.applyQuota},
+		{"limit range", g.applyLimitRange},
+		{"network policies", g.applyNetworkPolicies},
+		{"credentials", g.ensureCredentials},
+	}
+	for _, s := range steps {
+		if err := s.do(ctx, storeID); err != nil {
+			if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+				return fmt.Errorf("cannot ensure %s in %s: %w", s.what, ns, ErrNamespaceTerminating)
+			}
+			return fmt.Errorf("cannot ensure %s in %s: %w", s.what, ns, err)
+		}
+	}
+	return nil
+}
+
+func (g *Guardrails) applyNamespace(ctx context.Context, storeID string) error {
+	ns := NamespaceFor(storeID)
+	existing, err := g.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	switch {
+	case err == nil && existing.DeletionTimestamp != nil:
+		return fmt.Errorf("cannot ensure namespace %s: %w", ns, ErrNamespaceTerminating)
+	case err != nil && !apierrors.IsNotFound(err):
+		return fmt.Errorf("cannot read namespace %s: %w", ns, err)
+	}
+	level := g.Plan.PodSecurity
+	cfg := applycorev1.Namespace(ns).WithLabels(map[string]string{
+		LabelManagedBy:                               ManagedByValue,
+		LabelStoreID:                                 storeID,
+		"pod-security.kubernetes.io/enforce":         level,
+		"pod-security.kubernetes.io/enforce-version": "latest",
+		"pod-security.kubernetes.io/warn":            "restricted",
+		"pod-security.kubernetes.io/audit":           "restricted",
+	})
+	if _, err := g.Client.CoreV1().Namespaces().Apply(ctx, cfg, applyOptions); err != nil {
+		return fmt.Errorf("cannot apply namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+func (g *Guardrails) applyQuota(ctx context.Context, storeID string) error {
+	ns := NamespaceFor(storeID)
+	cfg := applycorev1.ResourceQuota("store-quota", ns).
+		WithLabels(ownerLabels(storeID)).
+		WithSpec(applycorev1.ResourceQuotaSpec().WithHard(g.Plan.Quota))
+	_, err := g.Client.CoreV1().ResourceQuotas(ns).Apply(ctx, cfg, applyOptions)
+	return err
+}
+
+func (g *Guardrails) applyLimitRange(ctx context.Context, storeID string) error {
+	ns := NamespaceFor(storeID)
+	item := func(t corev1.LimitType, b plan.Bounds) *applycorev1.LimitRangeItemApplyConfiguration {
+		i := applycorev1.LimitRangeItem().WithType(t)
+		if len(b.Default) > 0 {
+			i.WithDefault(b.Default)
+		}
+		if len(b.DefaultRequest) > 0 {
+			i.WithDefaultRequest(b.DefaultRequest)
+		}
+		if len(b.Min) > 0 {
+			i.WithMin(b.Min)
+		}
+		if len(b.Max) > 0 {
+			i.WithMax(b.Max)
+		}
+		return i
+	}
+	cfg := applycorev1.LimitRange("store-limits", ns).
+		WithLabels(ownerLabels(storeID)).
+		WithSpec(applycorev1.LimitRangeSpec().WithLimits(
+			item(corev1.LimitTypeContainer, g.Plan.Limits.Container),
+			item(corev1.LimitTypePersistentVolumeClaim, g.Plan.Limits.PersistentVolumeClaim),
+		))
+	_, err := g.Client.CoreV1().LimitRanges(ns).Apply(ctx, cfg, applyOptions)
+	return err
+}
+
+func validateStoreID(id string) error {
+	if id == "" || len(id) > 40 {
+		return fmt.Errorf("%w %q: must be 1 to 40 characters", ErrInvalidStoreID, id)
+	}
+	for i, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0 && i < len(id)-1
+		if !ok {
+			return fmt.Errorf("%w %q: use lowercase letters, digits and inner '-'", ErrInvalidStoreID, id)
+		}
+	}
+	return nil
+}
+
+func ownerLabels(storeID string) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedByValue, LabelStoreID: storeID}
+}
+
+var applyOptions = metav1.ApplyOptions{FieldManager: FieldManager, Force: true}

@@ -1,0 +1,104 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	applymetav1 "k8s.io/client-go/applyconfigurations/meta/v1"
+	applynetworkingv1 "k8s.io/client-go/applyconfigurations/networking/v1"
+)
+
+// Names of the store NetworkPolicies.
+const (
+	PolicyDefaultDeny         = "default-deny"
+	PolicyAllowDNS            = "allow-dns"
+	PolicyIngressToWeb        = "allow-ingress-to-web"
+	PolicyWebToDatabase       = "allow-web-to-database"
+	PolicyWebToDatabaseEgress = "allow-web-to-database-egress"
+	PolicyInternetEgress      = "allow-web-internet-egress"
+	privateRange10            = "10.0.0.0/8"
+	privateRange172           = "172.16.0.0/12"
+	privateRange192           = "192.168.0.0/16"
+	linkLocalRange            = "169.254.0.0/16"
+	everywhereCIDR            = "0.0.0.0/0"
+	dnsPort                   = 53
+	kubeSystemNamespace       = "kube-system"
+	namespaceNameLabelKey     = "kubernetes.io/metadata.name"
+)
+
+// applyNetworkPolicies converges the store's policies: deny everything,
+// then allow DNS, the ingress controller to the web tier, the web tier to
+// the database tier, and (when configured) the web tier to the internet.
+func (g *Guardrails) applyNetworkPolicies(ctx context.Context, storeID string) error {
+	ns := NamespaceFor(storeID)
+	web := tierSelector(TierWeb)
+	database := tierSelector(TierDatabase)
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	dns := intstr.FromInt32(dnsPort)
+
+	spec := applynetworkingv1.NetworkPolicySpec
+	policies := map[string]*applynetworkingv1.NetworkPolicySpecApplyConfiguration{
+		// Selecting every pod for both directions with no rule denies all.
+		PolicyDefaultDeny: spec().
+			WithPodSelector(applymetav1.LabelSelector()).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress),
+		PolicyAllowDNS: spec().
+			WithPodSelector(applymetav1.LabelSelector()).
+			WithPolicyTypes(networkingv1.PolicyTypeEgress).
+			WithEgress(applynetworkingv1.NetworkPolicyEgressRule().
+				WithTo(applynetworkingv1.NetworkPolicyPeer().WithNamespaceSelector(
+					applymetav1.LabelSelector().WithMatchLabels(map[string]string{namespaceNameLabelKey: kubeSystemNamespace}))).
+				WithPorts(
+					applynetworkingv1.NetworkPolicyPort().WithProtocol(udp).WithPort(dns),
+					applynetworkingv1.NetworkPolicyPort().WithProtocol(tcp).WithPort(dns),
+				)),
+		PolicyIngressToWeb: spec().
+			WithPodSelector(web).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress).
+			WithIngress(applynetworkingv1.NetworkPolicyIngressRule().
+				WithFrom(applynetworkingv1.NetworkPolicyPeer().WithNamespaceSelector(
+					applymetav1.LabelSelector().WithMatchLabels(g.Network.IngressNamespaceLabels)))),
+		PolicyWebToDatabase: spec().
+			WithPodSelector(database).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress).
+			WithIngress(applynetworkingv1.NetworkPolicyIngressRule().
+				WithFrom(applynetworkingv1.NetworkPolicyPeer().WithPodSelector(web))),
+		// Pairs with PolicyWebToDatabase: default-deny closes both directions.
+		PolicyWebToDatabaseEgress: spec().
+			WithPodSelector(web).
+			WithPolicyTypes(networkingv1.PolicyTypeEgress).
+			WithEgress(applynetworkingv1.NetworkPolicyEgressRule().
+				WithTo(applynetworkingv1.NetworkPolicyPeer().WithPodSelector(database))),
+	}
+	if g.Network.AllowInternetEgress {
+		policies[PolicyInternetEgress] = spec().
+			WithPodSelector(web).
+			WithPolicyTypes(networkingv1.PolicyTypeEgress).
+			WithEgress(applynetworkingv1.NetworkPolicyEgressRule().
+				WithTo(applynetworkingv1.NetworkPolicyPeer().WithIPBlock(
+					applynetworkingv1.IPBlock().WithCIDR(everywhereCIDR).
+						WithExcept(privateRange10, privateRange172, privateRange192, linkLocalRange))))
+	}
+	for name, sp := range policies {
+		p := applynetworkingv1.NetworkPolicy(name, ns).WithLabels(ownerLabels(storeID)).WithSpec(sp)
+		if _, err := g.Client.NetworkingV1().NetworkPolicies(ns).Apply(ctx, p, applyOptions); err != nil {
+			return fmt.Errorf("cannot apply network policy %s: %w", name, err)
+		}
+	}
+	if !g.Network.AllowInternetEgress {
+		err := g.Client.NetworkingV1().NetworkPolicies(ns).Delete(ctx, PolicyInternetEgress, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("cannot remove network policy %s: %w", PolicyInternetEgress, err)
+		}
+	}
+	return nil
+}
+
+func tierSelector(tier string) *applymetav1.LabelSelectorApplyConfiguration {
+	return applymetav1.LabelSelector().WithMatchLabels(map[string]string{LabelTier: tier})
+}
