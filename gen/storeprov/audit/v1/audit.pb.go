@@ -35,7 +35,10 @@ type AuditEntry struct {
 	StoreId string                 `protobuf:"bytes,4,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
 	Time    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
 	// Free-form explanation, such as a failure reason and message.
-	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Owner of the store; users who are not admins see entries of their own
+	// stores only.
+	StoreOwner    string `protobuf:"bytes,7,opt,name=store_owner,json=storeOwner,proto3" json:"store_owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -108,6 +111,13 @@ func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
 func (x *AuditEntry) GetDetail() string {
 	if x != nil {
 		return x.Detail
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetStoreOwner() string {
+	if x != nil {
+		return x.StoreOwner
 	}
 	return ""
 }
@@ -263,7 +273,7 @@ var File_storeprov_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_storeprov_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1estoreprov/audit/v1/audit.proto\x12\x12storeprov.audit.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n" +
+	"\x1estoreprov/audit/v1/audit.proto\x12\x12storeprov.audit.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x01\n" +
 	"\n" +
 	"AuditEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
@@ -271,7 +281,9 @@ const file_storeprov_audit_v1_audit_proto_rawDesc = "" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x19\n" +
 	"\bstore_id\x18\x04 \x01(\tR\astoreId\x12.\n" +
 	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\x90\x02\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1f\n" +
+	"\vstore_owner\x18\a \x01(\tR\n" +
+	"storeOwner\"\x90\x02\n" +
 	"\x17ListAuditEntriesRequest\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\tR\astoreId\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +

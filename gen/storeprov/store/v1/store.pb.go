@@ -139,6 +139,238 @@ func (Phase) EnumDescriptor() ([]byte, []int) {
 	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{1}
 }
 
+// User is someone who calls the API.
+type User struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Admins see and manage every store and may issue tokens for anyone.
+	Admin bool `protobuf:"varint,2,opt,name=admin,proto3" json:"admin,omitempty"`
+	// Most stores the user may have that are not DELETED.
+	StoreQuota    int32                  `protobuf:"varint,3,opt,name=store_quota,json=storeQuota,proto3" json:"store_quota,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *User) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *User) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *User) GetStoreQuota() int32 {
+	if x != nil {
+		return x.StoreQuota
+	}
+	return 0
+}
+
+func (x *User) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+type GetCurrentUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCurrentUserRequest) Reset() {
+	*x = GetCurrentUserRequest{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCurrentUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCurrentUserRequest) ProtoMessage() {}
+
+func (x *GetCurrentUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCurrentUserRequest.ProtoReflect.Descriptor instead.
+func (*GetCurrentUserRequest) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{1}
+}
+
+type CreateTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// User the token is for; empty means the caller.
+	User string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// When the user is created by this call: make it an admin.
+	Admin bool `protobuf:"varint,2,opt,name=admin,proto3" json:"admin,omitempty"`
+	// When the user is created by this call: its store quota (0: the default).
+	StoreQuota int32 `protobuf:"varint,3,opt,name=store_quota,json=storeQuota,proto3" json:"store_quota,omitempty"`
+	// What the token is for, such as "ci" or "laptop".
+	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenRequest) Reset() {
+	*x = CreateTokenRequest{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenRequest) ProtoMessage() {}
+
+func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CreateTokenRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *CreateTokenRequest) GetStoreQuota() int32 {
+	if x != nil {
+		return x.StoreQuota
+	}
+	return 0
+}
+
+func (x *CreateTokenRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type CreateTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bearer token. It cannot be read again.
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	User          *User  `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenResponse) Reset() {
+	*x = CreateTokenResponse{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenResponse) ProtoMessage() {}
+
+func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CreateTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateTokenResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
 // Store is one tenant's ecommerce store.
 type Store struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -172,7 +404,7 @@ type Store struct {
 
 func (x *Store) Reset() {
 	*x = Store{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[0]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -184,7 +416,7 @@ func (x *Store) String() string {
 func (*Store) ProtoMessage() {}
 
 func (x *Store) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[0]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -197,7 +429,7 @@ func (x *Store) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Store.ProtoReflect.Descriptor instead.
 func (*Store) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{0}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Store) GetId() string {
@@ -308,7 +540,7 @@ type CreateStoreRequest struct {
 
 func (x *CreateStoreRequest) Reset() {
 	*x = CreateStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[1]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +552,7 @@ func (x *CreateStoreRequest) String() string {
 func (*CreateStoreRequest) ProtoMessage() {}
 
 func (x *CreateStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[1]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +565,7 @@ func (x *CreateStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStoreRequest.ProtoReflect.Descriptor instead.
 func (*CreateStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{1}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateStoreRequest) GetStore() *Store {
@@ -352,7 +584,7 @@ type GetStoreRequest struct {
 
 func (x *GetStoreRequest) Reset() {
 	*x = GetStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[2]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +596,7 @@ func (x *GetStoreRequest) String() string {
 func (*GetStoreRequest) ProtoMessage() {}
 
 func (x *GetStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[2]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +609,7 @@ func (x *GetStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStoreRequest.ProtoReflect.Descriptor instead.
 func (*GetStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{2}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetStoreRequest) GetId() string {
@@ -401,7 +633,7 @@ type ListStoresRequest struct {
 
 func (x *ListStoresRequest) Reset() {
 	*x = ListStoresRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[3]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +645,7 @@ func (x *ListStoresRequest) String() string {
 func (*ListStoresRequest) ProtoMessage() {}
 
 func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[3]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +658,7 @@ func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresRequest.ProtoReflect.Descriptor instead.
 func (*ListStoresRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{3}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListStoresRequest) GetPageSize() int32 {
@@ -461,7 +693,7 @@ type ListStoresResponse struct {
 
 func (x *ListStoresResponse) Reset() {
 	*x = ListStoresResponse{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +705,7 @@ func (x *ListStoresResponse) String() string {
 func (*ListStoresResponse) ProtoMessage() {}
 
 func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +718,7 @@ func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresResponse.ProtoReflect.Descriptor instead.
 func (*ListStoresResponse) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{4}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListStoresResponse) GetStores() []*Store {
@@ -512,7 +744,7 @@ type DeleteStoreRequest struct {
 
 func (x *DeleteStoreRequest) Reset() {
 	*x = DeleteStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +756,7 @@ func (x *DeleteStoreRequest) String() string {
 func (*DeleteStoreRequest) ProtoMessage() {}
 
 func (x *DeleteStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +769,7 @@ func (x *DeleteStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStoreRequest.ProtoReflect.Descriptor instead.
 func (*DeleteStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{5}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteStoreRequest) GetId() string {
@@ -556,7 +788,7 @@ type RetryStoreRequest struct {
 
 func (x *RetryStoreRequest) Reset() {
 	*x = RetryStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +800,7 @@ func (x *RetryStoreRequest) String() string {
 func (*RetryStoreRequest) ProtoMessage() {}
 
 func (x *RetryStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +813,7 @@ func (x *RetryStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryStoreRequest.ProtoReflect.Descriptor instead.
 func (*RetryStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{6}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RetryStoreRequest) GetId() string {
@@ -599,7 +831,7 @@ type WatchStoresRequest struct {
 
 func (x *WatchStoresRequest) Reset() {
 	*x = WatchStoresRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +843,7 @@ func (x *WatchStoresRequest) String() string {
 func (*WatchStoresRequest) ProtoMessage() {}
 
 func (x *WatchStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +856,7 @@ func (x *WatchStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStoresRequest.ProtoReflect.Descriptor instead.
 func (*WatchStoresRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{7}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{11}
 }
 
 type WatchStoresResponse struct {
@@ -637,7 +869,7 @@ type WatchStoresResponse struct {
 
 func (x *WatchStoresResponse) Reset() {
 	*x = WatchStoresResponse{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +881,7 @@ func (x *WatchStoresResponse) String() string {
 func (*WatchStoresResponse) ProtoMessage() {}
 
 func (x *WatchStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +894,7 @@ func (x *WatchStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStoresResponse.ProtoReflect.Descriptor instead.
 func (*WatchStoresResponse) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{8}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchStoresResponse) GetStore() *Store {
@@ -676,7 +908,24 @@ var File_storeprov_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1estoreprov/store/v1/store.proto\x12\x12storeprov.store.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x04\n" +
+	"\x1estoreprov/store/v1/store.proto\x12\x12storeprov.store.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x01\n" +
+	"\x04User\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\bR\x05admin\x12\x1f\n" +
+	"\vstore_quota\x18\x03 \x01(\x05R\n" +
+	"storeQuota\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\x17\n" +
+	"\x15GetCurrentUserRequest\"\x81\x01\n" +
+	"\x12CreateTokenRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\bR\x05admin\x12\x1f\n" +
+	"\vstore_quota\x18\x03 \x01(\x05R\n" +
+	"storeQuota\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"Y\n" +
+	"\x13CreateTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12,\n" +
+	"\x04user\x18\x02 \x01(\v2\x18.storeprov.store.v1.UserR\x04user\"\xeb\x04\n" +
 	"\x05Store\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x02R\vdisplayName\x127\n" +
@@ -737,7 +986,11 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\vDeleteStore\x12&.storeprov.store.v1.DeleteStoreRequest\x1a\x19.storeprov.store.v1.Store\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/v1/stores/{id}\x12p\n" +
 	"\n" +
 	"RetryStore\x12%.storeprov.store.v1.RetryStoreRequest\x1a\x19.storeprov.store.v1.Store\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/stores/{id}:retry\x12z\n" +
-	"\vWatchStores\x12&.storeprov.store.v1.WatchStoresRequest\x1a'.storeprov.store.v1.WatchStoresResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/stores:watch0\x01B\xcd\x01\n" +
+	"\vWatchStores\x12&.storeprov.store.v1.WatchStoresRequest\x1a'.storeprov.store.v1.WatchStoresResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/stores:watch0\x012\xf1\x01\n" +
+	"\vUserService\x12k\n" +
+	"\x0eGetCurrentUser\x12).storeprov.store.v1.GetCurrentUserRequest\x1a\x18.storeprov.store.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/users/me\x12u\n" +
+	"\vCreateToken\x12&.storeprov.store.v1.CreateTokenRequest\x1a'.storeprov.store.v1.CreateTokenResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/tokensB\xcd\x01\n" +
 	"\x16com.storeprov.store.v1B\n" +
 	"StoreProtoP\x01Z=github.com/storeprov/storeprov/gen/storeprov/store/v1;storev1\xa2\x02\x03SSX\xaa\x02\x12Storeprov.Store.V1\xca\x02\x12Storeprov\\Store\\V1\xe2\x02\x1eStoreprov\\Store\\V1\\GPBMetadata\xea\x02\x14Storeprov::Store::V1b\x06proto3"
 
@@ -754,47 +1007,57 @@ func file_storeprov_store_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_storeprov_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_storeprov_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_storeprov_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_storeprov_store_v1_store_proto_goTypes = []any{
 	(Engine)(0),                   // 0: storeprov.store.v1.Engine
 	(Phase)(0),                    // 1: storeprov.store.v1.Phase
-	(*Store)(nil),                 // 2: storeprov.store.v1.Store
-	(*CreateStoreRequest)(nil),    // 3: storeprov.store.v1.CreateStoreRequest
-	(*GetStoreRequest)(nil),       // 4: storeprov.store.v1.GetStoreRequest
-	(*ListStoresRequest)(nil),     // 5: storeprov.store.v1.ListStoresRequest
-	(*ListStoresResponse)(nil),    // 6: storeprov.store.v1.ListStoresResponse
-	(*DeleteStoreRequest)(nil),    // 7: storeprov.store.v1.DeleteStoreRequest
-	(*RetryStoreRequest)(nil),     // 8: storeprov.store.v1.RetryStoreRequest
-	(*WatchStoresRequest)(nil),    // 9: storeprov.store.v1.WatchStoresRequest
-	(*WatchStoresResponse)(nil),   // 10: storeprov.store.v1.WatchStoresResponse
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*User)(nil),                  // 2: storeprov.store.v1.User
+	(*GetCurrentUserRequest)(nil), // 3: storeprov.store.v1.GetCurrentUserRequest
+	(*CreateTokenRequest)(nil),    // 4: storeprov.store.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 5: storeprov.store.v1.CreateTokenResponse
+	(*Store)(nil),                 // 6: storeprov.store.v1.Store
+	(*CreateStoreRequest)(nil),    // 7: storeprov.store.v1.CreateStoreRequest
+	(*GetStoreRequest)(nil),       // 8: storeprov.store.v1.GetStoreRequest
+	(*ListStoresRequest)(nil),     // 9: storeprov.store.v1.ListStoresRequest
+	(*ListStoresResponse)(nil),    // 10: storeprov.store.v1.ListStoresResponse
+	(*DeleteStoreRequest)(nil),    // 11: storeprov.store.v1.DeleteStoreRequest
+	(*RetryStoreRequest)(nil),     // 12: storeprov.store.v1.RetryStoreRequest
+	(*WatchStoresRequest)(nil),    // 13: storeprov.store.v1.WatchStoresRequest
+	(*WatchStoresResponse)(nil),   // 14: storeprov.store.v1.WatchStoresResponse
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_storeprov_store_v1_store_proto_depIdxs = []int32{
-	0,  // 0: storeprov.store.v1.Store.engine:type_name -> storeprov.store.v1.Engine
-	1,  // 1: storeprov.store.v1.Store.phase:type_name -> storeprov.store.v1.Phase
-	11, // 2: storeprov.store.v1.Store.create_time:type_name -> google.protobuf.Timestamp
-	11, // 3: storeprov.store.v1.Store.update_time:type_name -> google.protobuf.Timestamp
-	2,  // 4: storeprov.store.v1.CreateStoreRequest.store:type_name -> storeprov.store.v1.Store
-	1,  // 5: storeprov.store.v1.ListStoresRequest.phase:type_name -> storeprov.store.v1.Phase
-	2,  // 6: storeprov.store.v1.ListStoresResponse.stores:type_name -> storeprov.store.v1.Store
-	2,  // 7: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
-	3,  // 8: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
-	4,  // 9: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
-	5,  // 10: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
-	7,  // 11: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
-	8,  // 12: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
-	9,  // 13: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
-	2,  // 14: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
-	2,  // 15: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
-	6,  // 16: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
-	2,  // 17: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
-	2,  // 18: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
-	10, // 19: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	15, // 0: storeprov.store.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 1: storeprov.store.v1.CreateTokenResponse.user:type_name -> storeprov.store.v1.User
+	0,  // 2: storeprov.store.v1.Store.engine:type_name -> storeprov.store.v1.Engine
+	1,  // 3: storeprov.store.v1.Store.phase:type_name -> storeprov.store.v1.Phase
+	15, // 4: storeprov.store.v1.Store.create_time:type_name -> google.protobuf.Timestamp
+	15, // 5: storeprov.store.v1.Store.update_time:type_name -> google.protobuf.Timestamp
+	6,  // 6: storeprov.store.v1.CreateStoreRequest.store:type_name -> storeprov.store.v1.Store
+	1,  // 7: storeprov.store.v1.ListStoresRequest.phase:type_name -> storeprov.store.v1.Phase
+	6,  // 8: storeprov.store.v1.ListStoresResponse.stores:type_name -> storeprov.store.v1.Store
+	6,  // 9: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
+	7,  // 10: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
+	8,  // 11: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
+	9,  // 12: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
+	11, // 13: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
+	12, // 14: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
+	13, // 15: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
+	3,  // 16: storeprov.store.v1.UserService.GetCurrentUser:input_type -> storeprov.store.v1.GetCurrentUserRequest
+	4,  // 17: storeprov.store.v1.UserService.CreateToken:input_type -> storeprov.store.v1.CreateTokenRequest
+	6,  // 18: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
+	6,  // 19: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
+	10, // 20: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
+	6,  // 21: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
+	6,  // 22: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
+	14, // 23: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
+	2,  // 24: storeprov.store.v1.UserService.GetCurrentUser:output_type -> storeprov.store.v1.User
+	5,  // 25: storeprov.store.v1.UserService.CreateToken:output_type -> storeprov.store.v1.CreateTokenResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_storeprov_store_v1_store_proto_init() }
@@ -808,9 +1071,9 @@ func file_storeprov_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storeprov_store_v1_store_proto_rawDesc), len(file_storeprov_store_v1_store_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_storeprov_store_v1_store_proto_goTypes,
 		DependencyIndexes: file_storeprov_store_v1_store_proto_depIdxs,

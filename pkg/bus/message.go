@@ -1,0 +1,47 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+)
+
+// ContentType is the Content-Type header of every message: a protobuf
+// message in binary encoding, named by HeaderMessageType.
+const (
+	ContentType       = "application/protobuf"
+	HeaderMessageType = "Storeprov-Message-Type"
+)
+
+// Publish sends m to subject with msgID as its Nats-Msg-Id, so that
+// publishing the same id again within DuplicateWindow is dropped by the
+// server. It returns once JetStream has stored the message.
+func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, m proto.Message) error {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("cannot encode %T: %w", m, err)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set("Content-Type", ContentType)
+	msg.Header.Set(HeaderMessageType, string(m.ProtoReflect().Descriptor().FullName()))
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("cannot publish to %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Decode reads a message published by Publish into m. A message of another
+// type is an error: it cannot become valid by redelivery.
+func Decode(msg jetstream.Msg, m proto.Message) error {
+	want := string(m.ProtoReflect().Descriptor().FullName())
+	if got := msg.Headers().Get(HeaderMessageType); got != want {
+		return fmt.Errorf("message on %s is %q, want %q", msg.Subject(), got, want)
+	}
+	if err := proto.Unmarshal(msg.Data(), m); err != nil {
+		return fmt.Errorf("cannot decode %s on %s: %w", want, msg.Subject(), err)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+// Package bus declares, in one place, every NATS JetStream stream, subject,
+// consumer and key-value bucket the services use, creates them
+// idempotently, and carries protobuf messages over them.
+//
+// Two streams exist:
+//
+//	<P>_COMMANDS  work queue of ProvisionCommand on <p>.commands.<store>,
+//	              consumed by every orchestrator replica through one
+//	              durable pull consumer.
+//	<P>_EVENTS    StoreStatusChanged on <p>.status.<store> and AuditEvent
+//	              on <p>.audit.<store>, consumed by the api and the audit
+//	              service through durable consumers of their own.
+//
+// and one key-value bucket, <P>_LEASES, where orchestrators fence their
+// work on a store. The prefix <p> lets several installations (and tests)
+// share one NATS server.
+package bus
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Topology names the streams, subjects, consumers and buckets of one
+// installation.
+type Topology struct {
+	// Prefix is a lowercase word, "storeprov" by default.
+	Prefix string
+	// Replicas of each stream and bucket: 1 for a single server, 3 for a
+	// production cluster.
+	Replicas int
+}
+
+// Default is the topology of a storeprov installation.
+func Default() Topology { return Topology{Prefix: "storeprov", Replicas: 1} }
+
+func (t Topology) upper() string { return strings.ToUpper(t.Prefix) }
+
+// CommandsStream is the work-queue stream of provisioning commands.
+func (t Topology) CommandsStream() string { return t.upper() + "_COMMANDS" }
+
+// EventsStream holds status changes and audit events.
+func (t Topology) EventsStream() string { return t.upper() + "_EVENTS" }
+
+// LeaseBucket is the key-value bucket of per-store leases.
+func (t Topology) LeaseBucket() string { return t.upper() + "_LEASES" }
+
+// CommandSubject is where the command for a store is published.
+func (t Topology) CommandSubject(storeID string) string { return t.Prefix + ".commands." + storeID }
+
+// StatusSubject is where status changes of a store are published.
+func (t Topology) StatusSubject(storeID string) string { return t.Prefix + ".status." + storeID }
+
+// AuditSubject is where audit events about a store are published.
+func (t Topology) AuditSubject(storeID string) string { return t.Prefix + ".audit." + storeID }
+
+// Durable consumer names.
+const (
+	// OrchestratorConsumer is shared by every orchestrator replica.
+	OrchestratorConsumer = "orchestrator"
+	// APIStatusConsumer feeds status changes to the api.
+	APIStatusConsumer = "api-status"
+	// AuditConsumer feeds audit events to the audit service.
+	AuditConsumer = "audit"
+)
+
+// Delivery limits of the orchestrator's consumer.
+const (
+	// CommandAckWait is how long a worker may hold a command without a
+	// heartbeat (InProgress) before it is redelivered to another worker.
+	CommandAckWait = 30 * time.Second
+	// CommandMaxDeliver bounds redeliveries; after that the command is
+	// dropped and the store stays FAILED until retried.
+	CommandMaxDeliver = 8
+)
+
+// commandBackoff spaces redeliveries of a command that failed.
+var commandBackoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
+
+// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id.
+const DuplicateWindow = 10 * time.Minute
+
+// Options tune Ensure.
+type Options struct {
+	// MaxAckPending bounds the commands in flight across all orchestrator
+	// replicas (default 64).
+	MaxAckPending int
+}
+
+// Ensure creates or updates every stream, consumer and bucket of the
+// topology. It is idempotent and safe to call from every service at start.
+func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, opts Options) error {
+	if t.Prefix == "" || strings.ContainsAny(t.Prefix, ". *>") || strings.ToLower(t.Prefix) != t.Prefix {
+		return fmt.Errorf("bus prefix %q must be a lowercase word without dots or spaces", t.Prefix)
+	}
+	if opts.MaxAckPending <= 0 {
+		opts.MaxAckPending = 64
+	}
+	replicas := max(t.Replicas, 1)
+	streams := []jetstream.StreamConfig{{
+		Name:        t.CommandsStream(),
+		Description: "Provisioning commands for orchestrator workers",
+		Subjects:    []string{t.Prefix + ".commands.>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  DuplicateWindow,
+		Replicas:    replicas,
+	}, {
+		Name:        t.EventsStream(),
+		Description: "Store status changes and audit events",
+		Subjects:    []string{t.Prefix + ".status.>", t.Prefix + ".audit.>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      7 * 24 * time.Hour,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  DuplicateWindow,
+		Replicas:    replicas,
+	}}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("cannot ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	consumers := []struct {
+		stream string
+		cfg    jetstream.ConsumerConfig
+	}{
+		{t.CommandsStream(), jetstream.ConsumerConfig{
+			Durable:       OrchestratorConsumer,
+			Description:   "Shared by every orchestrator replica",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       CommandAckWait,
+			MaxDeliver:    CommandMaxDeliver,
+			BackOff:       commandBackoff,
+			MaxAckPending: opts.MaxAckPending,
+		}},
+		{t.EventsStream(), jetstream.ConsumerConfig{
+			Durable:       APIStatusConsumer,
+			Description:   "Status changes applied to the api's stores",
+			FilterSubject: t.Prefix + ".status.>",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       30 * time.Second,
+			MaxAckPending: 256,
+		}},
+		{t.EventsStream(), jetstream.ConsumerConfig{
+			Durable:       AuditConsumer,
+			Description:   "Audit events recorded by the audit service",
+			FilterSubject: t.Prefix + ".audit.>",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       30 * time.Second,
+			MaxAckPending: 256,
+		}},
+	}
+	for _, c := range consumers {
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.cfg); err != nil {
+			return fmt.Errorf("cannot ensure consumer %s on %s: %w", c.cfg.Durable, c.stream, err)
+		}
+	}
+	kv := jetstream.KeyValueConfig{
+		Bucket:      t.LeaseBucket(),
+		Description: "Per-store leases fencing orchestrator work",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+		return fmt.Errorf("cannot ensure bucket %s: %w", kv.Bucket, err)
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+// Package rpc builds the gRPC servers of the services the same way: bearer
+// token authentication, Prometheus metrics, panic recovery, the standard
+// health service and server reflection (so grpcurl works against every
+// service), and a /metrics HTTP endpoint.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	// Name of the user; the actor in the audit log.
+	Name  string
+	Admin bool
+}
+
+// Authenticator resolves a bearer token to its user. It returns an error
+// wrapping ErrUnauthenticated when the token is unknown.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (Principal, error)
+}
+
+// AuthenticatorFunc adapts a function to Authenticator.
+type AuthenticatorFunc func(ctx context.Context, token string) (Principal, error)
+
+// Authenticate calls f.
+func (f AuthenticatorFunc) Authenticate(ctx context.Context, token string) (Principal, error) {
+	return f(ctx, token)
+}
+
+// ErrUnauthenticated means the bearer token is missing or unknown.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+type principalKey struct{}
+
+// PrincipalFrom returns the caller that the server's interceptor
+// authenticated. ok is false for unauthenticated methods.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// WithPrincipal returns a context carrying p, for tests of handlers.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// BearerToken returns the token of the incoming "authorization: Bearer …"
+// metadata.
+func BearerToken(ctx context.Context) (string, bool) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if token, ok := strings.CutPrefix(v, "Bearer "); ok && token != "" {
+			return strings.TrimSpace(token), true
+		}
+	}
+	return "", false
+}
+
+// Options configure NewServer.
+type Options struct {
+	// Service names the service in metrics and logs.
+	Service string
+	// Auth authenticates every method not listed in Public; nil disables
+	// authentication.
+	Auth Authenticator
+	// Public lists full method names that need no token.
+	Public []string
+	// Registry receives the server's metrics; nil means the default registry.
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
+}
+
+// Server is a gRPC server with health and reflection registered.
+type Server struct {
+	*grpc.Server
+	// Health reports serving status; it starts SERVING.
+	Health *health.Server
+}
+
+// NewServer returns a gRPC server with the interceptors of Options. The
+// caller registers its services, then calls Serve.
+func NewServer(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.DefaultRegisterer
+	}
+	m := newMetrics(opts.Service, opts.Registry)
+	public := map[string]bool{
+		healthpb.Health_Check_FullMethodName: true,
+		healthpb.Health_Watch_FullMethodName: true,
+		healthpb.Health_List_FullMethodName:  true,
+	}
+	for _, p := range opts.Public {
+		public[p] = true
+	}
+	authenticate := func(ctx context.Context, method string) (context.Context, error) {
+		if opts.Auth == nil || public[method] || strings.HasPrefix(method, "/grpc.reflection.") {
+			return ctx, nil
+		}
+		token, ok := BearerToken(ctx)
+		if !ok {
+			return nil, status.Error(codes.Unauthenticated, `missing API token: send the header "Authorization: Bearer <token>"`)
+		}
+		p, err := opts.Auth.Authenticate(ctx, token)
+		if errors.Is(err, ErrUnauthenticated) {
+			return nil, status.Error(codes.Unauthenticated, "invalid API token: it is unknown or was revoked; create a new one with storectl token create")
+		}
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "cannot check API token: %v", err)
+		}
+		return WithPrincipal(ctx, p), nil
+	}
+	recoverPanic := func(method string, err *error) {
+		if r := recover(); r != nil {
+			opts.Logger.Error("panic in gRPC handler", "method", method, "panic", r, "stack", string(debug.Stack()))
+			*err = status.Error(codes.Internal, "internal error")
+		}
+	}
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		start := time.Now()
+		defer func() { m.observe(info.FullMethod, err, start) }()
+		defer recoverPanic(info.FullMethod, &err)
+		ctx, err = authenticate(ctx, info.FullMethod)
+		if err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		start := time.Now()
+		defer func() { m.observe(info.FullMethod, err, start) }()
+		defer recoverPanic(info.FullMethod, &err)
+		ctx, err := authenticate(ss.Context(), info.FullMethod)
+		if err != nil {
+			return err
+		}
+		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	}
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	return &Server{Server: gs, Health: hs}
+}
+
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }
+
+type metrics struct {
+	handled *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+}
+
+func newMetrics(service string, reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "storeprov_grpc_handled_total", Help: "gRPC calls completed, by method and code.",
+			ConstLabels: prometheus.Labels{"service": service},
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "storeprov_grpc_handling_seconds", Help: "Time to handle a gRPC call.",
+			ConstLabels: prometheus.Labels{"service": service},
+			Buckets:     prometheus.DefBuckets,
+		}, []string{"method"}),
+	}
+	for _, c := range []prometheus.Collector{m.handled, m.latency} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(fmt.Sprintf("cannot register gRPC metrics: %v", err))
+			}
+		}
+	}
+	return m
+}
+
+func (m *metrics) observe(method string, err error, start time.Time) {
+	m.handled.WithLabelValues(method, status.Code(err).String()).Inc()
+	m.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+}
+
+// MetricsHandler serves the default Prometheus registry.
+func MetricsHandler() http.Handler { return promhttp.Handler() }
