@@ -1,0 +1,56 @@
+// Package lifecycle names the facts of a store's life that several services
+// share: audit actions, status reasons, the actor of what the platform does
+// by itself, and the ids that make repeated events idempotent. Status,
+// events, the audit log and the dashboard all use these names.
+package lifecycle
+
+import (
+	"fmt"
+
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+)
+
+// Audit actions.
+const (
+	ActionCreate  = "create"  // a user asked for a store
+	ActionDelete  = "delete"  // a user asked to delete a store
+	ActionRetry   = "retry"   // a user retried a failed store
+	ActionReady   = "ready"   // the store became READY
+	ActionFailure = "failure" // provisioning or deletion failed
+	ActionDeleted = "deleted" // everything the store owned is gone
+)
+
+// SystemActor is the actor of what the orchestrator does on its own.
+const SystemActor = "system:orchestrator"
+
+// Status reasons, in StoreStatusChanged.reason and Store.failure_reason.
+const (
+	ReasonProvisioning         = "Provisioning"
+	ReasonReady                = "Ready"
+	ReasonDeleting             = "Deleting"
+	ReasonDeleted              = "Deleted"
+	ReasonTimeout              = "Timeout"              // not ready within the provisioning deadline
+	ReasonQuotaExceeded        = "QuotaExceeded"        // the namespace quota refused a workload
+	ReasonCredentialsLost      = "CredentialsLost"      // a credentials Secret was deleted out of band
+	ReasonNamespaceTerminating = "NamespaceTerminating" // the namespace is still being deleted
+	ReasonNamespaceStuck       = "NamespaceStuck"       // deletion did not finish; message names the blocker
+	ReasonRetriesExhausted     = "RetriesExhausted"     // transient errors outlasted every redelivery
+	ReasonInvalidSpec          = "InvalidSpec"          // the command cannot succeed as written
+)
+
+// StatusEventID is the Nats-Msg-Id of a status change, so the same change
+// published twice is stored once.
+func StatusEventID(storeID string, generation int64, phase storev1.Phase, reason string) string {
+	return fmt.Sprintf("status/%s/%d/%s/%s", storeID, generation, phase, reason)
+}
+
+// AuditEventID is the id of an audit event the orchestrator emits about a
+// generation of a store: the same outcome reported twice is recorded once.
+func AuditEventID(storeID string, generation int64, action string) string {
+	return fmt.Sprintf("audit/%s/%d/%s", storeID, generation, action)
+}
+
+// CommandID is the Nats-Msg-Id of the provisioning command of a generation.
+func CommandID(storeID string, generation int64) string {
+	return fmt.Sprintf("command/%s/%d", storeID, generation)
+}
