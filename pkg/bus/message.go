@@ -24,24 +24,33 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID string,
 	if err != nil {
 		return fmt.Errorf("cannot encode %T: %w", m, err)
 	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set("Content-Type", ContentType)
-	msg.Header.Set(HeaderMessageType, string(m.ProtoReflect().Descriptor().FullName()))
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
-		return fmt.Errorf("cannot publish to %s: %w", subject, err)
-	}
-	return nil
+	return PublishEncoded(ctx, js, subject, msgID, MessageType(m), data)
 }
+
+// MessageType is the full protobuf name of m, as carried in HeaderMessageType.
+func MessageType(m proto.Message) string { return string(m.ProtoReflect().Descriptor().FullName()) }
 
 // Decode reads a message published by Publish into m. A message of another
 // type is an error: it cannot become valid by redelivery.
 func Decode(msg jetstream.Msg, m proto.Message) error {
-	want := string(m.ProtoReflect().Descriptor().FullName())
+	want := MessageType(m)
 	if got := msg.Headers().Get(HeaderMessageType); got != want {
 		return fmt.Errorf("message on %s is %q, want %q", msg.Subject(), got, want)
 	}
 	if err := proto.Unmarshal(msg.Data(), m); err != nil {
 		return fmt.Errorf("cannot decode %s on %s: %w", want, msg.Subject(), err)
+	}
+	return nil
+}
+
+// PublishEncoded is Publish for a message already encoded, such as one
+// kept in an outbox: messageType is its full protobuf name.
+func PublishEncoded(ctx context.Context, js jetstream.JetStream, subject, msgID, messageType string, data []byte) error {
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set("Content-Type", ContentType)
+	msg.Header.Set(HeaderMessageType, messageType)
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("cannot publish to %s: %w", subject, err)
 	}
 	return nil
 }

@@ -12,7 +12,10 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -84,6 +87,10 @@ type Options struct {
 	Auth Authenticator
 	// Public lists full method names that need no token.
 	Public []string
+	// RateLimit is the sustained requests per second allowed to each user
+	// (0: unlimited), with bursts of RateBurst.
+	RateLimit float64
+	RateBurst int
 	// Registry receives the server's metrics; nil means the default registry.
 	Registry prometheus.Registerer
 	Logger   *slog.Logger
@@ -106,6 +113,7 @@ func NewServer(opts Options) *Server {
 		opts.Registry = prometheus.DefaultRegisterer
 	}
 	m := newMetrics(opts.Service, opts.Registry)
+	limiter := newLimiter(opts.RateLimit, opts.RateBurst)
 	public := map[string]bool{
 		healthpb.Health_Check_FullMethodName: true,
 		healthpb.Health_Watch_FullMethodName: true,
@@ -128,6 +136,9 @@ func NewServer(opts Options) *Server {
 		}
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "cannot check API token: %v", err)
+		}
+		if !limiter.allow(p.Name) {
+			return nil, status.Errorf(codes.ResourceExhausted, "rate limit exceeded: at most %g requests per second per user; retry in a moment", opts.RateLimit)
 		}
 		return WithPrincipal(ctx, p), nil
 	}
@@ -164,6 +175,35 @@ func NewServer(opts Options) *Server {
 	return &Server{Server: gs, Health: hs}
 }
 
+// limiter keeps one token bucket per user.
+type limiter struct {
+	limit rate.Limit
+	burst int
+	mu    sync.Mutex
+	users map[string]*rate.Limiter
+}
+
+func newLimiter(perSecond float64, burst int) *limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	return &limiter{limit: rate.Limit(perSecond), burst: max(burst, 1), users: map[string]*rate.Limiter{}}
+}
+
+func (l *limiter) allow(user string) bool {
+	if l == nil {
+		return true
+	}
+	l.mu.Lock()
+	lim, ok := l.users[user]
+	if !ok {
+		lim = rate.NewLimiter(l.limit, l.burst)
+		l.users[user] = lim
+	}
+	l.mu.Unlock()
+	return lim.Allow()
+}
+
 type contextStream struct {
 	grpc.ServerStream
 	ctx context.Context
@@ -188,13 +228,21 @@ func newMetrics(service string, reg prometheus.Registerer) *metrics {
 			Buckets:     prometheus.DefBuckets,
 		}, []string{"method"}),
 	}
-	for _, c := range []prometheus.Collector{m.handled, m.latency} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				panic(fmt.Sprintf("cannot register gRPC metrics: %v", err))
-			}
+	// Several servers of one service in a process (tests, the dev stack)
+	// share the collectors registered first.
+	if err := reg.Register(m.handled); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			panic(fmt.Sprintf("cannot register gRPC metrics: %v", err))
 		}
+		m.handled = are.ExistingCollector.(*prometheus.CounterVec)
+	}
+	if err := reg.Register(m.latency); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			panic(fmt.Sprintf("cannot register gRPC metrics: %v", err))
+		}
+		m.latency = are.ExistingCollector.(*prometheus.HistogramVec)
 	}
 	return m
 }

@@ -1,0 +1,210 @@
+// Package app wires the api service: database, users and stores, the
+// outbox relay, the status feed, the gRPC server and the metrics endpoint.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/pkg/database"
+	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/services/api/internal/ent"
+	"github.com/storeprov/storeprov/services/api/internal/outbox"
+	"github.com/storeprov/storeprov/services/api/internal/server"
+	"github.com/storeprov/storeprov/services/api/internal/statusfeed"
+	"github.com/storeprov/storeprov/services/api/internal/stores"
+	"github.com/storeprov/storeprov/services/api/internal/users"
+	"github.com/storeprov/storeprov/services/api/internal/watch"
+)
+
+// Options configure the api.
+type Options struct {
+	DatabaseURL string
+	NATSURL     string
+	BusPrefix   string
+	GRPCAddr    string
+	MetricsAddr string
+	// AdminTokenFile receives the first admin's token when the database is
+	// new; empty means it is only logged.
+	AdminTokenFile    string
+	DefaultStoreQuota int
+	RateLimit         float64
+	RateBurst         int
+	Logger            *slog.Logger
+	// OnReady, when set, is called with the bound addresses once serving.
+	OnReady func(Addrs)
+}
+
+// Addrs are the addresses the api listens on.
+type Addrs struct{ GRPC, Metrics string }
+
+// BindFlags registers the options as flags.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.DatabaseURL, "database-url", "sqlite://api.db", "database: sqlite:///path/file.db or postgres://user@host/db")
+	fs.StringVar(&o.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with JetStream")
+	fs.StringVar(&o.BusPrefix, "bus-prefix", "storeprov", "prefix of the NATS streams and subjects")
+	fs.StringVar(&o.GRPCAddr, "grpc-addr", ":9090", "gRPC listen address")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9091", "metrics and health HTTP listen address")
+	fs.StringVar(&o.AdminTokenFile, "admin-token-file", "", "file that receives the first admin's token on first start")
+	fs.IntVar(&o.DefaultStoreQuota, "default-store-quota", 5, "stores a new user may have")
+	fs.Float64Var(&o.RateLimit, "rate-limit", 20, "requests per second per user (0: unlimited)")
+	fs.IntVar(&o.RateBurst, "rate-burst", 40, "burst of requests per user")
+}
+
+// Run serves until ctx is done, then shuts down gracefully.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	db, err := database.Open(ctx, o.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx, stores.Migrations); err != nil {
+		return err
+	}
+	client := ent.NewClient(ent.Driver(db.Driver))
+
+	userSvc := &users.Service{Client: client, DefaultStoreQuota: int32(o.DefaultStoreQuota)}
+	if token, err := userSvc.Bootstrap(ctx); err != nil {
+		return fmt.Errorf("cannot create the first admin: %w", err)
+	} else if token != "" {
+		log.Info("created the first admin user; keep its token", "user", users.BootstrapAdmin, "token_file", o.AdminTokenFile)
+		if err := writeToken(o.AdminTokenFile, token); err != nil {
+			return err
+		}
+		if o.AdminTokenFile == "" {
+			fmt.Fprintf(os.Stderr, "first admin token: %s\n", token)
+		}
+	}
+
+	// NATS may be down: requests are still accepted and wait in the outbox.
+	nc, err := nats.Connect(o.NATSURL, nats.Name("storeprov-api"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("cannot connect to NATS at %s: %w", o.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	topo := bus.Topology{Prefix: o.BusPrefix, Replicas: 1}
+
+	published := prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."})
+	registerOnce(published)
+	relay := outbox.NewRelay(client, js, log, published)
+	hub := &watch.Hub{}
+	storeSvc := &stores.Service{Client: client, Dialect: db.Dialect, Topology: topo, Notifier: hub, Kick: relay.Kick}
+
+	grpcSrv := rpc.NewServer(rpc.Options{Service: "api", Auth: userSvc, RateLimit: o.RateLimit, RateBurst: o.RateBurst, Logger: log})
+	srv := &server.Server{Stores: storeSvc, Users: userSvc, Hub: hub}
+	storev1.RegisterStoreServiceServer(grpcSrv, srv)
+	storev1.RegisterUserServiceServer(grpcSrv, srv)
+
+	grpcLis, err := net.Listen("tcp", o.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", o.GRPCAddr, err)
+	}
+	metricsLis, err := net.Listen("tcp", o.MetricsAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("cannot listen on %s: %w", o.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", rpc.MetricsHandler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Go(func() { relay.Run(ctx) })
+	wg.Go(func() { consumeStatus(ctx, js, topo, storeSvc, log) })
+	wg.Go(func() {
+		if err := grpcSrv.Serve(grpcLis); err != nil {
+			errs <- fmt.Errorf("gRPC server: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := metricsSrv.Serve(metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("metrics server: %w", err)
+		}
+	})
+	addrs := Addrs{GRPC: grpcLis.Addr().String(), Metrics: metricsLis.Addr().String()}
+	log.Info("api serving", "grpc", addrs.GRPC, "metrics", addrs.Metrics, "database", db.Dialect)
+	if o.OnReady != nil {
+		o.OnReady(addrs)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	grpcSrv.Health.Shutdown()
+	stopped := make(chan struct{})
+	go func() { grpcSrv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		grpcSrv.Stop()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = metricsSrv.Shutdown(shutdownCtx)
+	wg.Wait()
+	return runErr
+}
+
+// consumeStatus keeps the status feed running, creating the bus topology
+// first and starting again after NATS outages.
+func consumeStatus(ctx context.Context, js jetstream.JetStream, topo bus.Topology, applier statusfeed.Applier, log *slog.Logger) {
+	for ctx.Err() == nil {
+		err := topo.Ensure(ctx, js, bus.Options{})
+		if err == nil {
+			err = statusfeed.Consume(ctx, js, topo, applier, log)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("status feed unavailable; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+}
+
+func writeToken(path, token string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(token+"\n"), 0o600)
+}
+
+func registerOnce(c prometheus.Collector) {
+	if err := prometheus.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			panic(err)
+		}
+	}
+}

@@ -1,0 +1,41 @@
+package schema
+
+import (
+	"time"
+
+	"entgo.io/ent"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+)
+
+// Store is the desired and last observed state of one store.
+type Store struct{ ent.Schema }
+
+// Fields of Store.
+func (Store) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("id").NotEmpty().MaxLen(40).Immutable(),
+		field.String("display_name").NotEmpty().MaxLen(63),
+		field.String("engine").NotEmpty(),
+		field.String("owner").NotEmpty().Immutable(),
+		field.String("phase").NotEmpty(),
+		field.String("failure_reason").Default(""),
+		field.String("failure_message").Default(""),
+		field.String("url").Default(""),
+		field.String("chart_version").Default(""),
+		field.Int64("generation").Default(1),
+		field.Int64("observed_generation").Default(0),
+		// Time of the newest status event applied; older ones are ignored.
+		field.Time("status_time").Optional().Nillable(),
+		field.Time("create_time").Default(time.Now).Immutable(),
+		field.Time("update_time").Default(time.Now).UpdateDefault(time.Now),
+	}
+}
+
+// Indexes of Store.
+func (Store) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("owner", "phase"),
+		index.Fields("create_time", "id"),
+	}
+}

@@ -1,0 +1,98 @@
+// Package outbox publishes the messages that the api wrote to its outbox
+// table to NATS JetStream. Each row is published with its msg_id as the
+// Nats-Msg-Id, then marked sent; a crash between the two publishes it
+// again, which JetStream's deduplication drops. While NATS is down rows
+// wait in the table: a request is delayed, never lost.
+package outbox
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/services/api/internal/ent"
+	entoutbox "github.com/storeprov/storeprov/services/api/internal/ent/outbox"
+)
+
+// Relay moves outbox rows to JetStream.
+type Relay struct {
+	Client *ent.Client
+	JS     jetstream.JetStream
+	Logger *slog.Logger
+	// Interval between scans when nothing kicks the relay.
+	Interval time.Duration
+	// Published counts messages published.
+	Published prometheus.Counter
+	kick      chan struct{}
+}
+
+// NewRelay returns a relay; call Run.
+func NewRelay(client *ent.Client, js jetstream.JetStream, logger *slog.Logger, published prometheus.Counter) *Relay {
+	return &Relay{Client: client, JS: js, Logger: logger, Interval: time.Second, Published: published, kick: make(chan struct{}, 1)}
+}
+
+// Kick asks the relay to scan now; it never blocks.
+func (r *Relay) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes pending rows until ctx is done.
+func (r *Relay) Run(ctx context.Context) {
+	backoff := r.Interval
+	for {
+		err := r.publishPending(ctx)
+		wait := r.Interval
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.Logger.Warn("outbox relay cannot publish; will retry", "err", err, "retry_in", backoff)
+			wait = backoff
+			backoff = min(backoff*2, 30*time.Second)
+		} else {
+			backoff = r.Interval
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// publishPending publishes unsent rows in id order, stopping at the first
+// failure so that messages of one store keep their order.
+func (r *Relay) publishPending(ctx context.Context) error {
+	for {
+		rows, err := r.Client.Outbox.Query().Where(entoutbox.SentTimeIsNil()).Order(entoutbox.ByID()).Limit(100).All(ctx)
+		if err != nil || len(rows) == 0 {
+			return err
+		}
+		for _, row := range rows {
+			pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := bus.PublishEncoded(pubCtx, r.JS, row.Subject, row.MsgID, row.MessageType, row.Payload)
+			cancel()
+			if err != nil {
+				return err
+			}
+			if err := r.Client.Outbox.UpdateOne(row).SetSentTime(time.Now().UTC()).Exec(ctx); err != nil {
+				return err
+			}
+			if r.Published != nil {
+				r.Published.Inc()
+			}
+		}
+		// Rows sent an hour ago can no longer be deduplicated anyway.
+		if _, err := r.Client.Outbox.Delete().Where(entoutbox.SentTimeLT(time.Now().Add(-time.Hour))).Exec(ctx); err != nil {
+			return err
+		}
+	}
+}

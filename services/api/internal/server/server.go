@@ -1,0 +1,194 @@
+// Package server implements the public gRPC services of the api,
+// StoreService and UserService, over the stores and users repositories.
+// It is the one place where domain errors become gRPC status codes.
+package server
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/services/api/internal/ent"
+	"github.com/storeprov/storeprov/services/api/internal/stores"
+	"github.com/storeprov/storeprov/services/api/internal/users"
+	"github.com/storeprov/storeprov/services/api/internal/watch"
+)
+
+// Server serves StoreService and UserService.
+type Server struct {
+	storev1.UnimplementedStoreServiceServer
+	storev1.UnimplementedUserServiceServer
+	Stores *stores.Service
+	Users  *users.Service
+	Hub    *watch.Hub
+}
+
+// CreateStore implements StoreService.
+func (s *Server) CreateStore(ctx context.Context, req *storev1.CreateStoreRequest) (*storev1.Store, error) {
+	caller := principal(ctx)
+	if req.GetStore() == nil {
+		return nil, status.Error(codes.InvalidArgument, "store: is required: send {\"displayName\": …, \"engine\": \"ENGINE_WOOCOMMERCE\"|\"ENGINE_MEDUSA\"}")
+	}
+	st, err := s.Stores.Create(ctx, caller, req.GetStore().GetDisplayName(), req.GetStore().GetEngine())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return ToProto(st), nil
+}
+
+// GetStore implements StoreService.
+func (s *Server) GetStore(ctx context.Context, req *storev1.GetStoreRequest) (*storev1.Store, error) {
+	st, err := s.Stores.Get(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return ToProto(st), nil
+}
+
+// ListStores implements StoreService.
+func (s *Server) ListStores(ctx context.Context, req *storev1.ListStoresRequest) (*storev1.ListStoresResponse, error) {
+	list, next, err := s.Stores.List(ctx, principal(ctx), req.GetPageSize(), req.GetPageToken(), req.GetPhase())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &storev1.ListStoresResponse{NextPageToken: next}
+	for _, st := range list {
+		resp.Stores = append(resp.Stores, ToProto(st))
+	}
+	return resp, nil
+}
+
+// DeleteStore implements StoreService.
+func (s *Server) DeleteStore(ctx context.Context, req *storev1.DeleteStoreRequest) (*storev1.Store, error) {
+	st, err := s.Stores.Delete(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return ToProto(st), nil
+}
+
+// RetryStore implements StoreService.
+func (s *Server) RetryStore(ctx context.Context, req *storev1.RetryStoreRequest) (*storev1.Store, error) {
+	st, err := s.Stores.Retry(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return ToProto(st), nil
+}
+
+// WatchStores implements StoreService: it sends every store the caller may
+// see, then each change to them, until the client goes away.
+func (s *Server) WatchStores(_ *storev1.WatchStoresRequest, stream storev1.StoreService_WatchStoresServer) error {
+	ctx := stream.Context()
+	caller := principal(ctx)
+	changes, cancel := s.Hub.Subscribe()
+	defer cancel()
+	token := ""
+	for {
+		page, next, err := s.Stores.List(ctx, caller, stores.MaxPageSize, token, storev1.Phase_PHASE_UNSPECIFIED)
+		if err != nil {
+			return toStatus(err)
+		}
+		for _, st := range page {
+			if err := stream.Send(&storev1.WatchStoresResponse{Store: ToProto(st)}); err != nil {
+				return err
+			}
+		}
+		if token = next; token == "" {
+			break
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case st, ok := <-changes:
+			if !ok {
+				return status.Error(codes.Unavailable, "watch fell behind: watch again to get the current stores")
+			}
+			if !caller.Admin && st.Owner != caller.Name {
+				continue
+			}
+			if err := stream.Send(&storev1.WatchStoresResponse{Store: ToProto(st)}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// GetCurrentUser implements UserService.
+func (s *Server) GetCurrentUser(ctx context.Context, _ *storev1.GetCurrentUserRequest) (*storev1.User, error) {
+	u, err := s.Users.Get(ctx, principal(ctx).Name)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return userToProto(u), nil
+}
+
+// CreateToken implements UserService.
+func (s *Server) CreateToken(ctx context.Context, req *storev1.CreateTokenRequest) (*storev1.CreateTokenResponse, error) {
+	token, u, err := s.Users.CreateToken(ctx, principal(ctx),
+		users.NewUser{Name: req.GetUser(), Admin: req.GetAdmin(), StoreQuota: req.GetStoreQuota()}, req.GetDescription())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storev1.CreateTokenResponse{Token: token, User: userToProto(u)}, nil
+}
+
+// ToProto converts a store row to its API form.
+func ToProto(st *ent.Store) *storev1.Store {
+	return &storev1.Store{
+		Id:                 st.ID,
+		DisplayName:        st.DisplayName,
+		Engine:             storev1.Engine(storev1.Engine_value[st.Engine]),
+		Owner:              st.Owner,
+		Phase:              storev1.Phase(storev1.Phase_value[st.Phase]),
+		FailureReason:      st.FailureReason,
+		FailureMessage:     st.FailureMessage,
+		Url:                st.URL,
+		CreateTime:         timestamppb.New(st.CreateTime),
+		UpdateTime:         timestamppb.New(st.UpdateTime),
+		Generation:         st.Generation,
+		ObservedGeneration: st.ObservedGeneration,
+		Namespace:          "store-" + st.ID,
+		ChartVersion:       st.ChartVersion,
+	}
+}
+
+func userToProto(u *ent.User) *storev1.User {
+	return &storev1.User{Name: u.Name, Admin: u.Admin, StoreQuota: u.StoreQuota, CreateTime: timestamppb.New(u.CreateTime)}
+}
+
+func principal(ctx context.Context) rpc.Principal {
+	p, _ := rpc.PrincipalFrom(ctx)
+	return p
+}
+
+// toStatus maps domain errors to gRPC status codes.
+func toStatus(err error) error {
+	var invalid *stores.InvalidFieldError
+	switch {
+	case errors.As(err, &invalid):
+		return status.Error(codes.InvalidArgument, invalid.Error())
+	case errors.Is(err, stores.ErrNotFound), ent.IsNotFound(err):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, stores.ErrQuotaExceeded):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, stores.ErrWrongPhase):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, users.ErrForbidden):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, users.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(codes.Internal, "internal error: "+err.Error())
+}

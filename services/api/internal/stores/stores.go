@@ -1,0 +1,376 @@
+// Package stores keeps the desired state of stores: it validates requests,
+// enforces ownership and quotas, and writes every change together with the
+// messages that announce it (provisioning command, audit event) to the
+// outbox in one transaction. It applies status events from the
+// orchestrator when they are newer than what it holds.
+package stores
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	entdialect "entgo.io/ent/dialect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
+	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/services/api/internal/ent"
+	entstore "github.com/storeprov/storeprov/services/api/internal/ent/store"
+	entuser "github.com/storeprov/storeprov/services/api/internal/ent/user"
+)
+
+// Migrations are the versioned schema migrations of the api's database,
+// for database.DB.Migrate.
+//
+//go:embed migrations
+var Migrations embed.FS
+
+// MaxDisplayNameLength is the longest display name accepted.
+const MaxDisplayNameLength = 63
+
+var (
+	// ErrNotFound means the store does not exist or the caller may not see it.
+	ErrNotFound = errors.New("store not found")
+	// ErrQuotaExceeded means the caller already has as many stores as allowed.
+	ErrQuotaExceeded = errors.New("store quota exceeded")
+	// ErrWrongPhase means the store is not in a phase that allows the request.
+	ErrWrongPhase = errors.New("store is in the wrong phase")
+)
+
+// InvalidFieldError reports a request field with a value that is not
+// allowed; Error says what is allowed.
+type InvalidFieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InvalidFieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Notifier is told about every store that changed, after the change committed.
+type Notifier interface{ Notify(*ent.Store) }
+
+// Service is the store repository.
+type Service struct {
+	Client   *ent.Client
+	// Dialect of the database behind Client.
+	Dialect  string
+	Topology bus.Topology
+	// Notifier receives committed changes; may be nil.
+	Notifier Notifier
+	// Kick wakes the outbox relay after a commit; may be nil.
+	Kick func()
+	Now  func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Create validates the request, checks the caller's store quota and records
+// a new store in phase PROVISIONING with its provisioning command and audit
+// event. It returns *InvalidFieldError or ErrQuotaExceeded on a bad request.
+func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName string, engine storev1.Engine) (*ent.Store, error) {
+	displayName = strings.TrimSpace(displayName)
+	if err := validateDisplayName(displayName); err != nil {
+		return nil, err
+	}
+	if err := validateEngine(engine); err != nil {
+		return nil, err
+	}
+	var created *ent.Store
+	err := s.inTx(ctx, func(tx *ent.Tx) error {
+		user, err := tx.User.Query().Where(entuser.Name(caller.Name)).Only(ctx)
+		if err != nil {
+			return fmt.Errorf("cannot read user %s: %w", caller.Name, err)
+		}
+		active, err := tx.Store.Query().Where(entstore.Owner(caller.Name), entstore.PhaseNEQ(storev1.Phase_PHASE_DELETED.String())).Count(ctx)
+		if err != nil {
+			return err
+		}
+		if active >= int(user.StoreQuota) {
+			return fmt.Errorf("%w: %s has %d of %d stores; delete one first or ask an admin for a higher quota", ErrQuotaExceeded, caller.Name, active, user.StoreQuota)
+		}
+		now := s.now()
+		created, err = tx.Store.Create().
+			SetID(newStoreID()).
+			SetDisplayName(displayName).
+			SetEngine(engine.String()).
+			SetOwner(caller.Name).
+			SetPhase(storev1.Phase_PHASE_PROVISIONING.String()).
+			SetGeneration(1).
+			SetCreateTime(now).
+			SetUpdateTime(now).
+			Save(ctx)
+		if err != nil {
+			return fmt.Errorf("cannot insert store: %w", err)
+		}
+		return s.announce(ctx, tx, created, eventsv1.Action_ACTION_PROVISION, caller.Name, lifecycle.ActionCreate, "created "+engine.String()+" store "+fmt.Sprintf("%q", displayName))
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.committed(created)
+	return created, nil
+}
+
+// Get returns a store the caller may see.
+func (s *Service) Get(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
+	st, err := s.Client.Store.Get(ctx, id)
+	if ent.IsNotFound(err) || err == nil && !visible(caller, st) {
+		return nil, fmt.Errorf("%w: no store %q", ErrNotFound, id)
+	}
+	return st, err
+}
+
+// Delete moves a store to DELETING and queues its removal. A store already
+// DELETING or DELETED is returned unchanged.
+func (s *Service) Delete(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
+	return s.transition(ctx, caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
+		switch st.Phase {
+		case storev1.Phase_PHASE_DELETING.String(), storev1.Phase_PHASE_DELETED.String():
+			return 0, "", false, nil
+		}
+		return eventsv1.Action_ACTION_DELETE, lifecycle.ActionDelete, true, nil
+	}, storev1.Phase_PHASE_DELETING)
+}
+
+// Retry provisions a FAILED store again under a new generation. It returns
+// ErrWrongPhase for a store that is not FAILED.
+func (s *Service) Retry(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
+	return s.transition(ctx, caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
+		if st.Phase != storev1.Phase_PHASE_FAILED.String() {
+			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a FAILED store can be retried", ErrWrongPhase, id, strings.TrimPrefix(st.Phase, "PHASE_"))
+		}
+		return eventsv1.Action_ACTION_PROVISION, lifecycle.ActionRetry, true, nil
+	}, storev1.Phase_PHASE_PROVISIONING)
+}
+
+// transition bumps the generation of a store and moves it to phase when
+// decide says so, recording the command and audit event in the same
+// transaction.
+func (s *Service) transition(ctx context.Context, caller rpc.Principal, id string,
+	decide func(*ent.Store) (action eventsv1.Action, auditAction string, change bool, err error), phase storev1.Phase,
+) (*ent.Store, error) {
+	var result *ent.Store
+	changed := false
+	err := s.inTx(ctx, func(tx *ent.Tx) error {
+		st, err := s.lockStore(ctx, tx, id)
+		if ent.IsNotFound(err) || err == nil && !visible(caller, st) {
+			return fmt.Errorf("%w: no store %q", ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		action, auditAction, change, err := decide(st)
+		if err != nil || !change {
+			result = st
+			return err
+		}
+		result, err = st.Update().
+			SetPhase(phase.String()).
+			SetGeneration(st.Generation+1).
+			SetFailureReason("").
+			SetFailureMessage("").
+			SetUpdateTime(s.now()).
+			Save(ctx)
+		if err != nil {
+			return err
+		}
+		changed = true
+		return s.announce(ctx, tx, result, action, caller.Name, auditAction, "")
+	})
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		s.committed(result)
+	}
+	return result, nil
+}
+
+// announce writes the provisioning command and the audit event of a change
+// to the outbox.
+func (s *Service) announce(ctx context.Context, tx *ent.Tx, st *ent.Store, action eventsv1.Action, actor, auditAction, detail string) error {
+	now := timestamppb.New(s.now())
+	cmd := &eventsv1.ProvisionCommand{
+		StoreId:    st.ID,
+		Generation: st.Generation,
+		Action:     action,
+		Spec: &eventsv1.StoreSpec{
+			DisplayName: st.DisplayName,
+			Engine:      storev1.Engine(storev1.Engine_value[st.Engine]),
+			Owner:       st.Owner,
+		},
+		Actor:     actor,
+		IssueTime: now,
+	}
+	audit := &eventsv1.AuditEvent{Entry: &auditv1.AuditEntry{
+		Id:         lifecycle.AuditEventID(st.ID, st.Generation, auditAction),
+		Action:     auditAction,
+		Actor:      actor,
+		StoreId:    st.ID,
+		StoreOwner: st.Owner,
+		Time:       now,
+		Detail:     detail,
+	}}
+	rows := []struct {
+		subject, msgID string
+		msg            proto.Message
+	}{
+		{s.Topology.CommandSubject(st.ID), lifecycle.CommandID(st.ID, st.Generation), cmd},
+		{s.Topology.AuditSubject(st.ID), audit.Entry.Id, audit},
+	}
+	for _, r := range rows {
+		payload, err := proto.Marshal(r.msg)
+		if err != nil {
+			return err
+		}
+		if err := tx.Outbox.Create().
+			SetSubject(r.subject).
+			SetMsgID(r.msgID).
+			SetPayload(payload).
+			SetMessageType(bus.MessageType(r.msg)).
+			SetCreateTime(s.now()).
+			Exec(ctx); err != nil {
+			return fmt.Errorf("cannot write outbox: %w", err)
+		}
+	}
+	return nil
+}
+
+// ApplyStatus records a status change reported by the orchestrator, unless
+// it is older than what the store holds: an older generation, an earlier
+// time, or a store already DELETED. It reports whether the store changed.
+func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChanged) (bool, error) {
+	var updated *ent.Store
+	err := s.inTx(ctx, func(tx *ent.Tx) error {
+		st, err := s.lockStore(ctx, tx, ev.GetStoreId())
+		if ent.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		evTime := ev.GetTime().AsTime()
+		switch {
+		case ev.GetObservedGeneration() < st.Generation,
+			st.Phase == storev1.Phase_PHASE_DELETED.String(),
+			st.StatusTime != nil && st.ObservedGeneration == ev.GetObservedGeneration() && evTime.Before(*st.StatusTime),
+			ev.GetPhase() == storev1.Phase_PHASE_UNSPECIFIED:
+			return nil
+		}
+		u := st.Update().
+			SetPhase(ev.GetPhase().String()).
+			SetObservedGeneration(ev.GetObservedGeneration()).
+			SetStatusTime(evTime).
+			SetUpdateTime(s.now())
+		if ev.GetPhase() == storev1.Phase_PHASE_FAILED {
+			u.SetFailureReason(ev.GetReason()).SetFailureMessage(ev.GetMessage())
+		} else {
+			u.SetFailureReason("").SetFailureMessage("")
+		}
+		if ev.GetUrl() != "" {
+			u.SetURL(ev.GetUrl())
+		}
+		if ev.GetChartVersion() != "" {
+			u.SetChartVersion(ev.GetChartVersion())
+		}
+		updated, err = u.Save(ctx)
+		return err
+	})
+	if err != nil || updated == nil {
+		return false, err
+	}
+	s.committed(updated)
+	return true, nil
+}
+
+// lockStore reads a store for update. PostgreSQL locks the row; SQLite
+// transactions already hold the database's write lock from BEGIN
+// (_txlock=immediate) and have no FOR UPDATE.
+func (s *Service) lockStore(ctx context.Context, tx *ent.Tx, id string) (*ent.Store, error) {
+	q := tx.Store.Query().Where(entstore.ID(id))
+	if s.Dialect == entdialect.Postgres {
+		q = q.ForUpdate()
+	}
+	return q.Only(ctx)
+}
+
+func (s *Service) committed(st *ent.Store) {
+	if s.Notifier != nil {
+		s.Notifier.Notify(st)
+	}
+	if s.Kick != nil {
+		s.Kick()
+	}
+}
+
+func (s *Service) inTx(ctx context.Context, f func(*ent.Tx) error) error {
+	tx, err := s.Client.Tx(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// visible reports whether caller may see st.
+func visible(caller rpc.Principal, st *ent.Store) bool {
+	return caller.Admin || st.Owner == caller.Name
+}
+
+func validateDisplayName(name string) error {
+	switch n := utf8.RuneCountInString(name); {
+	case n == 0:
+		return &InvalidFieldError{"store.display_name", "is required: give the store a name of 1 to 63 characters"}
+	case n > MaxDisplayNameLength:
+		return &InvalidFieldError{"store.display_name", fmt.Sprintf("is %d characters long: use at most %d", n, MaxDisplayNameLength)}
+	case !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl):
+		return &InvalidFieldError{"store.display_name", "contains control characters: use printable characters only"}
+	}
+	return nil
+}
+
+func validateEngine(e storev1.Engine) error {
+	switch e {
+	case storev1.Engine_ENGINE_WOOCOMMERCE, storev1.Engine_ENGINE_MEDUSA:
+		return nil
+	case storev1.Engine_ENGINE_UNSPECIFIED:
+		return &InvalidFieldError{"store.engine", "is required: use ENGINE_WOOCOMMERCE or ENGINE_MEDUSA"}
+	}
+	return &InvalidFieldError{"store.engine", fmt.Sprintf("%d is not an engine: use ENGINE_WOOCOMMERCE or ENGINE_MEDUSA", e)}
+}
+
+// newStoreID returns 8 random characters: a letter, then letters and
+// digits. Ids are DNS labels, short enough for namespace and host names,
+// and reveal nothing about how many stores exist.
+func newStoreID() string {
+	const letters = "abcdefghijklmnopqrstuvwxyz"
+	const alnum = letters + "0123456789"
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	id := make([]byte, len(b))
+	id[0] = letters[int(b[0])%len(letters)]
+	for i := 1; i < len(b); i++ {
+		id[i] = alnum[int(b[i])%len(alnum)]
+	}
+	return string(id)
+}

@@ -1,0 +1,29 @@
+// Command gateway serves the REST API (grpc-gateway over the api and audit
+// gRPC services), the OpenAPI document at /openapi.json and the dashboard.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/storeprov/storeprov/services/gateway/internal/app"
+)
+
+func main() {
+	var opts app.Options
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "gateway")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.Run(ctx, opts); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
