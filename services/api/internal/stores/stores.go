@@ -63,7 +63,7 @@ type Notifier interface{ Notify(*ent.Store) }
 
 // Service is the store repository.
 type Service struct {
-	Client   *ent.Client
+	Client *ent.Client
 	// Dialect of the database behind Client.
 	Dialect  string
 	Topology bus.Topology
@@ -183,7 +183,7 @@ func (s *Service) transition(ctx context.Context, caller rpc.Principal, id strin
 		}
 		result, err = st.Update().
 			SetPhase(phase.String()).
-			SetGeneration(st.Generation+1).
+			SetGeneration(st.Generation + 1).
 			SetFailureReason("").
 			SetFailureMessage("").
 			SetUpdateTime(s.now()).
