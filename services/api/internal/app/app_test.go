@@ -1,0 +1,352 @@
+package app_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/pkg/bus/bustest"
+	"github.com/storeprov/storeprov/pkg/database/databasetest"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/services/api/internal/app"
+)
+
+// apiEnv is a running api with a gRPC connection and the admin's token.
+type apiEnv struct {
+	bus    *bustest.Env
+	stores storev1.StoreServiceClient
+	users  storev1.UserServiceClient
+	token  string
+}
+
+func startAPI(t *testing.T, databaseURL string, nats *bustest.Env) *apiEnv {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	ready := make(chan app.Addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, app.Options{
+			DatabaseURL: databaseURL, NATSURL: nats.URL, BusPrefix: nats.Topology.Prefix,
+			GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", AdminTokenFile: tokenFile,
+			DefaultStoreQuota: 5, Logger: slog.New(slog.DiscardHandler),
+			OnReady: func(a app.Addrs) { ready <- a },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("api stopped with %v", err)
+		}
+	})
+	var addrs app.Addrs
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("api did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("api did not start within 30s")
+	}
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatalf("first admin token not written: %v", err)
+	}
+	conn, err := grpc.NewClient(addrs.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &apiEnv{bus: nats, stores: storev1.NewStoreServiceClient(conn), users: storev1.NewUserServiceClient(conn), token: strings.TrimSpace(string(token))}
+}
+
+func (e *apiEnv) as(token string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+}
+
+func (e *apiEnv) admin() context.Context { return e.as(e.token) }
+
+// each runs f on every database and NATS server the tests are configured
+// for, each time with a new database.
+func each(t *testing.T, f func(t *testing.T, e *apiEnv)) {
+	bustest.Each(t, func(t *testing.T, nats *bustest.Env) {
+		databasetest.Each(t, func(t *testing.T, dbURL string) {
+			f(t, startAPI(t, dbURL, nats))
+		})
+	})
+}
+
+func TestCreateStoreRecordsAndQueuesIt(t *testing.T) {
+	each(t, func(t *testing.T, e *apiEnv) {
+		st, err := e.stores.CreateStore(e.admin(), &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "Corner Shop", Engine: storev1.Engine_ENGINE_WOOCOMMERCE}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.GetPhase() != storev1.Phase_PHASE_PROVISIONING || st.GetGeneration() != 1 || st.GetOwner() != "admin" || st.GetNamespace() != "store-"+st.GetId() {
+			t.Fatalf("created store = %v", st)
+		}
+		if len(st.GetId()) != 8 || strings.ToLower(st.GetId()) != st.GetId() {
+			t.Errorf("store id %q is not 8 lowercase characters", st.GetId())
+		}
+
+		var cmd eventsv1.ProvisionCommand
+		nextMessage(t, e.bus, e.bus.Topology.CommandsStream(), e.bus.Topology.CommandSubject(st.GetId()), &cmd)
+		if cmd.GetAction() != eventsv1.Action_ACTION_PROVISION || cmd.GetGeneration() != 1 || cmd.GetSpec().GetEngine() != storev1.Engine_ENGINE_WOOCOMMERCE || cmd.GetActor() != "admin" {
+			t.Errorf("command = %v", &cmd)
+		}
+		var audit eventsv1.AuditEvent
+		nextMessage(t, e.bus, e.bus.Topology.EventsStream(), e.bus.Topology.AuditSubject(st.GetId()), &audit)
+		if audit.GetEntry().GetAction() != lifecycle.ActionCreate || audit.GetEntry().GetActor() != "admin" {
+			t.Errorf("audit event = %v", &audit)
+		}
+
+		got, err := e.stores.GetStore(e.admin(), &storev1.GetStoreRequest{Id: st.GetId()})
+		if err != nil || got.GetDisplayName() != "Corner Shop" {
+			t.Errorf("GetStore = %v, %v", got, err)
+		}
+	})
+}
+
+func TestBadRequestsAreRefusedAndWriteNothing(t *testing.T) {
+	each(t, func(t *testing.T, e *apiEnv) {
+		tests := []struct {
+			name     string
+			ctx      context.Context
+			store    *storev1.Store
+			code     codes.Code
+			contains string
+		}{
+			{"empty name", e.admin(), &storev1.Store{DisplayName: "  ", Engine: storev1.Engine_ENGINE_MEDUSA}, codes.InvalidArgument, "store.display_name: is required"},
+			{"name too long", e.admin(), &storev1.Store{DisplayName: strings.Repeat("x", 64), Engine: storev1.Engine_ENGINE_MEDUSA}, codes.InvalidArgument, "use at most 63"},
+			{"control characters", e.admin(), &storev1.Store{DisplayName: "a\x00b", Engine: storev1.Engine_ENGINE_MEDUSA}, codes.InvalidArgument, "control characters"},
+			{"no engine", e.admin(), &storev1.Store{DisplayName: "shop"}, codes.InvalidArgument, "store.engine: is required"},
+			{"unknown engine", e.admin(), &storev1.Store{DisplayName: "shop", Engine: 42}, codes.InvalidArgument, "42 is not an engine"},
+			{"no store", e.admin(), nil, codes.InvalidArgument, "store: is required"},
+			{"missing token", context.Background(), &storev1.Store{DisplayName: "shop", Engine: storev1.Engine_ENGINE_MEDUSA}, codes.Unauthenticated, "missing API token"},
+			{"invalid token", e.as("sp_notatoken"), &storev1.Store{DisplayName: "shop", Engine: storev1.Engine_ENGINE_MEDUSA}, codes.Unauthenticated, "invalid API token"},
+		}
+		for _, tt := range tests {
+			_, err := e.stores.CreateStore(tt.ctx, &storev1.CreateStoreRequest{Store: tt.store})
+			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.contains) {
+				t.Errorf("%s: CreateStore = %v, want %s containing %q", tt.name, err, tt.code, tt.contains)
+			}
+		}
+		_, err := e.stores.GetStore(e.admin(), &storev1.GetStoreRequest{Id: "nosuchid"})
+		if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `no store "nosuchid"`) {
+			t.Errorf("GetStore of an unknown id = %v, want NotFound naming it", err)
+		}
+		_, err = e.stores.DeleteStore(e.admin(), &storev1.DeleteStoreRequest{Id: "nosuchid"})
+		if status.Code(err) != codes.NotFound {
+			t.Errorf("DeleteStore of an unknown id = %v, want NotFound", err)
+		}
+		_, err = e.stores.ListStores(e.admin(), &storev1.ListStoresRequest{PageToken: "garbage"})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "page_token") {
+			t.Errorf("ListStores with a bad token = %v, want InvalidArgument naming page_token", err)
+		}
+		list, err := e.stores.ListStores(e.admin(), &storev1.ListStoresRequest{})
+		if err != nil || len(list.GetStores()) != 0 {
+			t.Errorf("after refused requests the store list is %v, %v; want empty", list.GetStores(), err)
+		}
+	})
+}
+
+func TestStoreQuotaAndOwnership(t *testing.T) {
+	each(t, func(t *testing.T, e *apiEnv) {
+		tok, err := e.users.CreateToken(e.admin(), &storev1.CreateTokenRequest{User: "alice", StoreQuota: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice := e.as(tok.GetToken())
+		me, err := e.users.GetCurrentUser(alice, &storev1.GetCurrentUserRequest{})
+		if err != nil || me.GetName() != "alice" || me.GetAdmin() {
+			t.Fatalf("GetCurrentUser = %v, %v", me, err)
+		}
+		st, err := e.stores.CreateStore(alice, &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "a1", Engine: storev1.Engine_ENGINE_MEDUSA}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.stores.CreateStore(alice, &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "a2", Engine: storev1.Engine_ENGINE_MEDUSA}})
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "1 of 1 stores") {
+			t.Errorf("second store beyond quota = %v, want ResourceExhausted", err)
+		}
+		if _, err := e.users.CreateToken(alice, &storev1.CreateTokenRequest{User: "mallory"}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("alice issuing a token for someone else = %v, want PermissionDenied", err)
+		}
+		bob, err := e.users.CreateToken(e.admin(), &storev1.CreateTokenRequest{User: "bob"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.stores.GetStore(e.as(bob.GetToken()), &storev1.GetStoreRequest{Id: st.GetId()}); status.Code(err) != codes.NotFound {
+			t.Errorf("bob reading alice's store = %v, want NotFound", err)
+		}
+		if _, err := e.stores.GetStore(e.admin(), &storev1.GetStoreRequest{Id: st.GetId()}); err != nil {
+			t.Errorf("admin reading alice's store: %v", err)
+		}
+	})
+}
+
+func TestStatusEventsApplyOnlyWhenNewer(t *testing.T) {
+	each(t, func(t *testing.T, e *apiEnv) {
+		ctx := e.admin()
+		st, err := e.stores.CreateStore(ctx, &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "shop", Engine: storev1.Engine_ENGINE_WOOCOMMERCE}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishStatus(t, e, st.GetId(), 1, storev1.Phase_PHASE_FAILED, lifecycle.ReasonQuotaExceeded, "exceeded quota: pods")
+		failed := waitPhase(t, e, st.GetId(), storev1.Phase_PHASE_FAILED)
+		if failed.GetFailureReason() != lifecycle.ReasonQuotaExceeded || failed.GetFailureMessage() != "exceeded quota: pods" {
+			t.Errorf("failed store = %v", failed)
+		}
+
+		retried, err := e.stores.RetryStore(ctx, &storev1.RetryStoreRequest{Id: st.GetId()})
+		if err != nil || retried.GetPhase() != storev1.Phase_PHASE_PROVISIONING || retried.GetGeneration() != 2 || retried.GetFailureReason() != "" {
+			t.Fatalf("RetryStore = %v, %v", retried, err)
+		}
+		if _, err := e.stores.RetryStore(ctx, &storev1.RetryStoreRequest{Id: st.GetId()}); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("retrying a PROVISIONING store = %v, want FailedPrecondition", err)
+		}
+
+		// A late event of generation 1 must not undo the retry.
+		publishStatus(t, e, st.GetId(), 1, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "")
+		publishStatus(t, e, st.GetId(), 2, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "")
+		ready := waitPhase(t, e, st.GetId(), storev1.Phase_PHASE_READY)
+		if ready.GetObservedGeneration() != 2 || ready.GetUrl() == "" {
+			t.Errorf("ready store = %v", ready)
+		}
+
+		deleting, err := e.stores.DeleteStore(ctx, &storev1.DeleteStoreRequest{Id: st.GetId()})
+		if err != nil || deleting.GetPhase() != storev1.Phase_PHASE_DELETING || deleting.GetGeneration() != 3 {
+			t.Fatalf("DeleteStore = %v, %v", deleting, err)
+		}
+		again, err := e.stores.DeleteStore(ctx, &storev1.DeleteStoreRequest{Id: st.GetId()})
+		if err != nil || again.GetGeneration() != 3 {
+			t.Errorf("deleting twice = %v, %v; want the same DELETING store", again, err)
+		}
+		publishStatus(t, e, st.GetId(), 3, storev1.Phase_PHASE_DELETED, lifecycle.ReasonDeleted, "")
+		waitPhase(t, e, st.GetId(), storev1.Phase_PHASE_DELETED)
+	})
+}
+
+func TestRequestAcceptedWhileNATSIsDownIsQueuedWhenItReturns(t *testing.T) {
+	databasetest.Each(t, func(t *testing.T, dbURL string) {
+		nats := bustest.Embedded(t)
+		e := startAPI(t, dbURL, nats)
+		nats.Stop(t)
+		st, err := e.stores.CreateStore(e.admin(), &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "offline", Engine: storev1.Engine_ENGINE_MEDUSA}})
+		if err != nil {
+			t.Fatalf("CreateStore while NATS is down: %v", err)
+		}
+		nats.Restart(t)
+		var cmd eventsv1.ProvisionCommand
+		nextMessage(t, nats, nats.Topology.CommandsStream(), nats.Topology.CommandSubject(st.GetId()), &cmd)
+		if cmd.GetStoreId() != st.GetId() {
+			t.Errorf("command for %s, want %s", cmd.GetStoreId(), st.GetId())
+		}
+	})
+}
+
+func TestListStoresPagesAndFilters(t *testing.T) {
+	each(t, func(t *testing.T, e *apiEnv) {
+		tok, err := e.users.CreateToken(e.admin(), &storev1.CreateTokenRequest{User: "carol", StoreQuota: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := e.as(tok.GetToken())
+		for range 7 {
+			if _, err := e.stores.CreateStore(ctx, &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "s", Engine: storev1.Engine_ENGINE_MEDUSA}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[string]bool{}
+		token := ""
+		pages := 0
+		for {
+			page, err := e.stores.ListStores(ctx, &storev1.ListStoresRequest{PageSize: 3, PageToken: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, st := range page.GetStores() {
+				if seen[st.GetId()] {
+					t.Errorf("store %s listed twice", st.GetId())
+				}
+				seen[st.GetId()] = true
+			}
+			if token = page.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		if len(seen) != 7 || pages != 3 {
+			t.Errorf("paged through %d stores in %d pages, want 7 in 3", len(seen), pages)
+		}
+		ready, err := e.stores.ListStores(ctx, &storev1.ListStoresRequest{Phase: storev1.Phase_PHASE_READY})
+		if err != nil || len(ready.GetStores()) != 0 {
+			t.Errorf("READY filter = %v, %v; want none", ready.GetStores(), err)
+		}
+	})
+}
+
+func publishStatus(t *testing.T, e *apiEnv, id string, gen int64, phase storev1.Phase, reason, message string) {
+	t.Helper()
+	ev := &eventsv1.StoreStatusChanged{
+		StoreId: id, Phase: phase, Reason: reason, Message: message, ObservedGeneration: gen,
+		Time: timestamppb.Now(), Url: "http://store-" + id + ".127.0.0.1.nip.io",
+	}
+	if err := bus.Publish(context.Background(), e.bus.JS, e.bus.Topology.StatusSubject(id), lifecycle.StatusEventID(id, gen, phase, reason), ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitPhase(t *testing.T, e *apiEnv, id string, phase storev1.Phase) *storev1.Store {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := e.stores.GetStore(e.admin(), &storev1.GetStoreRequest{Id: id})
+		if err == nil && st.GetPhase() == phase {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store %s did not reach %s: %v, %v", id, phase, st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// nextMessage waits for the last message on subject in stream and decodes
+// it. It reads the stream directly, leaving consumers alone.
+func nextMessage(t *testing.T, nats *bustest.Env, stream, subject string, into proto.Message) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, err := nats.JS.Stream(ctx, stream)
+		if err == nil {
+			var raw *jetstream.RawStreamMsg
+			if raw, err = s.GetLastMsgForSubject(ctx, subject); err == nil {
+				if err := proto.Unmarshal(raw.Data, into); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no message on %s in %s: %v", subject, stream, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
