@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+)
+
+// client holds the global flags and the connections they lead to.
+type client struct {
+	apiAddr, auditAddr, token, output string
+	out                               io.Writer
+}
+
+func newRootCommand(out io.Writer) *cobra.Command {
+	c := &client{out: out}
+	root := &cobra.Command{
+		Use:           "storectl",
+		Short:         "Manage storeprov stores over gRPC",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.apiAddr, "api", envOr("STOREPROV_API", "localhost:9090"), "gRPC address of the api service ($STOREPROV_API)")
+	pf.StringVar(&c.auditAddr, "audit", envOr("STOREPROV_AUDIT", "localhost:9092"), "gRPC address of the audit service ($STOREPROV_AUDIT)")
+	pf.StringVar(&c.token, "token", "", "API token (default $STOREPROV_TOKEN, then .cache/dev/token)")
+	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
+
+	var name, engine string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a store",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := parseEngine(engine)
+			if err != nil {
+				return err
+			}
+			return c.withStores(func(ctx context.Context, s storev1.StoreServiceClient) error {
+				st, err := s.CreateStore(ctx, &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: name, Engine: e}})
+				return c.printStores(err, st)
+			})
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "display name of the store")
+	create.Flags().StringVar(&engine, "engine", "woocommerce", "woocommerce or medusa")
+
+	var phase string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List stores",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p := storev1.Phase_PHASE_UNSPECIFIED
+			if phase != "" {
+				v, ok := storev1.Phase_value["PHASE_"+strings.ToUpper(phase)]
+				if !ok {
+					return fmt.Errorf("unknown phase %q: use provisioning, ready, failed, deleting or deleted", phase)
+				}
+				p = storev1.Phase(v)
+			}
+			return c.withStores(func(ctx context.Context, s storev1.StoreServiceClient) error {
+				var all []*storev1.Store
+				token := ""
+				for {
+					page, err := s.ListStores(ctx, &storev1.ListStoresRequest{PageSize: 500, PageToken: token, Phase: p})
+					if err != nil {
+						return c.printStores(err)
+					}
+					all = append(all, page.GetStores()...)
+					if token = page.GetNextPageToken(); token == "" {
+						return c.printStores(nil, all...)
+					}
+				}
+			})
+		},
+	}
+	list.Flags().StringVar(&phase, "phase", "", "only stores in this phase")
+
+	byID := func(use, short string, call func(context.Context, storev1.StoreServiceClient, string) (*storev1.Store, error)) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " ID", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return c.withStores(func(ctx context.Context, s storev1.StoreServiceClient) error {
+					st, err := call(ctx, s, args[0])
+					return c.printStores(err, st)
+				})
+			},
+		}
+	}
+	get := byID("get", "Show a store", func(ctx context.Context, s storev1.StoreServiceClient, id string) (*storev1.Store, error) {
+		return s.GetStore(ctx, &storev1.GetStoreRequest{Id: id})
+	})
+	del := byID("delete", "Delete a store and everything it owns", func(ctx context.Context, s storev1.StoreServiceClient, id string) (*storev1.Store, error) {
+		return s.DeleteStore(ctx, &storev1.DeleteStoreRequest{Id: id})
+	})
+	retry := byID("retry", "Provision a FAILED store again", func(ctx context.Context, s storev1.StoreServiceClient, id string) (*storev1.Store, error) {
+		return s.RetryStore(ctx, &storev1.RetryStoreRequest{Id: id})
+	})
+
+	watch := &cobra.Command{
+		Use:   "watch",
+		Short: "Print stores, then every change, until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.withStores(func(ctx context.Context, s storev1.StoreServiceClient) error {
+				stream, err := s.WatchStores(ctx, &storev1.WatchStoresRequest{})
+				if err != nil {
+					return describe(err)
+				}
+				for {
+					ev, err := stream.Recv()
+					if err != nil {
+						if errors.Is(err, io.EOF) || errors.Is(ctx.Err(), context.Canceled) {
+							return nil
+						}
+						return describe(err)
+					}
+					if err := c.printStores(nil, ev.GetStore()); err != nil {
+						return err
+					}
+				}
+			})
+		},
+	}
+
+	var auditStore, auditActor, auditAction string
+	var since time.Duration
+	audit := &cobra.Command{
+		Use:   "audit",
+		Short: "Show the audit log",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.with(c.auditAddr, func(ctx context.Context, conn *grpc.ClientConn) error {
+				req := &auditv1.ListAuditEntriesRequest{StoreId: auditStore, Actor: auditActor, Action: auditAction, PageSize: 1000}
+				if since > 0 {
+					req.StartTime = timestamppb.New(time.Now().Add(-since))
+				}
+				var all []*auditv1.AuditEntry
+				for {
+					resp, err := auditv1.NewAuditServiceClient(conn).ListAuditEntries(ctx, req)
+					if err != nil {
+						return describe(err)
+					}
+					all = append(all, resp.GetEntries()...)
+					if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+						break
+					}
+				}
+				return c.printAudit(all)
+			})
+		},
+	}
+	audit.Flags().StringVar(&auditStore, "store", "", "only entries about this store")
+	audit.Flags().StringVar(&auditActor, "actor", "", "only entries by this user")
+	audit.Flags().StringVar(&auditAction, "action", "", "only this action: create, delete, retry, ready, failure, deleted")
+	audit.Flags().DurationVar(&since, "since", 0, "only entries newer than this, such as 1h")
+
+	token := &cobra.Command{Use: "token", Short: "Manage API tokens"}
+	var tokUser, tokDesc string
+	var tokAdmin bool
+	var tokQuota int32
+	tokenCreate := &cobra.Command{
+		Use:   "create",
+		Short: "Issue an API token (admins: for any user, creating it if needed)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.with(c.apiAddr, func(ctx context.Context, conn *grpc.ClientConn) error {
+				resp, err := storev1.NewUserServiceClient(conn).CreateToken(ctx, &storev1.CreateTokenRequest{User: tokUser, Admin: tokAdmin, StoreQuota: tokQuota, Description: tokDesc})
+				if err != nil {
+					return describe(err)
+				}
+				if c.output == "json" {
+					return c.printJSON(resp)
+				}
+				fmt.Fprintf(c.out, "token for %s (admin: %t, store quota: %d); it is shown only once:\n%s\n", resp.GetUser().GetName(), resp.GetUser().GetAdmin(), resp.GetUser().GetStoreQuota(), resp.GetToken())
+				return nil
+			})
+		},
+	}
+	tokenCreate.Flags().StringVar(&tokUser, "user", "", "user the token is for (default: yourself)")
+	tokenCreate.Flags().BoolVar(&tokAdmin, "admin", false, "make a new user an admin")
+	tokenCreate.Flags().Int32Var(&tokQuota, "store-quota", 0, "store quota of a new user (0: the default)")
+	tokenCreate.Flags().StringVar(&tokDesc, "description", "", "what the token is for")
+	token.AddCommand(tokenCreate)
+
+	whoami := &cobra.Command{
+		Use:   "whoami",
+		Short: "Show the user of the token",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.with(c.apiAddr, func(ctx context.Context, conn *grpc.ClientConn) error {
+				u, err := storev1.NewUserServiceClient(conn).GetCurrentUser(ctx, &storev1.GetCurrentUserRequest{})
+				if err != nil {
+					return describe(err)
+				}
+				if c.output == "json" {
+					return c.printJSON(u)
+				}
+				fmt.Fprintf(c.out, "%s (admin: %t, store quota: %d)\n", u.GetName(), u.GetAdmin(), u.GetStoreQuota())
+				return nil
+			})
+		},
+	}
+
+	root.AddCommand(create, list, get, del, retry, watch, audit, token, whoami)
+	return root
+}
+
+func (c *client) withStores(f func(context.Context, storev1.StoreServiceClient) error) error {
+	return c.with(c.apiAddr, func(ctx context.Context, conn *grpc.ClientConn) error {
+		return f(ctx, storev1.NewStoreServiceClient(conn))
+	})
+}
+
+// with dials addr and calls f with a context carrying the token.
+func (c *client) with(addr string, f func(context.Context, *grpc.ClientConn) error) error {
+	if c.output != "table" && c.output != "json" {
+		return fmt.Errorf("unknown output format %q: use table or json", c.output)
+	}
+	token, err := c.resolveToken()
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("cannot connect to %s: %w", addr, err)
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+	return f(ctx, conn)
+}
+
+func (c *client) resolveToken() (string, error) {
+	if c.token != "" {
+		return c.token, nil
+	}
+	if t := os.Getenv("STOREPROV_TOKEN"); t != "" {
+		return t, nil
+	}
+	if b, err := os.ReadFile(".cache/dev/token"); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	return "", errors.New("no API token: pass --token, set STOREPROV_TOKEN, or run make dev, which writes .cache/dev/token")
+}
+
+func (c *client) printStores(err error, stores ...*storev1.Store) error {
+	if err != nil {
+		return describe(err)
+	}
+	if c.output == "json" {
+		for _, st := range stores {
+			if err := c.printJSON(st); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tNAME\tENGINE\tPHASE\tOWNER\tURL\tAGE\tREASON")
+	for _, st := range stores {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.GetId(), st.GetDisplayName(),
+			strings.ToLower(strings.TrimPrefix(st.GetEngine().String(), "ENGINE_")),
+			strings.TrimPrefix(st.GetPhase().String(), "PHASE_"), st.GetOwner(), st.GetUrl(),
+			time.Since(st.GetCreateTime().AsTime()).Round(time.Second), st.GetFailureReason())
+	}
+	return w.Flush()
+}
+
+func (c *client) printAudit(entries []*auditv1.AuditEntry) error {
+	if c.output == "json" {
+		for _, e := range entries {
+			if err := c.printJSON(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TIME\tACTION\tACTOR\tSTORE\tDETAIL")
+	for _, e := range entries {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.GetTime().AsTime().Local().Format(time.DateTime), e.GetAction(), e.GetActor(), e.GetStoreId(), e.GetDetail())
+	}
+	return w.Flush()
+}
+
+func (c *client) printJSON(m proto.Message) error {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.out, string(b))
+	return err
+}
+
+// describe turns a gRPC error into its message and code.
+func describe(err error) error {
+	s := status.Convert(err)
+	return fmt.Errorf("%s (%s)", s.Message(), s.Code())
+}
+
+func parseEngine(s string) (storev1.Engine, error) {
+	switch strings.ToLower(s) {
+	case "woocommerce", "wordpress", "woo":
+		return storev1.Engine_ENGINE_WOOCOMMERCE, nil
+	case "medusa":
+		return storev1.Engine_ENGINE_MEDUSA, nil
+	}
+	return 0, fmt.Errorf("unknown engine %q: use woocommerce or medusa", s)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,22 @@
+// Command storectl manages stores from a terminal over gRPC:
+//
+//	storectl create --name "Corner Shop" --engine woocommerce
+//	storectl list | get ID | delete ID | retry ID | watch
+//	storectl audit --store ID
+//	storectl token create --user alice
+//
+// It reads the API token from --token, $STOREPROV_TOKEN or
+// .cache/dev/token (written by make dev).
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if err := newRootCommand(os.Stdout).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "storectl:", err)
+		os.Exit(1)
+	}
+}
