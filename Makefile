@@ -83,6 +83,15 @@ sandbox-up: sandbox-bin ## Start the sandbox cluster (or reuse the running one);
 sandbox-down: ## Remove the sandbox cluster and its state (safe when none runs)
 	@if [ -x $(SANDBOX_BIN)/sandbox ]; then $(SANDBOX_BIN)/sandbox down --dir $(SANDBOX_DIR); else echo "sandbox: nothing to remove"; fi
 
+##@ Run
+
+DEV_FLAGS ?=
+
+.PHONY: dev
+dev: sandbox-up ## Run the whole platform on embedded defaults (sandbox, embedded NATS, SQLite); Ctrl-C stops it
+	go run ./deploy/devstack/cmd/devstack --root $(ROOT) --data-dir $(CACHE)/dev --bin-dir $(CACHE)/bin \
+		--kubeconfig $(KUBECONFIG_SANDBOX) $(DEV_FLAGS)
+
 ##@ Build and test
 
 .PHONY: build
