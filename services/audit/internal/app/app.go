@@ -1,0 +1,304 @@
+// Package app assembles the audit service: its whole dependency graph is
+// built in Run, in one place.
+//
+//	store      the audit log in SQLite or PostgreSQL, migrated at start
+//	recorder   NATS JetStream audit events → store
+//	server     gRPC AuditService over store, callers authenticated by
+//	auth       the api's UserService (30 s cache)
+//	metrics    HTTP /metrics and /healthz
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/services/audit/internal/auth"
+	"github.com/storeprov/storeprov/services/audit/internal/recorder"
+	"github.com/storeprov/storeprov/services/audit/internal/server"
+	"github.com/storeprov/storeprov/services/audit/internal/store"
+)
+
+// Defaults of the flags.
+const (
+	DefaultDatabaseURL = "sqlite://audit.db"
+	DefaultNATSURL     = "nats://127.0.0.1:4222"
+	DefaultBusPrefix   = "storeprov"
+	DefaultGRPCAddr    = ":9092"
+	DefaultMetricsAddr = ":9093"
+	DefaultAPIAddr     = "localhost:9090"
+)
+
+// shutdownTimeout bounds the graceful part of shutdown; calls still
+// running after it are cut.
+const shutdownTimeout = 10 * time.Second
+
+// Options configure the audit service.
+type Options struct {
+	// DatabaseURL is sqlite:///path, sqlite://relative/path or postgres://….
+	DatabaseURL string
+	NATSURL     string
+	// BusPrefix names the installation's NATS streams and subjects.
+	BusPrefix string
+	// BusReplicas is the replica count of streams the service creates.
+	BusReplicas int
+	// GRPCAddr and MetricsAddr are listen addresses; port 0 picks a free
+	// port, reported to Ready. An empty MetricsAddr serves no metrics.
+	GRPCAddr    string
+	MetricsAddr string
+	// APIAddr is the api's gRPC address, asked who a bearer token is.
+	APIAddr string
+	// Concurrency bounds the events recorded at once.
+	Concurrency int
+
+	// Authenticator, when set, replaces asking the api at APIAddr (an
+	// in-process stack or a test may share one).
+	Authenticator rpc.Authenticator
+	// Ready, when set, is called once with the bound addresses, after the
+	// database is migrated and before the first call is served.
+	Ready func(Addrs)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Addrs are the addresses the service listens on.
+type Addrs struct {
+	// GRPC is host:port of the AuditService.
+	GRPC string
+	// Metrics is host:port of /metrics and /healthz, empty when disabled.
+	Metrics string
+}
+
+// Defaults returns the options the flags default to.
+func Defaults() Options {
+	return Options{
+		DatabaseURL: DefaultDatabaseURL,
+		NATSURL:     DefaultNATSURL,
+		BusPrefix:   DefaultBusPrefix,
+		BusReplicas: 1,
+		GRPCAddr:    DefaultGRPCAddr,
+		MetricsAddr: DefaultMetricsAddr,
+		APIAddr:     DefaultAPIAddr,
+		Concurrency: 8,
+	}
+}
+
+// BindFlags registers the service's flags on fs, with Defaults as their
+// defaults, writing into o.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	d := Defaults()
+	fs.StringVar(&o.DatabaseURL, "database-url", d.DatabaseURL, "audit database: sqlite:///path/to/file.db, sqlite://relative.db or postgres://user@host/db")
+	fs.StringVar(&o.NATSURL, "nats-url", d.NATSURL, "NATS JetStream server to consume audit events from")
+	fs.StringVar(&o.BusPrefix, "bus-prefix", d.BusPrefix, "prefix of the installation's NATS streams and subjects")
+	fs.IntVar(&o.BusReplicas, "bus-replicas", d.BusReplicas, "replicas of the NATS streams (3 on a production cluster)")
+	fs.StringVar(&o.GRPCAddr, "grpc-addr", d.GRPCAddr, "listen address of the gRPC AuditService")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of /metrics and /healthz; empty disables them")
+	fs.StringVar(&o.APIAddr, "api-addr", d.APIAddr, "gRPC address of the api, which authenticates callers' tokens")
+	fs.IntVar(&o.Concurrency, "concurrency", d.Concurrency, "audit events recorded at once")
+}
+
+func (o Options) validate() error {
+	var missing []string
+	for _, f := range []struct{ flag, value string }{
+		{"--database-url", o.DatabaseURL}, {"--nats-url", o.NATSURL}, {"--bus-prefix", o.BusPrefix}, {"--grpc-addr", o.GRPCAddr},
+	} {
+		if f.value == "" {
+			missing = append(missing, f.flag)
+		}
+	}
+	if o.Authenticator == nil && o.APIAddr == "" {
+		missing = append(missing, "--api-addr")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing options %v: set them or leave their defaults", missing)
+	}
+	return nil
+}
+
+// Run serves the audit service until ctx is cancelled, then shuts down
+// gracefully and returns nil. It returns an error when it cannot start
+// (database unreachable, address in use, …) or when a server fails.
+// NATS may be unreachable at start: queries are served meanwhile, and
+// recording starts when it is reachable.
+func Run(ctx context.Context, opts Options) error {
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("service", "audit")
+
+	log, err := store.Open(ctx, opts.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	nc, err := nats.Connect(opts.NATSURL,
+		nats.Name("storeprov-audit"),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second))
+	if err != nil {
+		return fmt.Errorf("cannot connect to NATS at %s: %w", opts.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("cannot use JetStream: %w", err)
+	}
+	topology := bus.Topology{Prefix: opts.BusPrefix, Replicas: opts.BusReplicas}
+	rec, err := recorder.New(js, topology, log, recorder.Options{Concurrency: opts.Concurrency, Registry: registry, Logger: logger})
+	if err != nil {
+		return err
+	}
+
+	authenticator := opts.Authenticator
+	if authenticator == nil {
+		conn, err := grpc.NewClient(opts.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("cannot create a client of the api at %s: %w", opts.APIAddr, err)
+		}
+		defer conn.Close()
+		authenticator = auth.New(storev1.NewUserServiceClient(conn), auth.Options{})
+	}
+	grpcServer := rpc.NewServer(rpc.Options{Service: "audit", Auth: authenticator, Registry: registry, Logger: logger})
+	auditv1.RegisterAuditServiceServer(grpcServer, server.New(log, logger))
+	grpcServer.Health.SetServingStatus(auditv1.AuditService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	grpcListener, err := net.Listen("tcp", opts.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen for gRPC on %s: %w", opts.GRPCAddr, err)
+	}
+	defer grpcListener.Close()
+	addrs := Addrs{GRPC: grpcListener.Addr().String()}
+	var metricsServer *http.Server
+	var metricsListener net.Listener
+	if opts.MetricsAddr != "" {
+		metricsListener, err = net.Listen("tcp", opts.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("cannot listen for metrics on %s: %w", opts.MetricsAddr, err)
+		}
+		defer metricsListener.Close()
+		addrs.Metrics = metricsListener.Addr().String()
+		metricsServer = &http.Server{Handler: metricsHandler(registry, log), ReadHeaderTimeout: 5 * time.Second}
+	}
+
+	logger.Info("audit service started", "grpc", addrs.GRPC, "metrics", addrs.Metrics, "nats", opts.NATSURL, "bus_prefix", opts.BusPrefix)
+	if opts.Ready != nil {
+		opts.Ready(addrs)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := grpcServer.Serve(grpcListener); err != nil {
+			return fmt.Errorf("gRPC server failed: %w", err)
+		}
+		return nil
+	})
+	if metricsServer != nil {
+		g.Go(func() error {
+			if err := metricsServer.Serve(metricsListener); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics server failed: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		if !ensure(gctx, topology, js, logger) {
+			return nil
+		}
+		return rec.Run(gctx)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdown(grpcServer, metricsServer)
+		return nil
+	})
+	err = g.Wait()
+	logger.Info("audit service stopped")
+	return err
+}
+
+// ensure creates the bus topology, retrying until NATS answers. It returns
+// false when ctx ended first.
+func ensure(ctx context.Context, topology bus.Topology, js jetstream.JetStream, logger *slog.Logger) bool {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := topology.Ensure(attempt, js, bus.Options{})
+		cancel()
+		if err == nil {
+			return true
+		}
+		logger.Warn("NATS is not ready; audit events wait there until it is", "retry_in", "2s", "error", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// shutdown stops the servers, letting calls in progress finish for up to
+// shutdownTimeout.
+func shutdown(grpcServer *rpc.Server, metricsServer *http.Server) {
+	grpcServer.Health.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		grpcServer.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(shutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-stopped:
+	case <-timer.C:
+		grpcServer.Stop()
+	}
+	if metricsServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		_ = metricsServer.Shutdown(ctx) // past the timeout, connections are cut anyway
+	}
+}
+
+// metricsHandler serves /metrics from registry and /healthz, which fails
+// while the database does not answer.
+func metricsHandler(registry *prometheus.Registry, log *store.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := log.Ping(ctx); err != nil {
+			http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}

@@ -1,0 +1,183 @@
+// Package store is the audit log's database: it applies the versioned
+// migrations, appends entries idempotently by event id and lists them in
+// (time, id) order with keyset paging. Times are stored in UTC with
+// microsecond precision, the precision PostgreSQL keeps, so that both
+// dialects return the same values and compare them the same way.
+package store
+
+import (
+	"context"
+	stdsql "database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
+	"github.com/storeprov/storeprov/pkg/database"
+	"github.com/storeprov/storeprov/services/audit/internal/ent"
+	"github.com/storeprov/storeprov/services/audit/internal/ent/auditentry"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Migrations returns the versioned migrations, laid out as
+// database.DB.Migrate expects.
+func Migrations() fs.FS { return migrations }
+
+// ErrInvalidEntry means an entry lacks its id or time. Such an entry
+// cannot become valid by retrying.
+var ErrInvalidEntry = errors.New("invalid audit entry")
+
+// Store is the audit log. It is safe for concurrent use.
+type Store struct {
+	db     *database.DB
+	client *ent.Client
+	now    func() time.Time
+}
+
+// Open connects to the database at url (see package database for the
+// forms), applies the migrations not applied yet, and returns the log. The
+// caller must Close it.
+func Open(ctx context.Context, url string) (*Store, error) {
+	db, err := database.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, migrations); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cannot migrate the audit database: %w", err)
+	}
+	return &Store{db: db, client: ent.NewClient(ent.Driver(db.Driver)), now: time.Now}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.client.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Append records e unless an entry with the same id is already recorded.
+// inserted is false for such a duplicate, which is not an error: events
+// are delivered at least once. When Append returns, the row is committed.
+// An entry without id or time is rejected with ErrInvalidEntry; any other
+// error is the database's and the caller may retry.
+func (s *Store) Append(ctx context.Context, e *auditv1.AuditEntry) (inserted bool, err error) {
+	if e.GetId() == "" {
+		return false, fmt.Errorf("%w: it has no id", ErrInvalidEntry)
+	}
+	if e.GetTime() == nil || e.GetTime().CheckValid() != nil {
+		return false, fmt.Errorf("%w: event %s has no valid time", ErrInvalidEntry, e.GetId())
+	}
+	err = s.client.AuditEntry.Create().
+		SetEventID(e.GetId()).
+		SetAction(e.GetAction()).
+		SetActor(e.GetActor()).
+		SetStoreID(e.GetStoreId()).
+		SetStoreOwner(e.GetStoreOwner()).
+		SetTime(normalize(e.GetTime().AsTime())).
+		SetDetail(e.GetDetail()).
+		SetRecordedAt(normalize(s.now())).
+		OnConflictColumns(auditentry.FieldEventID).
+		DoNothing().
+		Exec(ctx)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, stdsql.ErrNoRows):
+		// ON CONFLICT DO NOTHING inserted nothing, so RETURNING gave no row.
+		return false, nil
+	default:
+		return false, fmt.Errorf("cannot record audit event %s: %w", e.GetId(), err)
+	}
+}
+
+// Cursor is a position in the log: entries after it come after (Time, ID)
+// in the log's order.
+type Cursor struct {
+	Time time.Time
+	ID   int
+}
+
+// Query selects entries. Empty strings and zero times select everything.
+type Query struct {
+	StoreID    string
+	Actor      string
+	Action     string
+	StoreOwner string
+	// Start is inclusive, End exclusive.
+	Start, End time.Time
+	// After, when set, skips entries up to and including it.
+	After *Cursor
+	// Limit is the most entries returned; it must be positive.
+	Limit int
+}
+
+// List returns up to q.Limit entries matching q, oldest first, and the
+// cursor of the last one when more entries follow it (nil otherwise).
+func (s *Store) List(ctx context.Context, q Query) ([]*auditv1.AuditEntry, *Cursor, error) {
+	if q.Limit <= 0 {
+		return nil, nil, fmt.Errorf("list limit must be positive, got %d", q.Limit)
+	}
+	query := s.client.AuditEntry.Query()
+	if q.StoreID != "" {
+		query.Where(auditentry.StoreID(q.StoreID))
+	}
+	if q.Actor != "" {
+		query.Where(auditentry.Actor(q.Actor))
+	}
+	if q.Action != "" {
+		query.Where(auditentry.Action(q.Action))
+	}
+	if q.StoreOwner != "" {
+		query.Where(auditentry.StoreOwner(q.StoreOwner))
+	}
+	if !q.Start.IsZero() {
+		query.Where(auditentry.TimeGTE(normalize(q.Start)))
+	}
+	if !q.End.IsZero() {
+		query.Where(auditentry.TimeLT(normalize(q.End)))
+	}
+	if a := q.After; a != nil {
+		t := normalize(a.Time)
+		query.Where(auditentry.Or(
+			auditentry.TimeGT(t),
+			auditentry.And(auditentry.Time(t), auditentry.IDGT(a.ID)),
+		))
+	}
+	rows, err := query.
+		Order(auditentry.ByTime(), auditentry.ByID()).
+		Limit(q.Limit + 1).
+		All(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot list audit entries: %w", err)
+	}
+	var next *Cursor
+	if len(rows) > q.Limit {
+		rows = rows[:q.Limit]
+		last := rows[len(rows)-1]
+		next = &Cursor{Time: normalize(last.Time), ID: last.ID}
+	}
+	entries := make([]*auditv1.AuditEntry, len(rows))
+	for i, r := range rows {
+		entries[i] = &auditv1.AuditEntry{
+			Id:         r.EventID,
+			Action:     r.Action,
+			Actor:      r.Actor,
+			StoreId:    r.StoreID,
+			Time:       timestamppb.New(normalize(r.Time)),
+			Detail:     r.Detail,
+			StoreOwner: r.StoreOwner,
+		}
+	}
+	return entries, next, nil
+}
+
+// normalize gives a time the form it is stored in. SQLite compares times
+// as text, which orders correctly only when every time has the same zone
+// and no monotonic clock reading.
+func normalize(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
