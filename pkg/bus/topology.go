@@ -87,7 +87,8 @@ const DuplicateWindow = 10 * time.Minute
 // Options tune Ensure.
 type Options struct {
 	// MaxAckPending bounds the commands in flight across all orchestrator
-	// replicas (default 64).
+	// replicas. Zero keeps the value of an existing consumer (64 for a new
+	// one), so services other than the orchestrator never change it.
 	MaxAckPending int
 }
 
@@ -96,9 +97,6 @@ type Options struct {
 func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, opts Options) error {
 	if t.Prefix == "" || strings.ContainsAny(t.Prefix, ". *>") || strings.ToLower(t.Prefix) != t.Prefix {
 		return fmt.Errorf("bus prefix %q must be a lowercase word without dots or spaces", t.Prefix)
-	}
-	if opts.MaxAckPending <= 0 {
-		opts.MaxAckPending = 64
 	}
 	replicas := max(t.Replicas, 1)
 	streams := []jetstream.StreamConfig{{
@@ -135,7 +133,6 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, opts Optio
 			AckWait:       CommandAckWait,
 			MaxDeliver:    CommandMaxDeliver,
 			BackOff:       commandBackoff,
-			MaxAckPending: opts.MaxAckPending,
 		}},
 		{t.EventsStream(), jetstream.ConsumerConfig{
 			Durable:       APIStatusConsumer,
@@ -154,6 +151,13 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, opts Optio
 			MaxAckPending: 256,
 		}},
 	}
+	if opts.MaxAckPending <= 0 {
+		opts.MaxAckPending = 64
+		if existing, err := js.Consumer(ctx, t.CommandsStream(), OrchestratorConsumer); err == nil {
+			opts.MaxAckPending = existing.CachedInfo().Config.MaxAckPending
+		}
+	}
+	consumers[0].cfg.MaxAckPending = opts.MaxAckPending
 	for _, c := range consumers {
 		if _, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.cfg); err != nil {
 			return fmt.Errorf("cannot ensure consumer %s on %s: %w", c.cfg.Durable, c.stream, err)
