@@ -127,12 +127,12 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, opts Optio
 		cfg    jetstream.ConsumerConfig
 	}{
 		{t.CommandsStream(), jetstream.ConsumerConfig{
-			Durable:       OrchestratorConsumer,
-			Description:   "Shared by every orchestrator replica",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       CommandAckWait,
-			MaxDeliver:    CommandMaxDeliver,
-			BackOff:       commandBackoff,
+			Durable:     OrchestratorConsumer,
+			Description: "Shared by every orchestrator replica",
+			AckPolicy:   jetstream.AckExplicitPolicy,
+			AckWait:     CommandAckWait,
+			MaxDeliver:  CommandMaxDeliver,
+			BackOff:     commandBackoff,
 		}},
 		{t.EventsStream(), jetstream.ConsumerConfig{
 			Durable:       APIStatusConsumer,
