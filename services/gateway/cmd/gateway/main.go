@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/storeprov/storeprov/services/gateway/dashboard"
 	"github.com/storeprov/storeprov/services/gateway/internal/app"
 )
 
@@ -19,6 +20,7 @@ func main() {
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "gateway")
+	opts.Static = dashboard.Handler()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,0 +1,163 @@
+// A fake of the gateway's REST API behind a fetch function, for component
+// tests: it keeps stores and audit entries in memory, checks the bearer
+// token, answers errors as grpc-gateway does, and streams the watch as NDJSON.
+import type { AuditEntry, Store, User } from "../api/client";
+
+/** A store as the API would return it, with defaults for what a test leaves out. */
+export function store(s: Partial<Store> & { id: string }): Store {
+  return {
+    displayName: `Store ${s.id}`,
+    engine: "ENGINE_WOOCOMMERCE",
+    owner: "alice",
+    phase: "PHASE_PROVISIONING",
+    failureReason: "",
+    failureMessage: "",
+    url: "",
+    createTime: "2026-01-02T10:00:00Z",
+    updateTime: "2026-01-02T10:00:00Z",
+    generation: "1",
+    observedGeneration: "0",
+    namespace: `store-${s.id}`,
+    chartVersion: "",
+    ...s,
+  };
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
+}
+
+function rpcError(status: number, code: number, message: string): Response {
+  return json(status, { code, message, details: [] });
+}
+
+/** Options of fakeGateway. */
+export interface FakeGatewayOptions {
+  token?: string;
+  user?: User;
+  stores?: Store[];
+  audit?: AuditEntry[];
+}
+
+/** fakeGateway returns an in-memory API and its fetch. */
+export function fakeGateway(opts: FakeGatewayOptions = {}) {
+  const token = opts.token ?? "good-token";
+  let accepted = token;
+  const user: User = opts.user ?? { name: "alice", admin: false, storeQuota: 5, createTime: "2026-01-01T00:00:00Z" };
+  const stores = new Map((opts.stores ?? []).map((s) => [s.id as string, s]));
+  const audit = [...(opts.audit ?? [])];
+  const requests: { method: string; path: string; search: URLSearchParams; body: unknown }[] = [];
+  const watchers = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  const encoder = new TextEncoder();
+  let nextId = 1;
+  let clock = Date.parse("2026-01-02T12:00:00Z");
+  const now = () => new Date((clock += 1000)).toISOString();
+
+  function emit(s: Store) {
+    const line = encoder.encode(JSON.stringify({ result: { store: s } }) + "\n");
+    for (const c of watchers) c.enqueue(line);
+  }
+
+  function save(s: Store): Store {
+    stores.set(s.id as string, s);
+    emit(s);
+    return s;
+  }
+
+  async function handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const path = decodeURIComponent(url.pathname);
+    const text = req.method === "GET" || req.method === "DELETE" ? "" : await req.text();
+    const body = text ? JSON.parse(text) : undefined;
+    requests.push({ method: req.method, path, search: url.searchParams, body });
+    if (req.headers.get("Authorization") !== `Bearer ${accepted}`) {
+      return rpcError(401, 16, "the API token is not valid: create a new one with storectl token create");
+    }
+    const byId = /^\/v1\/stores\/([^/:]+)(:retry)?$/.exec(path);
+    if (req.method === "GET" && path === "/v1/users/me") return json(200, user);
+    if (req.method === "GET" && path === "/v1/stores") {
+      return json(200, { stores: [...stores.values()].reverse(), nextPageToken: "" });
+    }
+    if (req.method === "POST" && path === "/v1/stores") {
+      const name = String(body?.displayName ?? "").trim();
+      if (!name) return rpcError(400, 3, "store.display_name: is required: give the store a name of 1 to 63 characters");
+      const t = now();
+      const id = `new${nextId++}`;
+      return json(200, save(store({ id, displayName: name, engine: body.engine, owner: user.name, createTime: t, updateTime: t })));
+    }
+    if (req.method === "GET" && path === "/v1/stores:watch") {
+      let self: ReadableStreamDefaultController<Uint8Array>;
+      const stream = new ReadableStream<Uint8Array>({
+        start(c) {
+          self = c;
+          watchers.add(c);
+          for (const s of stores.values()) c.enqueue(encoder.encode(JSON.stringify({ result: { store: s } }) + "\n"));
+        },
+        cancel() {
+          watchers.delete(self);
+        },
+      });
+      req.signal.addEventListener("abort", () => {
+        watchers.delete(self);
+        try {
+          self.close();
+        } catch {
+          // already closed by the reader
+        }
+      });
+      return new Response(stream, { status: 200, headers: { "Content-Type": "application/json" } });
+    }
+    if (req.method === "GET" && path === "/v1/auditEntries") {
+      const q = url.searchParams;
+      const match = audit.filter(
+        (e) =>
+          (!q.get("storeId") || e.storeId === q.get("storeId")) &&
+          (!q.get("actor") || e.actor === q.get("actor")) &&
+          (!q.get("action") || e.action === q.get("action")),
+      );
+      return json(200, { entries: match, nextPageToken: "" });
+    }
+    if (byId) {
+      const id = byId[1] as string;
+      const s = stores.get(id);
+      if (!s) return rpcError(404, 5, `store ${id} not found`);
+      if (req.method === "GET" && !byId[2]) return json(200, s);
+      if (req.method === "DELETE" && !byId[2]) {
+        return json(200, save({ ...s, phase: "PHASE_DELETING", updateTime: now(), generation: String(Number(s.generation) + 1) }));
+      }
+      if (req.method === "POST" && byId[2]) {
+        if (s.phase !== "PHASE_FAILED") return rpcError(400, 9, `store ${id} is not FAILED`);
+        return json(
+          200,
+          save({ ...s, phase: "PHASE_PROVISIONING", failureReason: "", failureMessage: "", updateTime: now(), generation: String(Number(s.generation) + 1) }),
+        );
+      }
+    }
+    return rpcError(404, 5, `no route for ${req.method} ${path}`);
+  }
+
+  return {
+    token,
+    requests,
+    stores,
+    /** fetch answers like the gateway. */
+    fetch: ((input: RequestInfo | URL, init?: RequestInit) =>
+      handle(input instanceof Request ? input : new Request(input, init))) as typeof globalThis.fetch,
+    /** update changes a store as the platform would, and tells the watchers. */
+    update(id: string, change: Partial<Store>) {
+      const s = stores.get(id);
+      if (!s) throw new Error(`no store ${id}`);
+      return save({ ...s, ...change, updateTime: now() });
+    },
+    /** revoke stops accepting the token and ends the open watch streams. */
+    revoke() {
+      accepted = "";
+      for (const c of watchers) c.error(new TypeError("network error"));
+      watchers.clear();
+    },
+    /** watching is how many watch streams are open. */
+    get watching() {
+      return watchers.size;
+    },
+  };
+}

@@ -1,0 +1,20 @@
+import { render } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { App, newQueryClient } from "../App";
+import { tokenStorageKey } from "../session/session";
+import type { fakeGateway } from "./fakeGateway";
+
+/**
+ * renderApp renders the whole dashboard against a fake gateway, signed in
+ * with its token unless signedIn is false, at the given hash route.
+ */
+export function renderApp(gw: ReturnType<typeof fakeGateway>, opts: { hash?: string; signedIn?: boolean; fetch?: typeof fetch } = {}) {
+  if (opts.signedIn !== false) sessionStorage.setItem(tokenStorageKey, gw.token);
+  window.location.hash = opts.hash ?? "#/";
+  const queryClient = newQueryClient();
+  // No retries in tests: an error shows at once.
+  queryClient.setDefaultOptions({ queries: { ...queryClient.getDefaultOptions().queries, retry: false } });
+  const user = userEvent.setup();
+  const view = render(<App queryClient={queryClient} fetch={opts.fetch ?? gw.fetch} baseUrl="http://gateway.test" />);
+  return { ...view, user, queryClient };
+}

@@ -1,0 +1,34 @@
+/// <reference types="vitest/config" />
+import { defineConfig } from "vite";
+import react from "@vitejs/plugin-react";
+
+// The gateway (`make dev`) serves the REST API and the OpenAPI document on
+// port 3000; `npm run dev` proxies them so the dashboard hot-reloads against it.
+const gateway = "http://localhost:3000";
+
+export default defineConfig({
+  plugins: [react()],
+  // Absolute asset URLs: the gateway serves the dashboard at its root, and
+  // index.html, served for any unknown path, must find its assets from there.
+  base: "/",
+  server: {
+    proxy: {
+      "/v1": { target: gateway, changeOrigin: true },
+      "/openapi.json": { target: gateway, changeOrigin: true },
+    },
+  },
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    assetsDir: "assets",
+    sourcemap: false,
+    // One small app: a single JS and a single CSS file keep the committed dist/ lean.
+    chunkSizeWarningLimit: 400,
+  },
+  test: {
+    environment: "jsdom",
+    setupFiles: ["./src/test/setup.ts"],
+    include: ["src/**/*.test.{ts,tsx}", "scripts/**/*.test.ts"],
+    restoreMocks: true,
+  },
+});
