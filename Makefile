@@ -103,9 +103,18 @@ build: ## Build every module in the workspace and alone
 vet: ## go vet every module
 	go vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
+DASHBOARD := services/gateway/dashboard
+
 .PHONY: test
-test: sandbox-up ## Run every test: unit, integration (SQLite, embedded NATS, sandbox cluster; PostgreSQL/NATS when their URLs are set)
+test: sandbox-up dashboard-test ## Run every test: unit, integration (SQLite, embedded NATS, sandbox cluster; PostgreSQL/NATS when their URLs are set), end to end
 	STOREPROV_SANDBOX_DIR=$(SANDBOX_DIR) go test -count=1 -timeout 30m $(addprefix ./,$(addsuffix /...,$(MODULES)))
+
+$(DASHBOARD)/node_modules/.package-lock.json: $(DASHBOARD)/package-lock.json
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund
+
+.PHONY: dashboard-test
+dashboard-test: $(DASHBOARD)/node_modules/.package-lock.json ## Dashboard unit tests (Vitest), generated client and built assets current
+	cd $(DASHBOARD) && npm test && npm run check-dist
 
 .PHONY: bench
 bench: sandbox-up ## Run the benchmarks, each beside its baseline

@@ -74,12 +74,11 @@ const (
 	// heartbeat (InProgress) before it is redelivered to another worker.
 	CommandAckWait = 30 * time.Second
 	// CommandMaxDeliver bounds redeliveries; after that the command is
-	// dropped and the store stays FAILED until retried.
+	// dropped and the store stays FAILED until retried. Workers space
+	// redeliveries themselves with NakWithDelay: a consumer BackOff would
+	// also replace AckWait by its first step.
 	CommandMaxDeliver = 8
 )
-
-// commandBackoff spaces redeliveries of a command that failed.
-var commandBackoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
 
 // DuplicateWindow is how long JetStream remembers a Nats-Msg-Id.
 const DuplicateWindow = 10 * time.Minute
@@ -132,7 +131,6 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, opts Optio
 			AckPolicy:   jetstream.AckExplicitPolicy,
 			AckWait:     CommandAckWait,
 			MaxDeliver:  CommandMaxDeliver,
-			BackOff:     commandBackoff,
 		}},
 		{t.EventsStream(), jetstream.ConsumerConfig{
 			Durable:       APIStatusConsumer,

@@ -52,7 +52,7 @@ func main() {
 	fmt.Printf(`
 storeprov is running. Ctrl-C stops it.
 
-  REST API            %s   (OpenAPI: %s/openapi.json)
+  dashboard and REST  %s   (OpenAPI: %s/openapi.json)
   api gRPC            %s   (grpcurl -plaintext %s list)
   audit gRPC          %s
   NATS                %s

@@ -861,10 +861,14 @@ func (*WatchStoresRequest) Descriptor() ([]byte, []int) {
 
 type WatchStoresResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The store as it is after the change.
-	Store         *Store `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The store as it is after the change; unset when snapshot_complete is true.
+	Store *Store `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
+	// True on the one message that follows the current stores: the client now
+	// holds the whole state, and every later message is a change. It is sent
+	// even when there are no stores, so a client always knows the stream is up.
+	SnapshotComplete bool `protobuf:"varint,2,opt,name=snapshot_complete,json=snapshotComplete,proto3" json:"snapshot_complete,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WatchStoresResponse) Reset() {
@@ -902,6 +906,13 @@ func (x *WatchStoresResponse) GetStore() *Store {
 		return x.Store
 	}
 	return nil
+}
+
+func (x *WatchStoresResponse) GetSnapshotComplete() bool {
+	if x != nil {
+		return x.SnapshotComplete
+	}
+	return false
 }
 
 var File_storeprov_store_v1_store_proto protoreflect.FileDescriptor
@@ -962,9 +973,10 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\"(\n" +
 	"\x11RetryStoreRequest\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\"\x14\n" +
-	"\x12WatchStoresRequest\"F\n" +
+	"\x12WatchStoresRequest\"s\n" +
 	"\x13WatchStoresResponse\x12/\n" +
-	"\x05store\x18\x01 \x01(\v2\x19.storeprov.store.v1.StoreR\x05store*K\n" +
+	"\x05store\x18\x01 \x01(\v2\x19.storeprov.store.v1.StoreR\x05store\x12+\n" +
+	"\x11snapshot_complete\x18\x02 \x01(\bR\x10snapshotComplete*K\n" +
 	"\x06Engine\x12\x16\n" +
 	"\x12ENGINE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ENGINE_WOOCOMMERCE\x10\x01\x12\x11\n" +

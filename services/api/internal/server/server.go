@@ -103,6 +103,9 @@ func (s *Server) WatchStores(_ *storev1.WatchStoresRequest, stream storev1.Store
 			break
 		}
 	}
+	if err := stream.Send(&storev1.WatchStoresResponse{SnapshotComplete: true}); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -282,6 +282,12 @@ export interface components {
             storeQuota?: number;
         };
         v1WatchStoresResponse: {
+            /**
+             * @description True on the one message that follows the current stores: the client now
+             *     holds the whole state, and every later message is a change. It is sent
+             *     even when there are no stores, so a client always knows the stream is up.
+             */
+            snapshotComplete?: boolean;
             store?: components["schemas"]["v1Store"];
         };
     };

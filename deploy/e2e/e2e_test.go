@@ -1,0 +1,362 @@
+// Package e2e drives the whole platform through its REST gateway: the api,
+// audit, gateway and two orchestrator processes built from this repository,
+// NATS JetStream and the sandbox Kubernetes cluster.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/storeprov/storeprov/deploy/devstack"
+	"github.com/storeprov/storeprov/pkg/bus/bustest"
+	"github.com/storeprov/storeprov/pkg/database/databasetest"
+	"github.com/storeprov/storeprov/pkg/sandboxtest"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// stackConfig is the platform of one test: SQLite with the embedded NATS
+// server, or PostgreSQL with the external NATS server when both are set.
+type stackConfig struct {
+	name                    string
+	apiDB, auditDB, natsURL string
+}
+
+func configs(t *testing.T) []stackConfig {
+	cs := []stackConfig{{name: "sqlite-embedded-nats"}}
+	if pg := os.Getenv(databasetest.PostgresURLEnv); pg != "" {
+		c := stackConfig{name: "postgres", apiDB: databasetest.Postgres(t, pg), auditDB: databasetest.Postgres(t, pg)}
+		if n := os.Getenv(bustest.URLEnv); n != "" {
+			c.name, c.natsURL = "postgres-external-nats", n
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+func startStack(t *testing.T, c stackConfig) *devstack.Stack {
+	t.Helper()
+	kubeconfig := sandboxtest.KubeconfigPath(t)
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "storeprov-e2e-bin")
+		if buildErr == nil {
+			buildErr = devstack.Build(context.Background(), root, binDir)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	logs := &syncBuffer{}
+	s, err := devstack.Start(context.Background(), devstack.Config{
+		Root: root, DataDir: t.TempDir(), BinDir: binDir, Kubeconfig: kubeconfig,
+		NATSURL: c.natsURL, NATSPort: -1, APIDatabaseURL: c.apiDB, AuditDatabaseURL: c.auditDB,
+		BusPrefix: "e2e" + sandboxtest.RandomSuffix(), Orchestrators: 2, Logs: logs,
+	})
+	if err != nil {
+		t.Fatalf("stack: %v\n%s", err, logs.String())
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("service logs:\n%s", logs.String())
+		}
+	})
+	return s
+}
+
+func TestStoreLifecycleThroughREST(t *testing.T) {
+	for _, c := range configs(t) {
+		t.Run(c.name, func(t *testing.T) {
+			s := startStack(t, c)
+			api := &restClient{t: t, base: s.GatewayURL, token: s.Token}
+			cs := sandboxtest.Clientset(t)
+
+			watch := api.watch()
+			defer watch.stop()
+
+			var created store
+			api.do("POST", "/v1/stores", `{"displayName":"E2E Shop","engine":"ENGINE_WOOCOMMERCE"}`, 200, &created)
+			if created.Phase != "PHASE_PROVISIONING" || created.ID == "" || created.Owner != "admin" {
+				t.Fatalf("created store = %+v", created)
+			}
+			ns := "store-" + created.ID
+			sandboxtest.CleanupNamespace(t, ns)
+
+			ready := api.waitPhase(created.ID, "PHASE_READY")
+			if !strings.Contains(ready.URL, "store-"+created.ID+".") {
+				t.Errorf("READY store URL = %q", ready.URL)
+			}
+			if _, err := cs.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); err != nil {
+				t.Errorf("namespace of a READY store: %v", err)
+			}
+
+			var list struct{ Stores []store }
+			api.do("GET", "/v1/stores", "", 200, &list)
+			if len(list.Stores) != 1 || list.Stores[0].ID != created.ID {
+				t.Errorf("list = %+v", list.Stores)
+			}
+			api.do("GET", "/v1/stores?phase=PHASE_READY", "", 200, &list)
+			if len(list.Stores) != 1 {
+				t.Errorf("READY filter = %+v", list.Stores)
+			}
+
+			var deleting store
+			api.do("DELETE", "/v1/stores/"+created.ID, "", 200, &deleting)
+			if deleting.Phase != "PHASE_DELETING" {
+				t.Errorf("DELETE answered phase %s, want PHASE_DELETING", deleting.Phase)
+			}
+			api.waitPhase(created.ID, "PHASE_DELETED")
+			if _, err := cs.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("namespace after DELETED: %v, want it gone", err)
+			}
+
+			phases := watch.phasesOf(created.ID, "PHASE_DELETED")
+			for _, want := range []string{"PHASE_PROVISIONING", "PHASE_READY", "PHASE_DELETING", "PHASE_DELETED"} {
+				if !slices.Contains(phases, want) {
+					t.Errorf("watch saw %v, missing %s", phases, want)
+				}
+			}
+
+			entries := api.waitAudit(created.ID, "deleted")
+			want := map[string]string{"create": "admin", "ready": "system:orchestrator", "delete": "admin", "deleted": "system:orchestrator"}
+			for action, actor := range want {
+				found := false
+				for _, e := range entries {
+					if e.Action == action {
+						found = true
+						if e.Actor != actor || e.Time == "" {
+							t.Errorf("audit %s by %q at %q, want actor %q", action, e.Actor, e.Time, actor)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("no audit entry %q in %+v", action, entries)
+				}
+			}
+		})
+	}
+}
+
+func TestBadRequestsThroughREST(t *testing.T) {
+	s := startStack(t, configs(t)[0])
+	api := &restClient{t: t, base: s.GatewayURL, token: s.Token}
+	tests := []struct {
+		name, method, path, body string
+		token                    string
+		status                   int
+		contains                 string
+	}{
+		{"malformed JSON", "POST", "/v1/stores", `{"displayName": "x",`, s.Token, 400, ""},
+		{"wrong type", "POST", "/v1/stores", `{"displayName": 5, "engine": "ENGINE_MEDUSA"}`, s.Token, 400, "displayName"},
+		{"unknown engine", "POST", "/v1/stores", `{"displayName": "x", "engine": "ENGINE_SHOPIFY"}`, s.Token, 400, "ENGINE_SHOPIFY"},
+		{"empty name", "POST", "/v1/stores", `{"displayName": "", "engine": "ENGINE_MEDUSA"}`, s.Token, 400, "store.display_name: is required"},
+		{"name too long", "POST", "/v1/stores", `{"displayName": "` + strings.Repeat("n", 64) + `", "engine": "ENGINE_MEDUSA"}`, s.Token, 400, "at most 63"},
+		{"missing engine", "POST", "/v1/stores", `{"displayName": "x"}`, s.Token, 400, "store.engine: is required"},
+		{"missing token", "GET", "/v1/stores", "", "", 401, "missing API token"},
+		{"invalid token", "GET", "/v1/stores", "", "sp_wrong", 401, "invalid API token"},
+		{"unknown store", "GET", "/v1/stores/nosuchid", "", s.Token, 404, "nosuchid"},
+		{"retry a store that is not failed", "POST", "/v1/stores/nosuchid:retry", "{}", s.Token, 404, "nosuchid"},
+		{"bad page token", "GET", "/v1/stores?pageToken=zzz", "", s.Token, 400, "page_token"},
+	}
+	for _, tt := range tests {
+		status, body := api.raw(tt.method, tt.path, tt.body, tt.token)
+		var e struct {
+			Code    int
+			Message string
+		}
+		_ = json.Unmarshal(body, &e)
+		if status != tt.status || !strings.Contains(e.Message, tt.contains) || e.Message == "" {
+			t.Errorf("%s: %s %s = %d %s; want %d with a message containing %q", tt.name, tt.method, tt.path, status, body, tt.status, tt.contains)
+		}
+	}
+	var list struct{ Stores []store }
+	api.do("GET", "/v1/stores", "", 200, &list)
+	if len(list.Stores) != 0 {
+		t.Errorf("refused requests wrote stores: %+v", list.Stores)
+	}
+	status, body := api.raw("GET", "/openapi.json", "", "")
+	if status != 200 || !bytes.Contains(body, []byte("/v1/stores")) {
+		t.Errorf("OpenAPI document: %d %.200s", status, body)
+	}
+}
+
+type store struct {
+	ID                 string `json:"id"`
+	DisplayName        string `json:"displayName"`
+	Phase              string `json:"phase"`
+	Owner              string `json:"owner"`
+	URL                string `json:"url"`
+	FailureReason      string `json:"failureReason"`
+	ObservedGeneration string `json:"observedGeneration"`
+}
+
+type auditEntry struct {
+	Action, Actor, StoreID, Time, Detail string
+}
+
+type restClient struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+func (c *restClient) raw(method, path, body, token string) (int, []byte) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (c *restClient) do(method, path, body string, wantStatus int, into any) {
+	c.t.Helper()
+	status, b := c.raw(method, path, body, c.token)
+	if status != wantStatus {
+		c.t.Fatalf("%s %s = %d %s, want %d", method, path, status, b, wantStatus)
+	}
+	if into != nil {
+		if err := json.Unmarshal(b, into); err != nil {
+			c.t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+}
+
+func (c *restClient) waitPhase(id, phase string) store {
+	c.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var st store
+	for time.Now().Before(deadline) {
+		c.do("GET", "/v1/stores/"+id, "", 200, &st)
+		if st.Phase == phase {
+			return st
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("store %s is %s (%s), not %s after 2 minutes", id, st.Phase, st.FailureReason, phase)
+	return st
+}
+
+func (c *restClient) waitAudit(id, action string) []auditEntry {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var resp struct{ Entries []auditEntry }
+	for time.Now().Before(deadline) {
+		c.do("GET", "/v1/auditEntries?storeId="+id, "", 200, &resp)
+		for _, e := range resp.Entries {
+			if e.Action == action {
+				return resp.Entries
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("no audit entry %q for %s: %+v", action, id, resp.Entries)
+	return nil
+}
+
+// watcher reads the streaming watch endpoint in the background.
+type watcher struct {
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	seen   map[string][]string
+	done   chan struct{}
+}
+
+func (c *restClient) watch() *watcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watcher{cancel: cancel, seen: map[string][]string{}, done: make(chan struct{})}
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/stores:watch", nil)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		c.t.Fatalf("watch: %v %v", err, resp)
+	}
+	go func() {
+		defer close(w.done)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			var ev struct {
+				Result struct {
+					Store            store
+					SnapshotComplete bool `json:"snapshotComplete"`
+				}
+			}
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Result.Store.ID != "" {
+				w.mu.Lock()
+				w.seen[ev.Result.Store.ID] = append(w.seen[ev.Result.Store.ID], ev.Result.Store.Phase)
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+// phasesOf returns the phases seen for id, waiting a little for last.
+func (w *watcher) phasesOf(id, last string) []string {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		phases := append([]string(nil), w.seen[id]...)
+		w.mu.Unlock()
+		if slices.Contains(phases, last) || time.Now().After(deadline) {
+			return phases
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (w *watcher) stop() {
+	w.cancel()
+	<-w.done
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,301 @@
+// Package app wires the orchestrator's whole dependency graph in one
+// place: Kubernetes client → guardrails → reconcile steps → reconciler;
+// NATS → topology → event publisher and lease store → worker; and the
+// metrics server. cmd/orchestrator runs it from flags; a dev stack or an
+// end-to-end test can run it in process.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/events"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/lease"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/worker"
+)
+
+// Options configure Run. BindFlags registers them as flags; DefaultOptions
+// returns their defaults for callers without flags.
+type Options struct {
+	// Kubeconfig is a kubeconfig file; empty means the in-cluster config.
+	Kubeconfig string
+	// KubeQPS and KubeBurst rate-limit the Kubernetes client.
+	KubeQPS   float64
+	KubeBurst int
+	// PlansFile is a plans YAML file; empty means the plans shipped with
+	// the orchestrator.
+	PlansFile string
+	// Plan names the plan that sizes every store namespace.
+	Plan string
+	// IngressNamespaceLabels select the ingress controller's namespace,
+	// the only one allowed to reach a store's web tier.
+	IngressNamespaceLabels map[string]string
+	// AllowInternetEgress lets a store's web tier reach public addresses.
+	AllowInternetEgress bool
+	// NATSURL is the NATS server (JetStream enabled).
+	NATSURL string
+	// BusPrefix and BusReplicas name and size the bus topology.
+	BusPrefix   string
+	BusReplicas int
+	// MetricsAddr is where /metrics and /healthz are served; ":0" picks a
+	// free port, reported to MetricsListening and in the log.
+	MetricsAddr string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+
+	Worker    worker.Options
+	Reconcile reconcile.Options
+
+	// RESTConfig, when set, is used instead of Kubeconfig (in-process use,
+	// fault injection).
+	RESTConfig *rest.Config
+	// Logger, when set, is used instead of JSON lines on stderr.
+	Logger *slog.Logger
+	// MetricsListening, when set, is called with the metrics server's
+	// address once it listens.
+	MetricsListening func(addr string)
+}
+
+// BindFlags registers the options' flags on fs and sets their defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster stores go to (default: the in-cluster config)")
+	fs.Float64Var(&o.KubeQPS, "kube-qps", 50, "Kubernetes API requests per second")
+	fs.IntVar(&o.KubeBurst, "kube-burst", 100, "Kubernetes API request burst")
+	fs.StringVar(&o.PlansFile, "plans", "", "plans YAML file sizing store namespaces (default: the plans shipped with the orchestrator)")
+	fs.StringVar(&o.Plan, "plan", "standard", "plan applied to every store namespace")
+	o.IngressNamespaceLabels = map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"}
+	fs.Var((*labels)(&o.IngressNamespaceLabels), "ingress-namespace-labels", "comma-separated key=value labels of the ingress controller's namespace, the only one allowed to reach store web pods")
+	fs.BoolVar(&o.AllowInternetEgress, "allow-internet-egress", true, "let store web pods reach public addresses (plugin downloads); private ranges stay closed")
+	fs.StringVar(&o.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with JetStream")
+	fs.StringVar(&o.BusPrefix, "bus-prefix", bus.Default().Prefix, "prefix of the streams, subjects and buckets of this installation")
+	fs.IntVar(&o.BusReplicas, "bus-replicas", 1, "replicas of each stream and bucket (3 for a NATS cluster)")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9094", "address of the /metrics and /healthz endpoints (\":0\" picks a free port)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	o.Worker.BindFlags(fs)
+	o.Reconcile.BindFlags(fs)
+}
+
+// DefaultOptions returns the defaults of BindFlags.
+func DefaultOptions() Options {
+	var o Options
+	o.BindFlags(flag.NewFlagSet("orchestrator", flag.ContinueOnError))
+	return o
+}
+
+// Run builds the orchestrator from opts and runs it until ctx is done:
+// it connects to Kubernetes and NATS, ensures the bus topology, serves
+// metrics and health, and runs the worker. On cancellation it stops
+// pulling, lets in-flight commands finish for up to the worker's grace
+// period, hands the rest back, and returns nil. It returns an error when
+// the configuration is wrong or a dependency cannot be set up.
+func Run(ctx context.Context, opts Options) error {
+	log, err := logger(opts)
+	if err != nil {
+		return err
+	}
+
+	plans := plan.Default()
+	if opts.PlansFile != "" {
+		if plans, err = plan.Load(opts.PlansFile); err != nil {
+			return err
+		}
+	}
+	storePlan, err := plans.Get(opts.Plan)
+	if err != nil {
+		return err
+	}
+	restConfig, err := kubeConfig(opts)
+	if err != nil {
+		return err
+	}
+	clientset, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return fmt.Errorf("cannot create the Kubernetes client: %w", err)
+	}
+
+	nc, err := nats.Connect(opts.NATSURL, nats.Name("storeprov-orchestrator "+opts.Worker.ID),
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+	if err != nil {
+		return fmt.Errorf("cannot connect to NATS at %s: %w", opts.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("cannot use JetStream at %s: %w", opts.NATSURL, err)
+	}
+	topology := bus.Topology{Prefix: opts.BusPrefix, Replicas: opts.BusReplicas}
+	kv, err := ensureTopology(ctx, js, topology, log)
+	if err != nil {
+		return err
+	}
+
+	guardrails := &kube.Guardrails{
+		Client: clientset,
+		Plan:   storePlan,
+		Network: kube.Network{
+			IngressNamespaceLabels: opts.IngressNamespaceLabels,
+			AllowInternetEgress:    opts.AllowInternetEgress,
+		},
+	}
+	steps := []reconcile.Step{
+		reconcile.GuardrailsStep{Guardrails: guardrails, DeleteTimeout: opts.Reconcile.DeleteTimeout},
+		// The Helm release step comes here.
+	}
+	reconciler := reconcile.New(steps, &events.Publisher{JS: js, Topology: topology}, opts.Reconcile)
+	w := worker.New(js, topology, reconciler, &lease.Store{KV: kv}, worker.NewMetrics(prometheus.DefaultRegisterer), log, opts.Worker)
+
+	stopMetrics, err := serveMetrics(opts, nc, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+
+	log.Info("orchestrator started", "worker", w.ID(), "nats", opts.NATSURL, "prefix", topology.Prefix,
+		"plan", opts.Plan, "baseDomain", opts.Reconcile.BaseDomain)
+	if err := w.Run(ctx); err != nil {
+		return err
+	}
+	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		log.Warn("cannot drain the NATS connection", "err", err)
+	}
+	return nil
+}
+
+// ensureTopology creates the streams, consumer and lease bucket, retrying
+// while NATS is unreachable: a bus outage delays the start, it is not a
+// configuration error.
+func ensureTopology(ctx context.Context, js jetstream.JetStream, topology bus.Topology, log *slog.Logger) (jetstream.KeyValue, error) {
+	for {
+		ensureCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := topology.Ensure(ensureCtx, js, bus.Options{})
+		var kv jetstream.KeyValue
+		if err == nil {
+			kv, err = js.KeyValue(ensureCtx, topology.LeaseBucket())
+		}
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("cannot ensure the bus topology: %w", err)
+		}
+		log.Warn("cannot ensure the bus topology; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func kubeConfig(opts Options) (*rest.Config, error) {
+	if opts.RESTConfig != nil {
+		return rest.CopyConfig(opts.RESTConfig), nil
+	}
+	var cfg *rest.Config
+	var err error
+	if opts.Kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("cannot load kubeconfig %s: %w", opts.Kubeconfig, err)
+		}
+	} else if cfg, err = rest.InClusterConfig(); err != nil {
+		return nil, fmt.Errorf("not running in a cluster (%w): pass --kubeconfig", err)
+	}
+	cfg.QPS, cfg.Burst = float32(opts.KubeQPS), opts.KubeBurst
+	cfg.UserAgent = "storeprov-orchestrator"
+	return cfg, nil
+}
+
+// serveMetrics serves /metrics and /healthz (200 while NATS is connected)
+// and returns a function that stops the server.
+func serveMetrics(opts Options, nc *nats.Conn, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", opts.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on --metrics-addr %s: %w", opts.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", rpc.MetricsHandler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !nc.IsConnected() {
+			http.Error(w, "not connected to NATS", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	addr := ln.Addr().String()
+	log.Info("metrics server listening", "addr", addr)
+	if opts.MetricsListening != nil {
+		opts.MetricsListening(addr)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+func logger(opts Options) (*slog.Logger, error) {
+	if opts.Logger != nil {
+		return opts.Logger, nil
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(opts.LogLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.LogLevel)
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// labels is a flag.Value of comma-separated key=value pairs.
+type labels map[string]string
+
+func (l *labels) String() string {
+	if l == nil {
+		return ""
+	}
+	pairs := make([]string, 0, len(*l))
+	for k, v := range *l {
+		pairs = append(pairs, k+"="+v)
+	}
+	sort.Strings(pairs)
+	return strings.Join(pairs, ",")
+}
+
+func (l *labels) Set(s string) error {
+	out := map[string]string{}
+	for pair := range strings.SplitSeq(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || k == "" {
+			return fmt.Errorf("%q is not key=value: write labels as k1=v1,k2=v2", pair)
+		}
+		out[k] = v
+	}
+	*l = out
+	return nil
+}

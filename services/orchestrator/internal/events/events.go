@@ -1,0 +1,60 @@
+// Package events publishes what the orchestrator observed about a store:
+// StoreStatusChanged on the store's status subject and AuditEvent on its
+// audit subject, each with a deterministic Nats-Msg-Id so that the same
+// fact published twice (a retry, a second worker) is stored once.
+package events
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
+	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
+)
+
+// DefaultTimeout bounds one publish when Publisher.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
+
+// Publisher sends status changes and audit events to JetStream.
+type Publisher struct {
+	JS       jetstream.JetStream
+	Topology bus.Topology
+	// Timeout bounds each publish; DefaultTimeout when zero.
+	Timeout time.Duration
+}
+
+// Status publishes s on the status subject of s.StoreId with the id
+// lifecycle.StatusEventID(store, observed generation, phase, reason). It
+// runs on a fresh context bounded by Timeout that keeps ctx's values but
+// not its cancellation, so the last word of a cancelled reconcile is
+// still written. It returns once JetStream stored the event; an error
+// means the event may not be stored and the caller should retry.
+func (p *Publisher) Status(ctx context.Context, s *eventsv1.StoreStatusChanged) error {
+	id := lifecycle.StatusEventID(s.GetStoreId(), s.GetObservedGeneration(), s.GetPhase(), s.GetReason())
+	return p.publish(ctx, p.Topology.StatusSubject(s.GetStoreId()), id, s)
+}
+
+// Audit publishes e on the audit subject of its store with e.Id as the
+// message id, with the same fresh-context rule and errors as Status.
+func (p *Publisher) Audit(ctx context.Context, e *auditv1.AuditEntry) error {
+	if e.GetId() == "" {
+		return fmt.Errorf("audit entry for store %s has no id: use lifecycle.AuditEventID", e.GetStoreId())
+	}
+	return p.publish(ctx, p.Topology.AuditSubject(e.GetStoreId()), e.GetId(), &eventsv1.AuditEvent{Entry: e})
+}
+
+func (p *Publisher) publish(ctx context.Context, subject, id string, m proto.Message) error {
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	return bus.Publish(pubCtx, p.JS, subject, id, m)
+}

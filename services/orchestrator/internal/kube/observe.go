@@ -1,0 +1,101 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Observation is what exists of a store's namespace and guardrails.
+type Observation struct {
+	// Exists is true when the namespace exists, terminating or not.
+	Exists bool
+	// Terminating is true when the namespace is being deleted.
+	Terminating bool
+	// Missing names each object Ensure would still create, such as
+	// "resource quota store-quota"; it is empty when everything exists.
+	Missing []string
+}
+
+// Observe reads which of the store's namespace and guardrails exist; it
+// changes nothing. It checks presence only, not contents: Ensure restores
+// drifted values. An error means the cluster could not be read.
+func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, error) {
+	if err := ValidateStoreID(storeID); err != nil {
+		return Observation{}, err
+	}
+	ns := NamespaceFor(storeID)
+	nsObj, err := g.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return Observation{Missing: []string{"namespace " + ns}}, nil
+	}
+	if err != nil {
+		return Observation{}, fmt.Errorf("cannot read namespace %s: %w", ns, err)
+	}
+	obs := Observation{Exists: true, Terminating: nsObj.DeletionTimestamp != nil}
+
+	exists := func(what string, get func() error) error {
+		err := get()
+		if apierrors.IsNotFound(err) {
+			obs.Missing = append(obs.Missing, what)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read %s in %s: %w", what, ns, err)
+		}
+		return nil
+	}
+	core := g.Client.CoreV1()
+	checks := []struct {
+		what string
+		get  func() error
+	}{
+		{"resource quota store-quota", func() error {
+			_, err := core.ResourceQuotas(ns).Get(ctx, "store-quota", metav1.GetOptions{})
+			return err
+		}},
+		{"limit range store-limits", func() error {
+			_, err := core.LimitRanges(ns).Get(ctx, "store-limits", metav1.GetOptions{})
+			return err
+		}},
+		{"secret " + SecretDatabase, func() error {
+			_, err := core.Secrets(ns).Get(ctx, SecretDatabase, metav1.GetOptions{})
+			return err
+		}},
+		{"secret " + SecretAdmin, func() error {
+			_, err := core.Secrets(ns).Get(ctx, SecretAdmin, metav1.GetOptions{})
+			return err
+		}},
+	}
+	for _, c := range checks {
+		if err := exists(c.what, c.get); err != nil {
+			return Observation{}, err
+		}
+	}
+
+	policies, err := g.Client.NetworkingV1().NetworkPolicies(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return Observation{}, fmt.Errorf("cannot list network policies in %s: %w", ns, err)
+	}
+	have := map[string]bool{}
+	for _, p := range policies.Items {
+		have[p.Name] = true
+	}
+	want := []string{PolicyDefaultDeny, PolicyAllowDNS, PolicyIngressToWeb, PolicyWebToDatabase, PolicyWebToDatabaseEgress}
+	if g.Network.AllowInternetEgress {
+		want = append(want, PolicyInternetEgress)
+	}
+	for _, name := range want {
+		if !have[name] {
+			obs.Missing = append(obs.Missing, "network policy "+name)
+		}
+	}
+	return obs, nil
+}
+
+// ValidateStoreID returns an error wrapping ErrInvalidStoreID, saying what
+// is wrong, when id cannot name a store namespace: it must be 1 to 40
+// lowercase letters, digits and inner '-'.
+func ValidateStoreID(id string) error { return validateStoreID(id) }

@@ -1,0 +1,331 @@
+// Package reconcile converges one store to what a provisioning command
+// asks. Reconcile is level-triggered: it observes what exists
+// (DetermineState), picks one action in one switch, and acts through
+// Steps, publishing each change of phase as a status event and each
+// outcome as an audit event. It never depends on which event woke it, so
+// running it again after a crash, a retry or a duplicate is harmless.
+//
+// It knows nothing of message delivery: the worker decides from the
+// returned *Error whether to retry, and calls Fail when it gives up.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
+	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+)
+
+// Reporter publishes what the reconciler observed. Both methods must write
+// even when ctx is cancelled (a fresh short context), and return an error
+// only when the event may not have been stored.
+type Reporter interface {
+	Status(ctx context.Context, s *eventsv1.StoreStatusChanged) error
+	Audit(ctx context.Context, e *auditv1.AuditEntry) error
+}
+
+// Options tune the reconciler.
+type Options struct {
+	// BaseDomain: a store is served at http://store-<id>.<BaseDomain>.
+	BaseDomain string
+	// ProvisionTimeout, measured from the command's issue_time, is how
+	// long a store may take to become READY before it is FAILED (Timeout).
+	ProvisionTimeout time.Duration
+	// DeleteTimeout bounds one attempt's wait for a namespace to be gone;
+	// give it to the steps that wait for deletion (GuardrailsStep).
+	DeleteTimeout time.Duration
+}
+
+// BindFlags registers the options' flags on fs and sets their defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.BaseDomain, "base-domain", "127.0.0.1.nip.io", "domain under which each store is served, as store-<id>.<domain>")
+	fs.DurationVar(&o.ProvisionTimeout, "provision-timeout", 10*time.Minute, "a store not READY this long after its command was issued is FAILED with reason Timeout")
+	fs.DurationVar(&o.DeleteTimeout, "delete-timeout", DefaultDeleteTimeout, "how long one delete attempt waits for a store's namespace to be gone before retrying")
+}
+
+// Reconciler converges stores. Its fields must not change once it runs.
+type Reconciler struct {
+	// Steps in provisioning order; deletion runs them in reverse.
+	Steps    []Step
+	Reporter Reporter
+	Options  Options
+	// Now returns the current time; tests may fix it.
+	Now func() time.Time
+}
+
+// New returns a reconciler of steps, in provisioning order. Zero options
+// take the defaults of BindFlags.
+func New(steps []Step, reporter Reporter, opts Options) *Reconciler {
+	var defaults Options
+	defaults.BindFlags(flag.NewFlagSet("defaults", flag.ContinueOnError))
+	if opts.BaseDomain == "" {
+		opts.BaseDomain = defaults.BaseDomain
+	}
+	if opts.ProvisionTimeout <= 0 {
+		opts.ProvisionTimeout = defaults.ProvisionTimeout
+	}
+	if opts.DeleteTimeout <= 0 {
+		opts.DeleteTimeout = defaults.DeleteTimeout
+	}
+	return &Reconciler{Steps: steps, Reporter: reporter, Options: opts}
+}
+
+// Kind is what DetermineState found.
+type Kind int
+
+// Kinds of state.
+const (
+	// Absent: nothing of the store exists.
+	Absent Kind = iota
+	// Terminating: the store's namespace is being deleted.
+	Terminating
+	// OutOfSync: the store exists but something is missing or not ready.
+	OutOfSync
+	// InSync: everything of the store exists.
+	InSync
+	// TimedOut: a provision whose deadline passed before the store was in
+	// sync. Never returned for a delete.
+	TimedOut
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Absent:
+		return "Absent"
+	case Terminating:
+		return "Terminating"
+	case OutOfSync:
+		return "OutOfSync"
+	case InSync:
+		return "InSync"
+	case TimedOut:
+		return "TimedOut"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// State is the observed state of a store.
+type State struct {
+	Kind Kind
+	// Missing names what is absent or not ready, across all steps.
+	Missing []string
+}
+
+// DetermineState observes every step and sums up what it found; it
+// changes nothing. An error means the state could not be read.
+func (r *Reconciler) DetermineState(ctx context.Context, cmd *eventsv1.ProvisionCommand) (State, error) {
+	var st State
+	exists, terminating := false, false
+	for _, s := range r.Steps {
+		o, err := s.Observe(ctx, cmd)
+		if err != nil {
+			return State{}, fmt.Errorf("cannot observe %s: %w", s.Name(), err)
+		}
+		exists = exists || o.Exists
+		terminating = terminating || o.Terminating
+		st.Missing = append(st.Missing, o.Missing...)
+	}
+	switch {
+	case terminating:
+		st.Kind = Terminating
+	case !exists:
+		st.Kind = Absent
+	case len(st.Missing) > 0:
+		st.Kind = OutOfSync
+	default:
+		st.Kind = InSync
+	}
+	if cmd.GetAction() == eventsv1.Action_ACTION_PROVISION && st.Kind != InSync && !r.now().Before(r.deadline(cmd)) {
+		st.Kind = TimedOut
+	}
+	return st, nil
+}
+
+// Reconcile converges the store to cmd and publishes what happened:
+// PROVISIONING then READY (with an audit "ready"), or DELETING then
+// DELETED (with an audit "deleted"). A nil error means the outcome was
+// published. Any other error is an *Error: Terminal ones (invalid spec,
+// credentials lost, timeout) will not pass by retrying and the caller
+// must call Fail; the others are worth retrying later.
+func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
+	if err := Validate(cmd); err != nil {
+		return err
+	}
+	st, err := r.DetermineState(ctx, cmd)
+	if err != nil {
+		return classify(err)
+	}
+	deleting := cmd.GetAction() == eventsv1.Action_ACTION_DELETE
+	switch {
+	case deleting && st.Kind == Absent:
+		return r.deleted(ctx, cmd)
+	case deleting:
+		return r.delete(ctx, cmd)
+	case st.Kind == TimedOut:
+		return r.timedOut(cmd, st, nil)
+	case st.Kind == Terminating:
+		return &Error{Reason: lifecycle.ReasonNamespaceTerminating, Err: fmt.Errorf(
+			"store %s is still being deleted: it can be provisioned again once namespace %s is gone", cmd.GetStoreId(), kube.NamespaceFor(cmd.GetStoreId()))}
+	default: // Absent, OutOfSync, InSync: converge, which also repairs drift.
+		return r.provision(ctx, cmd)
+	}
+}
+
+// Fail publishes the store as FAILED with reason and message, and an
+// audit "failure", for the generation of cmd. The caller calls it when it
+// gives up on cmd; an error means the events may not be stored.
+func (r *Reconciler) Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, reason, message string) error {
+	if err := r.status(ctx, cmd, storev1.Phase_PHASE_FAILED, reason, message, ""); err != nil {
+		return err
+	}
+	return r.audit(ctx, cmd, lifecycle.ActionFailure, reason+": "+message)
+}
+
+// Validate returns a terminal *Error (InvalidSpec) when cmd cannot succeed
+// as written, saying what is wrong.
+func Validate(cmd *eventsv1.ProvisionCommand) error {
+	var problem error
+	switch {
+	case kube.ValidateStoreID(cmd.GetStoreId()) != nil:
+		problem = kube.ValidateStoreID(cmd.GetStoreId())
+	case cmd.GetGeneration() < 1:
+		problem = fmt.Errorf("command for store %s has generation %d: generations start at 1", cmd.GetStoreId(), cmd.GetGeneration())
+	case cmd.GetAction() != eventsv1.Action_ACTION_PROVISION && cmd.GetAction() != eventsv1.Action_ACTION_DELETE:
+		problem = fmt.Errorf("command for store %s has action %s: use ACTION_PROVISION or ACTION_DELETE", cmd.GetStoreId(), cmd.GetAction())
+	case cmd.GetAction() == eventsv1.Action_ACTION_PROVISION && cmd.GetIssueTime() == nil:
+		problem = fmt.Errorf("provision command for store %s has no issue_time: it is needed to measure the provisioning deadline", cmd.GetStoreId())
+	}
+	if problem == nil {
+		return nil
+	}
+	return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: problem}
+}
+
+func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
+	ns := kube.NamespaceFor(cmd.GetStoreId())
+	msg := fmt.Sprintf("converging generation %d: namespace %s and its guardrails", cmd.GetGeneration(), ns)
+	if err := r.status(ctx, cmd, storev1.Phase_PHASE_PROVISIONING, lifecycle.ReasonProvisioning, msg, ""); err != nil {
+		return classify(err)
+	}
+	stepCtx, cancel := context.WithDeadline(ctx, r.deadline(cmd))
+	defer cancel()
+	for _, s := range r.Steps {
+		if err := s.Ensure(stepCtx, cmd); err != nil {
+			if errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+				return r.timedOutAfter(ctx, cmd, err)
+			}
+			return classify(err)
+		}
+	}
+	st, err := r.DetermineState(ctx, cmd)
+	switch {
+	case err != nil:
+		return classify(err)
+	case st.Kind == TimedOut:
+		return r.timedOut(cmd, st, nil)
+	case st.Kind != InSync:
+		return classify(fmt.Errorf("store %s is not ready yet: missing %s", cmd.GetStoreId(), strings.Join(st.Missing, ", ")))
+	}
+	url := fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain)
+	if err := r.status(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "store is ready at "+url, url); err != nil {
+		return classify(err)
+	}
+	return classify(r.audit(ctx, cmd, lifecycle.ActionReady, "store is ready at "+url))
+}
+
+func (r *Reconciler) delete(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
+	msg := fmt.Sprintf("deleting generation %d: everything in namespace %s", cmd.GetGeneration(), kube.NamespaceFor(cmd.GetStoreId()))
+	if err := r.status(ctx, cmd, storev1.Phase_PHASE_DELETING, lifecycle.ReasonDeleting, msg, ""); err != nil {
+		return classify(err)
+	}
+	for i := len(r.Steps) - 1; i >= 0; i-- {
+		err := r.Steps[i].Remove(ctx, cmd)
+		var te *kube.TerminatingError
+		if errors.As(err, &te) {
+			// Still DELETING, but say what it waits for; a later attempt resumes.
+			_ = r.status(ctx, cmd, storev1.Phase_PHASE_DELETING, lifecycle.ReasonNamespaceTerminating, te.Error(), "")
+		}
+		if err != nil {
+			return classify(err)
+		}
+	}
+	return r.deleted(ctx, cmd)
+}
+
+func (r *Reconciler) deleted(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
+	msg := fmt.Sprintf("namespace %s and everything in it are gone", kube.NamespaceFor(cmd.GetStoreId()))
+	if err := r.status(ctx, cmd, storev1.Phase_PHASE_DELETED, lifecycle.ReasonDeleted, msg, ""); err != nil {
+		return classify(err)
+	}
+	return classify(r.audit(ctx, cmd, lifecycle.ActionDeleted, msg))
+}
+
+// timedOutAfter reports a deadline that passed while a step was working,
+// with what was still missing then (read with a fresh context).
+func (r *Reconciler) timedOutAfter(ctx context.Context, cmd *eventsv1.ProvisionCommand, last error) error {
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	st, err := r.DetermineState(readCtx, cmd)
+	if err != nil {
+		return r.timedOut(cmd, State{}, errors.Join(last, err))
+	}
+	return r.timedOut(cmd, st, last)
+}
+
+func (r *Reconciler) timedOut(cmd *eventsv1.ProvisionCommand, st State, last error) error {
+	missing := "nothing observed missing"
+	if len(st.Missing) > 0 {
+		missing = "missing " + strings.Join(st.Missing, ", ")
+	}
+	err := fmt.Errorf("store %s was not ready within %s of its request at %s: %s",
+		cmd.GetStoreId(), r.Options.ProvisionTimeout, cmd.GetIssueTime().AsTime().UTC().Format(time.RFC3339), missing)
+	if last != nil {
+		err = fmt.Errorf("%w (last error: %w)", err, last)
+	}
+	return &Error{Reason: lifecycle.ReasonTimeout, Terminal: true, Err: err}
+}
+
+func (r *Reconciler) status(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url string) error {
+	return r.Reporter.Status(ctx, &eventsv1.StoreStatusChanged{
+		StoreId:            cmd.GetStoreId(),
+		Phase:              phase,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: cmd.GetGeneration(),
+		Time:               timestamppb.New(r.now()),
+		Url:                url,
+	})
+}
+
+func (r *Reconciler) audit(ctx context.Context, cmd *eventsv1.ProvisionCommand, action, detail string) error {
+	return r.Reporter.Audit(ctx, &auditv1.AuditEntry{
+		Id:         lifecycle.AuditEventID(cmd.GetStoreId(), cmd.GetGeneration(), action),
+		Action:     action,
+		Actor:      lifecycle.SystemActor,
+		StoreId:    cmd.GetStoreId(),
+		Time:       timestamppb.New(r.now()),
+		Detail:     detail,
+		StoreOwner: cmd.GetSpec().GetOwner(),
+	})
+}
+
+func (r *Reconciler) deadline(cmd *eventsv1.ProvisionCommand) time.Time {
+	return cmd.GetIssueTime().AsTime().Add(r.Options.ProvisionTimeout)
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}

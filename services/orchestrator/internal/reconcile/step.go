@@ -1,0 +1,77 @@
+package reconcile
+
+import (
+	"context"
+	"time"
+
+	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+)
+
+// Step is one part of a store that Reconcile converges. Steps run in order
+// to provision (the namespace first, the Helm release later) and in
+// reverse order to delete. Every method must be idempotent and safe to
+// call again after a partial failure or from a second worker.
+type Step interface {
+	// Name names the step in logs and messages.
+	Name() string
+	// Observe reports what of the step exists; it changes nothing. An error
+	// means the state could not be read.
+	Observe(ctx context.Context, cmd *eventsv1.ProvisionCommand) (Observation, error)
+	// Ensure creates or repairs what the step owns.
+	Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand) error
+	// Remove deletes what the step owns and returns once it is gone.
+	Remove(ctx context.Context, cmd *eventsv1.ProvisionCommand) error
+}
+
+// Observation is what a step found.
+type Observation struct {
+	// Exists is true when anything of the step exists.
+	Exists bool
+	// Terminating is true when what exists is being deleted, so nothing can
+	// be created until it is gone.
+	Terminating bool
+	// Missing names what is absent or not ready yet, for humans: "namespace
+	// store-x", "network policy default-deny". Empty when in sync.
+	Missing []string
+}
+
+// GuardrailsStep converges a store's namespace and its guardrails (quota,
+// limits, network policies, credentials) with package kube. It comes
+// first: removing it deletes the namespace and whatever is left in it.
+type GuardrailsStep struct {
+	Guardrails *kube.Guardrails
+	// DeleteTimeout bounds one wait for the namespace to be gone; past it
+	// Remove returns the *kube.TerminatingError naming the blocker. Zero
+	// means DefaultDeleteTimeout.
+	DeleteTimeout time.Duration
+}
+
+// DefaultDeleteTimeout is the default of Options.DeleteTimeout.
+const DefaultDeleteTimeout = 2 * time.Minute
+
+// Name implements Step.
+func (GuardrailsStep) Name() string { return "guardrails" }
+
+// Observe implements Step.
+func (s GuardrailsStep) Observe(ctx context.Context, cmd *eventsv1.ProvisionCommand) (Observation, error) {
+	o, err := s.Guardrails.Observe(ctx, cmd.GetStoreId())
+	if err != nil {
+		return Observation{}, err
+	}
+	return Observation{Exists: o.Exists, Terminating: o.Terminating, Missing: o.Missing}, nil
+}
+
+// Ensure implements Step.
+func (s GuardrailsStep) Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
+	return s.Guardrails.Ensure(ctx, cmd.GetStoreId())
+}
+
+// Remove implements Step.
+func (s GuardrailsStep) Remove(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
+	timeout := s.DeleteTimeout
+	if timeout <= 0 {
+		timeout = DefaultDeleteTimeout
+	}
+	return s.Guardrails.DeleteNamespace(ctx, cmd.GetStoreId(), timeout)
+}
