@@ -115,6 +115,31 @@ func newRootCommand(out io.Writer) *cobra.Command {
 		return s.RetryStore(ctx, &storev1.RetryStoreRequest{Id: id})
 	})
 
+	var chartVersion string
+	var sets []string
+	upgrade := &cobra.Command{
+		Use:   "upgrade ID",
+		Short: "Move a READY store to another chart version or other values",
+		Long: `Move a READY store to another chart version (default: the newest) or other
+Helm values, given as --set key=value by dotted path (repeatable), such as
+--set wordpress.replicas=2 --set wordpress.resources.limits.memory=1Gi. The
+values replace the store's previous ones. If the upgraded store cannot become
+ready, it is rolled back and stays READY, with reason UpgradeRolledBack.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			values, err := parseSets(sets)
+			if err != nil {
+				return err
+			}
+			return c.withStores(func(ctx context.Context, s storev1.StoreServiceClient) error {
+				st, err := s.UpgradeStore(ctx, &storev1.UpgradeStoreRequest{Id: args[0], ChartVersion: chartVersion, Values: values})
+				return c.printStores(err, st)
+			})
+		},
+	}
+	upgrade.Flags().StringVar(&chartVersion, "chart-version", "", "chart version to move to (default: the newest available)")
+	upgrade.Flags().StringArrayVar(&sets, "set", nil, "Helm value override key=value, by dotted path; repeat for several")
+
 	watch := &cobra.Command{
 		Use:   "watch",
 		Short: "Print stores, then every change, until interrupted",
@@ -170,7 +195,7 @@ func newRootCommand(out io.Writer) *cobra.Command {
 	}
 	audit.Flags().StringVar(&auditStore, "store", "", "only entries about this store")
 	audit.Flags().StringVar(&auditActor, "actor", "", "only entries by this user")
-	audit.Flags().StringVar(&auditAction, "action", "", "only this action: create, delete, retry, ready, failure, deleted")
+	audit.Flags().StringVar(&auditAction, "action", "", "only this action: create, delete, retry, upgrade, ready, failure, deleted")
 	audit.Flags().DurationVar(&since, "since", 0, "only entries newer than this, such as 1h")
 
 	token := &cobra.Command{Use: "token", Short: "Manage API tokens"}
@@ -220,7 +245,7 @@ func newRootCommand(out io.Writer) *cobra.Command {
 		},
 	}
 
-	root.AddCommand(create, list, get, del, retry, watch, audit, token, whoami)
+	root.AddCommand(create, list, get, del, retry, upgrade, watch, audit, token, whoami)
 	return root
 }
 
@@ -274,11 +299,11 @@ func (c *client) printStores(err error, stores ...*storev1.Store) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tENGINE\tPHASE\tOWNER\tURL\tAGE\tREASON")
+	fmt.Fprintln(w, "ID\tNAME\tENGINE\tPHASE\tCHART\tOWNER\tURL\tAGE\tREASON")
 	for _, st := range stores {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.GetId(), st.GetDisplayName(),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.GetId(), st.GetDisplayName(),
 			strings.ToLower(strings.TrimPrefix(st.GetEngine().String(), "ENGINE_")),
-			strings.TrimPrefix(st.GetPhase().String(), "PHASE_"), st.GetOwner(), st.GetUrl(),
+			strings.TrimPrefix(st.GetPhase().String(), "PHASE_"), st.GetChartVersion(), st.GetOwner(), st.GetUrl(),
 			time.Since(st.GetCreateTime().AsTime()).Round(time.Second), st.GetFailureReason())
 	}
 	return w.Flush()
@@ -324,6 +349,22 @@ func parseEngine(s string) (storev1.Engine, error) {
 		return storev1.Engine_ENGINE_MEDUSA, nil
 	}
 	return 0, fmt.Errorf("unknown engine %q: use woocommerce or medusa", s)
+}
+
+// parseSets turns --set key=value flags into a map; the value may hold '='.
+func parseSets(sets []string) (map[string]string, error) {
+	values := map[string]string{}
+	for _, kv := range sets {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--set %q is not key=value: write --set wordpress.replicas=2", kv)
+		}
+		if _, dup := values[k]; dup {
+			return nil, fmt.Errorf("--set %s is given twice: give each key once", k)
+		}
+		values[k] = v
+	}
+	return values, nil
 }
 
 func envOr(key, def string) string {

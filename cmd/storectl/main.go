@@ -2,6 +2,7 @@
 //
 //	storectl create --name "Corner Shop" --engine woocommerce
 //	storectl list | get ID | delete ID | retry ID | watch
+//	storectl upgrade ID [--chart-version V] [--set key=value]…
 //	storectl audit --store ID
 //	storectl token create --user alice
 //

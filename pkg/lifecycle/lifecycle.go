@@ -15,6 +15,7 @@ const (
 	ActionCreate  = "create"  // a user asked for a store
 	ActionDelete  = "delete"  // a user asked to delete a store
 	ActionRetry   = "retry"   // a user retried a failed store
+	ActionUpgrade = "upgrade" // a user asked for a new chart version or values
 	ActionReady   = "ready"   // the store became READY
 	ActionFailure = "failure" // provisioning or deletion failed
 	ActionDeleted = "deleted" // everything the store owned is gone
@@ -36,6 +37,19 @@ const (
 	ReasonNamespaceStuck       = "NamespaceStuck"       // deletion did not finish; message names the blocker
 	ReasonRetriesExhausted     = "RetriesExhausted"     // transient errors outlasted every redelivery
 	ReasonInvalidSpec          = "InvalidSpec"          // the command cannot succeed as written
+
+	// Why a store's workloads did not become ready, read from the cluster.
+	ReasonPodsRejected     = "PodsRejected"     // admission refused the pods (LimitRange, Pod Security)
+	ReasonUnschedulable    = "Unschedulable"    // no node can take a pod (PodScheduled=False)
+	ReasonImagePullBackOff = "ImagePullBackOff" // an image cannot be pulled (ErrImagePull, ImagePullBackOff)
+	ReasonCrashLoopBackOff = "CrashLoopBackOff" // a container keeps crashing
+	ReasonPVCPending       = "PVCPending"       // a claim found no volume
+	ReasonSetupJobFailed   = "SetupJobFailed"   // a setup, migration or admin Job exhausted its retries
+
+	// Outcomes of an upgrade of a READY store, which stays READY on its
+	// previous revision; the message says why.
+	ReasonUpgradeRolledBack = "UpgradeRolledBack" // the upgraded release did not become ready and was rolled back
+	ReasonUpgradeFailed     = "UpgradeFailed"     // the upgrade could not be applied; nothing changed
 )
 
 // StatusEventID is the Nats-Msg-Id of a status change, so the same change

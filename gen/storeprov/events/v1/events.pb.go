@@ -78,10 +78,17 @@ func (Action) EnumDescriptor() ([]byte, []int) {
 
 // StoreSpec is the desired state of a store.
 type StoreSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DisplayName   string                 `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	Engine        v1.Engine              `protobuf:"varint,2,opt,name=engine,proto3,enum=storeprov.store.v1.Engine" json:"engine,omitempty"`
-	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	DisplayName string                 `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Engine      v1.Engine              `protobuf:"varint,2,opt,name=engine,proto3,enum=storeprov.store.v1.Engine" json:"engine,omitempty"`
+	Owner       string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Version of the engine's chart to run; empty means the newest the
+	// orchestrator has.
+	ChartVersion string `protobuf:"bytes,4,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
+	// Helm value overrides by dotted path (wordpress.replicas -> "2"), typed
+	// as helm --set types them. The api accepts only allowlisted keys and no
+	// credentials.
+	Values        map[string]string `protobuf:"bytes,5,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -135,6 +142,20 @@ func (x *StoreSpec) GetOwner() string {
 		return x.Owner
 	}
 	return ""
+}
+
+func (x *StoreSpec) GetChartVersion() string {
+	if x != nil {
+		return x.ChartVersion
+	}
+	return ""
+}
+
+func (x *StoreSpec) GetValues() map[string]string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
 }
 
 // ProvisionCommand asks the orchestrator to converge one store to its spec.
@@ -378,11 +399,16 @@ var File_storeprov_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_storeprov_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	" storeprov/events/v1/events.proto\x12\x13storeprov.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1estoreprov/audit/v1/audit.proto\x1a\x1estoreprov/store/v1/store.proto\"x\n" +
+	" storeprov/events/v1/events.proto\x12\x13storeprov.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1estoreprov/audit/v1/audit.proto\x1a\x1estoreprov/store/v1/store.proto\"\x9c\x02\n" +
 	"\tStoreSpec\x12!\n" +
 	"\fdisplay_name\x18\x01 \x01(\tR\vdisplayName\x122\n" +
 	"\x06engine\x18\x02 \x01(\x0e2\x1a.storeprov.store.v1.EngineR\x06engine\x12\x14\n" +
-	"\x05owner\x18\x03 \x01(\tR\x05owner\"\x87\x02\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12#\n" +
+	"\rchart_version\x18\x04 \x01(\tR\fchartVersion\x12B\n" +
+	"\x06values\x18\x05 \x03(\v2*.storeprov.events.v1.StoreSpec.ValuesEntryR\x06values\x1a9\n" +
+	"\vValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x02\n" +
 	"\x10ProvisionCommand\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\tR\astoreId\x12\x1e\n" +
 	"\n" +
@@ -424,31 +450,33 @@ func file_storeprov_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_storeprov_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_storeprov_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_storeprov_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_storeprov_events_v1_events_proto_goTypes = []any{
 	(Action)(0),                   // 0: storeprov.events.v1.Action
 	(*StoreSpec)(nil),             // 1: storeprov.events.v1.StoreSpec
 	(*ProvisionCommand)(nil),      // 2: storeprov.events.v1.ProvisionCommand
 	(*StoreStatusChanged)(nil),    // 3: storeprov.events.v1.StoreStatusChanged
 	(*AuditEvent)(nil),            // 4: storeprov.events.v1.AuditEvent
-	(v1.Engine)(0),                // 5: storeprov.store.v1.Engine
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(v1.Phase)(0),                 // 7: storeprov.store.v1.Phase
-	(*v11.AuditEntry)(nil),        // 8: storeprov.audit.v1.AuditEntry
+	nil,                           // 5: storeprov.events.v1.StoreSpec.ValuesEntry
+	(v1.Engine)(0),                // 6: storeprov.store.v1.Engine
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(v1.Phase)(0),                 // 8: storeprov.store.v1.Phase
+	(*v11.AuditEntry)(nil),        // 9: storeprov.audit.v1.AuditEntry
 }
 var file_storeprov_events_v1_events_proto_depIdxs = []int32{
-	5, // 0: storeprov.events.v1.StoreSpec.engine:type_name -> storeprov.store.v1.Engine
-	0, // 1: storeprov.events.v1.ProvisionCommand.action:type_name -> storeprov.events.v1.Action
-	1, // 2: storeprov.events.v1.ProvisionCommand.spec:type_name -> storeprov.events.v1.StoreSpec
-	6, // 3: storeprov.events.v1.ProvisionCommand.issue_time:type_name -> google.protobuf.Timestamp
-	7, // 4: storeprov.events.v1.StoreStatusChanged.phase:type_name -> storeprov.store.v1.Phase
-	6, // 5: storeprov.events.v1.StoreStatusChanged.time:type_name -> google.protobuf.Timestamp
-	8, // 6: storeprov.events.v1.AuditEvent.entry:type_name -> storeprov.audit.v1.AuditEntry
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	6, // 0: storeprov.events.v1.StoreSpec.engine:type_name -> storeprov.store.v1.Engine
+	5, // 1: storeprov.events.v1.StoreSpec.values:type_name -> storeprov.events.v1.StoreSpec.ValuesEntry
+	0, // 2: storeprov.events.v1.ProvisionCommand.action:type_name -> storeprov.events.v1.Action
+	1, // 3: storeprov.events.v1.ProvisionCommand.spec:type_name -> storeprov.events.v1.StoreSpec
+	7, // 4: storeprov.events.v1.ProvisionCommand.issue_time:type_name -> google.protobuf.Timestamp
+	8, // 5: storeprov.events.v1.StoreStatusChanged.phase:type_name -> storeprov.store.v1.Phase
+	7, // 6: storeprov.events.v1.StoreStatusChanged.time:type_name -> google.protobuf.Timestamp
+	9, // 7: storeprov.events.v1.AuditEvent.entry:type_name -> storeprov.audit.v1.AuditEntry
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_storeprov_events_v1_events_proto_init() }
@@ -462,7 +490,7 @@ func file_storeprov_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storeprov_events_v1_events_proto_rawDesc), len(file_storeprov_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

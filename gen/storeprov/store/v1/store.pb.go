@@ -382,7 +382,9 @@ type Store struct {
 	// User who created the store.
 	Owner string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
 	Phase Phase  `protobuf:"varint,5,opt,name=phase,proto3,enum=storeprov.store.v1.Phase" json:"phase,omitempty"`
-	// Machine-readable reason of the last failure, such as QuotaExceeded.
+	// Machine-readable reason of the last failure, such as QuotaExceeded. A
+	// READY store has one after an upgrade that was rolled back
+	// (UpgradeRolledBack) or refused (UpgradeFailed).
 	FailureReason string `protobuf:"bytes,6,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
 	// Human-readable explanation of the last failure.
 	FailureMessage string `protobuf:"bytes,7,opt,name=failure_message,json=failureMessage,proto3" json:"failure_message,omitempty"`
@@ -823,6 +825,72 @@ func (x *RetryStoreRequest) GetId() string {
 	return ""
 }
 
+type UpgradeStoreRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Chart version to move to; empty means the newest available.
+	ChartVersion string `protobuf:"bytes,2,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
+	// Helm value overrides by dotted path, such as "wordpress.replicas": "2"
+	// or "wordpress.resources.limits.memory": "1Gi". They replace the
+	// store's previous overrides. Keys must be dotted names under an engine's
+	// section (wordpress, mariadb, setup, medusa, postgresql, redis,
+	// migrations, adminUser, dbClient) and name no credential.
+	Values        map[string]string `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpgradeStoreRequest) Reset() {
+	*x = UpgradeStoreRequest{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeStoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeStoreRequest) ProtoMessage() {}
+
+func (x *UpgradeStoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeStoreRequest.ProtoReflect.Descriptor instead.
+func (*UpgradeStoreRequest) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UpgradeStoreRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UpgradeStoreRequest) GetChartVersion() string {
+	if x != nil {
+		return x.ChartVersion
+	}
+	return ""
+}
+
+func (x *UpgradeStoreRequest) GetValues() map[string]string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 type WatchStoresRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -831,7 +899,7 @@ type WatchStoresRequest struct {
 
 func (x *WatchStoresRequest) Reset() {
 	*x = WatchStoresRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +911,7 @@ func (x *WatchStoresRequest) String() string {
 func (*WatchStoresRequest) ProtoMessage() {}
 
 func (x *WatchStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +924,7 @@ func (x *WatchStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStoresRequest.ProtoReflect.Descriptor instead.
 func (*WatchStoresRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{11}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{12}
 }
 
 type WatchStoresResponse struct {
@@ -873,7 +941,7 @@ type WatchStoresResponse struct {
 
 func (x *WatchStoresResponse) Reset() {
 	*x = WatchStoresResponse{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +953,7 @@ func (x *WatchStoresResponse) String() string {
 func (*WatchStoresResponse) ProtoMessage() {}
 
 func (x *WatchStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +966,7 @@ func (x *WatchStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStoresResponse.ProtoReflect.Descriptor instead.
 func (*WatchStoresResponse) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{12}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchStoresResponse) GetStore() *Store {
@@ -972,7 +1040,14 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\x12DeleteStoreRequest\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\"(\n" +
 	"\x11RetryStoreRequest\x12\x13\n" +
-	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\"\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\"\xd7\x01\n" +
+	"\x13UpgradeStoreRequest\x12\x13\n" +
+	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\x12#\n" +
+	"\rchart_version\x18\x02 \x01(\tR\fchartVersion\x12K\n" +
+	"\x06values\x18\x03 \x03(\v23.storeprov.store.v1.UpgradeStoreRequest.ValuesEntryR\x06values\x1a9\n" +
+	"\vValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +
 	"\x12WatchStoresRequest\"s\n" +
 	"\x13WatchStoresResponse\x12/\n" +
 	"\x05store\x18\x01 \x01(\v2\x19.storeprov.store.v1.StoreR\x05store\x12+\n" +
@@ -987,7 +1062,7 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\vPHASE_READY\x10\x02\x12\x10\n" +
 	"\fPHASE_FAILED\x10\x03\x12\x12\n" +
 	"\x0ePHASE_DELETING\x10\x04\x12\x11\n" +
-	"\rPHASE_DELETED\x10\x052\xaa\x05\n" +
+	"\rPHASE_DELETED\x10\x052\xa2\x06\n" +
 	"\fStoreService\x12k\n" +
 	"\vCreateStore\x12&.storeprov.store.v1.CreateStoreRequest\x1a\x19.storeprov.store.v1.Store\"\x19\x82\xd3\xe4\x93\x02\x13:\x05store\"\n" +
 	"/v1/stores\x12c\n" +
@@ -997,7 +1072,8 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"/v1/stores\x12i\n" +
 	"\vDeleteStore\x12&.storeprov.store.v1.DeleteStoreRequest\x1a\x19.storeprov.store.v1.Store\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/v1/stores/{id}\x12p\n" +
 	"\n" +
-	"RetryStore\x12%.storeprov.store.v1.RetryStoreRequest\x1a\x19.storeprov.store.v1.Store\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/stores/{id}:retry\x12z\n" +
+	"RetryStore\x12%.storeprov.store.v1.RetryStoreRequest\x1a\x19.storeprov.store.v1.Store\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/stores/{id}:retry\x12v\n" +
+	"\fUpgradeStore\x12'.storeprov.store.v1.UpgradeStoreRequest\x1a\x19.storeprov.store.v1.Store\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/stores/{id}:upgrade\x12z\n" +
 	"\vWatchStores\x12&.storeprov.store.v1.WatchStoresRequest\x1a'.storeprov.store.v1.WatchStoresResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/stores:watch0\x012\xf1\x01\n" +
 	"\vUserService\x12k\n" +
 	"\x0eGetCurrentUser\x12).storeprov.store.v1.GetCurrentUserRequest\x1a\x18.storeprov.store.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/users/me\x12u\n" +
@@ -1019,7 +1095,7 @@ func file_storeprov_store_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_storeprov_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_storeprov_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_storeprov_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_storeprov_store_v1_store_proto_goTypes = []any{
 	(Engine)(0),                   // 0: storeprov.store.v1.Engine
 	(Phase)(0),                    // 1: storeprov.store.v1.Phase
@@ -1034,42 +1110,47 @@ var file_storeprov_store_v1_store_proto_goTypes = []any{
 	(*ListStoresResponse)(nil),    // 10: storeprov.store.v1.ListStoresResponse
 	(*DeleteStoreRequest)(nil),    // 11: storeprov.store.v1.DeleteStoreRequest
 	(*RetryStoreRequest)(nil),     // 12: storeprov.store.v1.RetryStoreRequest
-	(*WatchStoresRequest)(nil),    // 13: storeprov.store.v1.WatchStoresRequest
-	(*WatchStoresResponse)(nil),   // 14: storeprov.store.v1.WatchStoresResponse
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*UpgradeStoreRequest)(nil),   // 13: storeprov.store.v1.UpgradeStoreRequest
+	(*WatchStoresRequest)(nil),    // 14: storeprov.store.v1.WatchStoresRequest
+	(*WatchStoresResponse)(nil),   // 15: storeprov.store.v1.WatchStoresResponse
+	nil,                           // 16: storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_storeprov_store_v1_store_proto_depIdxs = []int32{
-	15, // 0: storeprov.store.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	17, // 0: storeprov.store.v1.User.create_time:type_name -> google.protobuf.Timestamp
 	2,  // 1: storeprov.store.v1.CreateTokenResponse.user:type_name -> storeprov.store.v1.User
 	0,  // 2: storeprov.store.v1.Store.engine:type_name -> storeprov.store.v1.Engine
 	1,  // 3: storeprov.store.v1.Store.phase:type_name -> storeprov.store.v1.Phase
-	15, // 4: storeprov.store.v1.Store.create_time:type_name -> google.protobuf.Timestamp
-	15, // 5: storeprov.store.v1.Store.update_time:type_name -> google.protobuf.Timestamp
+	17, // 4: storeprov.store.v1.Store.create_time:type_name -> google.protobuf.Timestamp
+	17, // 5: storeprov.store.v1.Store.update_time:type_name -> google.protobuf.Timestamp
 	6,  // 6: storeprov.store.v1.CreateStoreRequest.store:type_name -> storeprov.store.v1.Store
 	1,  // 7: storeprov.store.v1.ListStoresRequest.phase:type_name -> storeprov.store.v1.Phase
 	6,  // 8: storeprov.store.v1.ListStoresResponse.stores:type_name -> storeprov.store.v1.Store
-	6,  // 9: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
-	7,  // 10: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
-	8,  // 11: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
-	9,  // 12: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
-	11, // 13: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
-	12, // 14: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
-	13, // 15: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
-	3,  // 16: storeprov.store.v1.UserService.GetCurrentUser:input_type -> storeprov.store.v1.GetCurrentUserRequest
-	4,  // 17: storeprov.store.v1.UserService.CreateToken:input_type -> storeprov.store.v1.CreateTokenRequest
-	6,  // 18: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
-	6,  // 19: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
-	10, // 20: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
-	6,  // 21: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
-	6,  // 22: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
-	14, // 23: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
-	2,  // 24: storeprov.store.v1.UserService.GetCurrentUser:output_type -> storeprov.store.v1.User
-	5,  // 25: storeprov.store.v1.UserService.CreateToken:output_type -> storeprov.store.v1.CreateTokenResponse
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	16, // 9: storeprov.store.v1.UpgradeStoreRequest.values:type_name -> storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
+	6,  // 10: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
+	7,  // 11: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
+	8,  // 12: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
+	9,  // 13: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
+	11, // 14: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
+	12, // 15: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
+	13, // 16: storeprov.store.v1.StoreService.UpgradeStore:input_type -> storeprov.store.v1.UpgradeStoreRequest
+	14, // 17: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
+	3,  // 18: storeprov.store.v1.UserService.GetCurrentUser:input_type -> storeprov.store.v1.GetCurrentUserRequest
+	4,  // 19: storeprov.store.v1.UserService.CreateToken:input_type -> storeprov.store.v1.CreateTokenRequest
+	6,  // 20: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
+	6,  // 21: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
+	10, // 22: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
+	6,  // 23: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
+	6,  // 24: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
+	6,  // 25: storeprov.store.v1.StoreService.UpgradeStore:output_type -> storeprov.store.v1.Store
+	15, // 26: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
+	2,  // 27: storeprov.store.v1.UserService.GetCurrentUser:output_type -> storeprov.store.v1.User
+	5,  // 28: storeprov.store.v1.UserService.CreateToken:output_type -> storeprov.store.v1.CreateTokenResponse
+	20, // [20:29] is the sub-list for method output_type
+	11, // [11:20] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_storeprov_store_v1_store_proto_init() }
@@ -1083,7 +1164,7 @@ func file_storeprov_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storeprov_store_v1_store_proto_rawDesc), len(file_storeprov_store_v1_store_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

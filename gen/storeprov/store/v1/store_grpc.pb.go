@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	StoreService_CreateStore_FullMethodName = "/storeprov.store.v1.StoreService/CreateStore"
-	StoreService_GetStore_FullMethodName    = "/storeprov.store.v1.StoreService/GetStore"
-	StoreService_ListStores_FullMethodName  = "/storeprov.store.v1.StoreService/ListStores"
-	StoreService_DeleteStore_FullMethodName = "/storeprov.store.v1.StoreService/DeleteStore"
-	StoreService_RetryStore_FullMethodName  = "/storeprov.store.v1.StoreService/RetryStore"
-	StoreService_WatchStores_FullMethodName = "/storeprov.store.v1.StoreService/WatchStores"
+	StoreService_CreateStore_FullMethodName  = "/storeprov.store.v1.StoreService/CreateStore"
+	StoreService_GetStore_FullMethodName     = "/storeprov.store.v1.StoreService/GetStore"
+	StoreService_ListStores_FullMethodName   = "/storeprov.store.v1.StoreService/ListStores"
+	StoreService_DeleteStore_FullMethodName  = "/storeprov.store.v1.StoreService/DeleteStore"
+	StoreService_RetryStore_FullMethodName   = "/storeprov.store.v1.StoreService/RetryStore"
+	StoreService_UpgradeStore_FullMethodName = "/storeprov.store.v1.StoreService/UpgradeStore"
+	StoreService_WatchStores_FullMethodName  = "/storeprov.store.v1.StoreService/WatchStores"
 )
 
 // StoreServiceClient is the client API for StoreService service.
@@ -50,6 +51,14 @@ type StoreServiceClient interface {
 	// RetryStore provisions a FAILED store again with a new generation.
 	// FAILED_PRECONDITION if the store is not FAILED.
 	RetryStore(ctx context.Context, in *RetryStoreRequest, opts ...grpc.CallOption) (*Store, error)
+	// UpgradeStore moves a READY store to another chart version or other
+	// values: a new generation, PROVISIONING until the upgraded release is
+	// ready. If it cannot become ready by the provisioning deadline, the
+	// orchestrator rolls it back and the store is READY again on its previous
+	// revision, with failure_reason UpgradeRolledBack saying why.
+	// FAILED_PRECONDITION unless the store is READY, or FAILED after an
+	// upgrade; INVALID_ARGUMENT for a value key that is not allowed.
+	UpgradeStore(ctx context.Context, in *UpgradeStoreRequest, opts ...grpc.CallOption) (*Store, error)
 	// WatchStores streams the current state of the caller's stores, then every
 	// change to them, until the client goes away.
 	WatchStores(ctx context.Context, in *WatchStoresRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchStoresResponse], error)
@@ -113,6 +122,16 @@ func (c *storeServiceClient) RetryStore(ctx context.Context, in *RetryStoreReque
 	return out, nil
 }
 
+func (c *storeServiceClient) UpgradeStore(ctx context.Context, in *UpgradeStoreRequest, opts ...grpc.CallOption) (*Store, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Store)
+	err := c.cc.Invoke(ctx, StoreService_UpgradeStore_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *storeServiceClient) WatchStores(ctx context.Context, in *WatchStoresRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchStoresResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &StoreService_ServiceDesc.Streams[0], StoreService_WatchStores_FullMethodName, cOpts...)
@@ -155,6 +174,14 @@ type StoreServiceServer interface {
 	// RetryStore provisions a FAILED store again with a new generation.
 	// FAILED_PRECONDITION if the store is not FAILED.
 	RetryStore(context.Context, *RetryStoreRequest) (*Store, error)
+	// UpgradeStore moves a READY store to another chart version or other
+	// values: a new generation, PROVISIONING until the upgraded release is
+	// ready. If it cannot become ready by the provisioning deadline, the
+	// orchestrator rolls it back and the store is READY again on its previous
+	// revision, with failure_reason UpgradeRolledBack saying why.
+	// FAILED_PRECONDITION unless the store is READY, or FAILED after an
+	// upgrade; INVALID_ARGUMENT for a value key that is not allowed.
+	UpgradeStore(context.Context, *UpgradeStoreRequest) (*Store, error)
 	// WatchStores streams the current state of the caller's stores, then every
 	// change to them, until the client goes away.
 	WatchStores(*WatchStoresRequest, grpc.ServerStreamingServer[WatchStoresResponse]) error
@@ -182,6 +209,9 @@ func (UnimplementedStoreServiceServer) DeleteStore(context.Context, *DeleteStore
 }
 func (UnimplementedStoreServiceServer) RetryStore(context.Context, *RetryStoreRequest) (*Store, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetryStore not implemented")
+}
+func (UnimplementedStoreServiceServer) UpgradeStore(context.Context, *UpgradeStoreRequest) (*Store, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpgradeStore not implemented")
 }
 func (UnimplementedStoreServiceServer) WatchStores(*WatchStoresRequest, grpc.ServerStreamingServer[WatchStoresResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchStores not implemented")
@@ -297,6 +327,24 @@ func _StoreService_RetryStore_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StoreService_UpgradeStore_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpgradeStoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServiceServer).UpgradeStore(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StoreService_UpgradeStore_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServiceServer).UpgradeStore(ctx, req.(*UpgradeStoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _StoreService_WatchStores_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchStoresRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -334,6 +382,10 @@ var StoreService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetryStore",
 			Handler:    _StoreService_RetryStore_Handler,
+		},
+		{
+			MethodName: "UpgradeStore",
+			Handler:    _StoreService_UpgradeStore_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

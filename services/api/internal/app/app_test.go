@@ -350,3 +350,104 @@ func nextMessage(t *testing.T, nats *bustest.Env, stream, subject string, into p
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestUpgradeStoreQueuesANewGenerationOfAReadyStore(t *testing.T) {
+	each(t, func(t *testing.T, e *apiEnv) {
+		ctx := e.admin()
+		st, err := e.stores.CreateStore(ctx, &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "shop", Engine: storev1.Engine_ENGINE_WOOCOMMERCE}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := st.GetId()
+		upgrade := func(version string, values map[string]string) (*storev1.Store, error) {
+			return e.stores.UpgradeStore(ctx, &storev1.UpgradeStoreRequest{Id: id, ChartVersion: version, Values: values})
+		}
+		if _, err := upgrade("", nil); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("upgrading a PROVISIONING store = %v, want FailedPrecondition", err)
+		}
+		publishStatus(t, e, id, 1, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "")
+		waitPhase(t, e, id, storev1.Phase_PHASE_READY)
+
+		refused := []struct {
+			name     string
+			version  string
+			values   map[string]string
+			contains string
+		}{
+			{"platform key", "", map[string]string{"existingSecret.database": "other"}, "outside what a woocommerce store may change"},
+			{"other engine's key", "", map[string]string{"medusa.replicas": "2"}, "keys start with wordpress, mariadb, setup"},
+			{"credential", "", map[string]string{"mariadb.rootPassword": "hunter2"}, "names a credential"},
+			{"not a path", "", map[string]string{"wordpress": "x"}, "dotted path"},
+			{"not a version", "latest", nil, "chart_version"},
+		}
+		for _, tt := range refused {
+			if _, err := upgrade(tt.version, tt.values); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.contains) {
+				t.Errorf("%s: UpgradeStore = %v, want InvalidArgument containing %q", tt.name, err, tt.contains)
+			}
+		}
+		if got, _ := e.stores.GetStore(ctx, &storev1.GetStoreRequest{Id: id}); got.GetGeneration() != 1 {
+			t.Errorf("refused upgrades changed the store: generation %d", got.GetGeneration())
+		}
+
+		values := map[string]string{"wordpress.replicas": "2", "wordpress.resources.limits.memory": "1Gi"}
+		up, err := upgrade("0.1.0", values)
+		if err != nil || up.GetPhase() != storev1.Phase_PHASE_PROVISIONING || up.GetGeneration() != 2 {
+			t.Fatalf("UpgradeStore = %v, %v; want PROVISIONING generation 2", up, err)
+		}
+		var cmd eventsv1.ProvisionCommand
+		waitMessage(t, e.bus, e.bus.Topology.CommandsStream(), e.bus.Topology.CommandSubject(id), &cmd, func() bool { return cmd.GetGeneration() == 2 })
+		if cmd.GetGeneration() != 2 || cmd.GetAction() != eventsv1.Action_ACTION_PROVISION || cmd.GetSpec().GetChartVersion() != "0.1.0" ||
+			len(cmd.GetSpec().GetValues()) != 2 || cmd.GetSpec().GetValues()["wordpress.replicas"] != "2" {
+			t.Errorf("upgrade command = %v", &cmd)
+		}
+		var audit eventsv1.AuditEvent
+		waitMessage(t, e.bus, e.bus.Topology.EventsStream(), e.bus.Topology.AuditSubject(id), &audit,
+			func() bool { return audit.GetEntry().GetAction() == lifecycle.ActionUpgrade })
+		if a := audit.GetEntry(); a.GetAction() != lifecycle.ActionUpgrade || a.GetActor() != "admin" || !strings.Contains(a.GetDetail(), "wordpress.replicas=2") {
+			t.Errorf("upgrade audit = %v", a)
+		}
+
+		// Rolled back: READY on the old revision, the failure recorded.
+		publishStatus(t, e, id, 2, storev1.Phase_PHASE_READY, lifecycle.ReasonUpgradeRolledBack, "did not become ready: QuotaExceeded")
+		kept := waitPhase(t, e, id, storev1.Phase_PHASE_READY)
+		if kept.GetObservedGeneration() != 2 || kept.GetFailureReason() != lifecycle.ReasonUpgradeRolledBack || kept.GetFailureMessage() == "" {
+			t.Errorf("store after a rolled-back upgrade = %v", kept)
+		}
+
+		// An upgrade that FAILED may be upgraded again; a retry resends its spec.
+		if _, err := upgrade("", values); err != nil {
+			t.Fatal(err)
+		}
+		publishStatus(t, e, id, 3, storev1.Phase_PHASE_FAILED, lifecycle.ReasonTimeout, "rollback did not become ready")
+		waitPhase(t, e, id, storev1.Phase_PHASE_FAILED)
+		if _, err := e.stores.RetryStore(ctx, &storev1.RetryStoreRequest{Id: id}); err != nil {
+			t.Fatal(err)
+		}
+		waitMessage(t, e.bus, e.bus.Topology.CommandsStream(), e.bus.Topology.CommandSubject(id), &cmd, func() bool { return cmd.GetGeneration() == 4 })
+		if cmd.GetGeneration() != 4 || cmd.GetSpec().GetValues()["wordpress.resources.limits.memory"] != "1Gi" {
+			t.Errorf("retry command after a failed upgrade = %v, want the upgrade's values", &cmd)
+		}
+		publishStatus(t, e, id, 4, storev1.Phase_PHASE_FAILED, lifecycle.ReasonTimeout, "again")
+		waitPhase(t, e, id, storev1.Phase_PHASE_FAILED)
+		if _, err := upgrade("", nil); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("upgrading a store whose retry FAILED = %v, want FailedPrecondition (retry it)", err)
+		}
+	})
+}
+
+// waitMessage reads the last message on subject until ok says it is the
+// one awaited, or fails after a while.
+func waitMessage(t *testing.T, nats *bustest.Env, stream, subject string, into proto.Message, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nextMessage(t, nats, stream, subject, into)
+		if ok() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("last message on %s is still %v", subject, into)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -671,6 +671,9 @@ type StoreMutation struct {
 	failure_message        *string
 	url                    *string
 	chart_version          *string
+	desired_chart_version  *string
+	chart_values           *map[string]string
+	last_action            *string
 	generation             *int64
 	addgeneration          *int64
 	observed_generation    *int64
@@ -1076,6 +1079,127 @@ func (m *StoreMutation) ResetChartVersion() {
 	m.chart_version = nil
 }
 
+// SetDesiredChartVersion sets the "desired_chart_version" field.
+func (m *StoreMutation) SetDesiredChartVersion(s string) {
+	m.desired_chart_version = &s
+}
+
+// DesiredChartVersion returns the value of the "desired_chart_version" field in the mutation.
+func (m *StoreMutation) DesiredChartVersion() (r string, exists bool) {
+	v := m.desired_chart_version
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDesiredChartVersion returns the old "desired_chart_version" field's value of the Store entity.
+// If the Store object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoreMutation) OldDesiredChartVersion(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDesiredChartVersion is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDesiredChartVersion requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDesiredChartVersion: %w", err)
+	}
+	return oldValue.DesiredChartVersion, nil
+}
+
+// ResetDesiredChartVersion resets all changes to the "desired_chart_version" field.
+func (m *StoreMutation) ResetDesiredChartVersion() {
+	m.desired_chart_version = nil
+}
+
+// SetChartValues sets the "chart_values" field.
+func (m *StoreMutation) SetChartValues(value map[string]string) {
+	m.chart_values = &value
+}
+
+// ChartValues returns the value of the "chart_values" field in the mutation.
+func (m *StoreMutation) ChartValues() (r map[string]string, exists bool) {
+	v := m.chart_values
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChartValues returns the old "chart_values" field's value of the Store entity.
+// If the Store object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoreMutation) OldChartValues(ctx context.Context) (v map[string]string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChartValues is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChartValues requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChartValues: %w", err)
+	}
+	return oldValue.ChartValues, nil
+}
+
+// ClearChartValues clears the value of the "chart_values" field.
+func (m *StoreMutation) ClearChartValues() {
+	m.chart_values = nil
+	m.clearedFields[store.FieldChartValues] = struct{}{}
+}
+
+// ChartValuesCleared returns if the "chart_values" field was cleared in this mutation.
+func (m *StoreMutation) ChartValuesCleared() bool {
+	_, ok := m.clearedFields[store.FieldChartValues]
+	return ok
+}
+
+// ResetChartValues resets all changes to the "chart_values" field.
+func (m *StoreMutation) ResetChartValues() {
+	m.chart_values = nil
+	delete(m.clearedFields, store.FieldChartValues)
+}
+
+// SetLastAction sets the "last_action" field.
+func (m *StoreMutation) SetLastAction(s string) {
+	m.last_action = &s
+}
+
+// LastAction returns the value of the "last_action" field in the mutation.
+func (m *StoreMutation) LastAction() (r string, exists bool) {
+	v := m.last_action
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLastAction returns the old "last_action" field's value of the Store entity.
+// If the Store object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoreMutation) OldLastAction(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLastAction is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLastAction requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLastAction: %w", err)
+	}
+	return oldValue.LastAction, nil
+}
+
+// ResetLastAction resets all changes to the "last_action" field.
+func (m *StoreMutation) ResetLastAction() {
+	m.last_action = nil
+}
+
 // SetGeneration sets the "generation" field.
 func (m *StoreMutation) SetGeneration(i int64) {
 	m.generation = &i
@@ -1343,7 +1467,7 @@ func (m *StoreMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *StoreMutation) Fields() []string {
-	fields := make([]string, 0, 13)
+	fields := make([]string, 0, 16)
 	if m.display_name != nil {
 		fields = append(fields, store.FieldDisplayName)
 	}
@@ -1367,6 +1491,15 @@ func (m *StoreMutation) Fields() []string {
 	}
 	if m.chart_version != nil {
 		fields = append(fields, store.FieldChartVersion)
+	}
+	if m.desired_chart_version != nil {
+		fields = append(fields, store.FieldDesiredChartVersion)
+	}
+	if m.chart_values != nil {
+		fields = append(fields, store.FieldChartValues)
+	}
+	if m.last_action != nil {
+		fields = append(fields, store.FieldLastAction)
 	}
 	if m.generation != nil {
 		fields = append(fields, store.FieldGeneration)
@@ -1407,6 +1540,12 @@ func (m *StoreMutation) Field(name string) (ent.Value, bool) {
 		return m.URL()
 	case store.FieldChartVersion:
 		return m.ChartVersion()
+	case store.FieldDesiredChartVersion:
+		return m.DesiredChartVersion()
+	case store.FieldChartValues:
+		return m.ChartValues()
+	case store.FieldLastAction:
+		return m.LastAction()
 	case store.FieldGeneration:
 		return m.Generation()
 	case store.FieldObservedGeneration:
@@ -1442,6 +1581,12 @@ func (m *StoreMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldURL(ctx)
 	case store.FieldChartVersion:
 		return m.OldChartVersion(ctx)
+	case store.FieldDesiredChartVersion:
+		return m.OldDesiredChartVersion(ctx)
+	case store.FieldChartValues:
+		return m.OldChartValues(ctx)
+	case store.FieldLastAction:
+		return m.OldLastAction(ctx)
 	case store.FieldGeneration:
 		return m.OldGeneration(ctx)
 	case store.FieldObservedGeneration:
@@ -1516,6 +1661,27 @@ func (m *StoreMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetChartVersion(v)
+		return nil
+	case store.FieldDesiredChartVersion:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDesiredChartVersion(v)
+		return nil
+	case store.FieldChartValues:
+		v, ok := value.(map[string]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChartValues(v)
+		return nil
+	case store.FieldLastAction:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLastAction(v)
 		return nil
 	case store.FieldGeneration:
 		v, ok := value.(int64)
@@ -1609,6 +1775,9 @@ func (m *StoreMutation) AddField(name string, value ent.Value) error {
 // mutation.
 func (m *StoreMutation) ClearedFields() []string {
 	var fields []string
+	if m.FieldCleared(store.FieldChartValues) {
+		fields = append(fields, store.FieldChartValues)
+	}
 	if m.FieldCleared(store.FieldStatusTime) {
 		fields = append(fields, store.FieldStatusTime)
 	}
@@ -1626,6 +1795,9 @@ func (m *StoreMutation) FieldCleared(name string) bool {
 // error if the field is not defined in the schema.
 func (m *StoreMutation) ClearField(name string) error {
 	switch name {
+	case store.FieldChartValues:
+		m.ClearChartValues()
+		return nil
 	case store.FieldStatusTime:
 		m.ClearStatusTime()
 		return nil
@@ -1660,6 +1832,15 @@ func (m *StoreMutation) ResetField(name string) error {
 		return nil
 	case store.FieldChartVersion:
 		m.ResetChartVersion()
+		return nil
+	case store.FieldDesiredChartVersion:
+		m.ResetDesiredChartVersion()
+		return nil
+	case store.FieldChartValues:
+		m.ResetChartValues()
+		return nil
+	case store.FieldLastAction:
+		m.ResetLastAction()
 		return nil
 	case store.FieldGeneration:
 		m.ResetGeneration()

@@ -82,20 +82,28 @@ func init() {
 	storeDescChartVersion := storeFields[8].Descriptor()
 	// store.DefaultChartVersion holds the default value on creation for the chart_version field.
 	store.DefaultChartVersion = storeDescChartVersion.Default.(string)
+	// storeDescDesiredChartVersion is the schema descriptor for desired_chart_version field.
+	storeDescDesiredChartVersion := storeFields[9].Descriptor()
+	// store.DefaultDesiredChartVersion holds the default value on creation for the desired_chart_version field.
+	store.DefaultDesiredChartVersion = storeDescDesiredChartVersion.Default.(string)
+	// storeDescLastAction is the schema descriptor for last_action field.
+	storeDescLastAction := storeFields[11].Descriptor()
+	// store.DefaultLastAction holds the default value on creation for the last_action field.
+	store.DefaultLastAction = storeDescLastAction.Default.(string)
 	// storeDescGeneration is the schema descriptor for generation field.
-	storeDescGeneration := storeFields[9].Descriptor()
+	storeDescGeneration := storeFields[12].Descriptor()
 	// store.DefaultGeneration holds the default value on creation for the generation field.
 	store.DefaultGeneration = storeDescGeneration.Default.(int64)
 	// storeDescObservedGeneration is the schema descriptor for observed_generation field.
-	storeDescObservedGeneration := storeFields[10].Descriptor()
+	storeDescObservedGeneration := storeFields[13].Descriptor()
 	// store.DefaultObservedGeneration holds the default value on creation for the observed_generation field.
 	store.DefaultObservedGeneration = storeDescObservedGeneration.Default.(int64)
 	// storeDescCreateTime is the schema descriptor for create_time field.
-	storeDescCreateTime := storeFields[12].Descriptor()
+	storeDescCreateTime := storeFields[15].Descriptor()
 	// store.DefaultCreateTime holds the default value on creation for the create_time field.
 	store.DefaultCreateTime = storeDescCreateTime.Default.(func() time.Time)
 	// storeDescUpdateTime is the schema descriptor for update_time field.
-	storeDescUpdateTime := storeFields[13].Descriptor()
+	storeDescUpdateTime := storeFields[16].Descriptor()
 	// store.DefaultUpdateTime holds the default value on creation for the update_time field.
 	store.DefaultUpdateTime = storeDescUpdateTime.Default.(func() time.Time)
 	// store.UpdateDefaultUpdateTime holds the default value on update for the update_time field.

@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -33,6 +34,12 @@ type Store struct {
 	URL string `json:"url,omitempty"`
 	// ChartVersion holds the value of the "chart_version" field.
 	ChartVersion string `json:"chart_version,omitempty"`
+	// DesiredChartVersion holds the value of the "desired_chart_version" field.
+	DesiredChartVersion string `json:"desired_chart_version,omitempty"`
+	// ChartValues holds the value of the "chart_values" field.
+	ChartValues map[string]string `json:"chart_values,omitempty"`
+	// LastAction holds the value of the "last_action" field.
+	LastAction string `json:"last_action,omitempty"`
 	// Generation holds the value of the "generation" field.
 	Generation int64 `json:"generation,omitempty"`
 	// ObservedGeneration holds the value of the "observed_generation" field.
@@ -51,9 +58,11 @@ func (*Store) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case store.FieldChartValues:
+			values[i] = new([]byte)
 		case store.FieldGeneration, store.FieldObservedGeneration:
 			values[i] = new(sql.NullInt64)
-		case store.FieldID, store.FieldDisplayName, store.FieldEngine, store.FieldOwner, store.FieldPhase, store.FieldFailureReason, store.FieldFailureMessage, store.FieldURL, store.FieldChartVersion:
+		case store.FieldID, store.FieldDisplayName, store.FieldEngine, store.FieldOwner, store.FieldPhase, store.FieldFailureReason, store.FieldFailureMessage, store.FieldURL, store.FieldChartVersion, store.FieldDesiredChartVersion, store.FieldLastAction:
 			values[i] = new(sql.NullString)
 		case store.FieldStatusTime, store.FieldCreateTime, store.FieldUpdateTime:
 			values[i] = new(sql.NullTime)
@@ -125,6 +134,26 @@ func (_m *Store) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field chart_version", values[i])
 			} else if value.Valid {
 				_m.ChartVersion = value.String
+			}
+		case store.FieldDesiredChartVersion:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field desired_chart_version", values[i])
+			} else if value.Valid {
+				_m.DesiredChartVersion = value.String
+			}
+		case store.FieldChartValues:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field chart_values", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.ChartValues); err != nil {
+					return fmt.Errorf("unmarshal field chart_values: %w", err)
+				}
+			}
+		case store.FieldLastAction:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field last_action", values[i])
+			} else if value.Valid {
+				_m.LastAction = value.String
 			}
 		case store.FieldGeneration:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
@@ -216,6 +245,15 @@ func (_m *Store) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("chart_version=")
 	builder.WriteString(_m.ChartVersion)
+	builder.WriteString(", ")
+	builder.WriteString("desired_chart_version=")
+	builder.WriteString(_m.DesiredChartVersion)
+	builder.WriteString(", ")
+	builder.WriteString("chart_values=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ChartValues))
+	builder.WriteString(", ")
+	builder.WriteString("last_action=")
+	builder.WriteString(_m.LastAction)
 	builder.WriteString(", ")
 	builder.WriteString("generation=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Generation))

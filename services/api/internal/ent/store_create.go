@@ -103,6 +103,40 @@ func (_c *StoreCreate) SetNillableChartVersion(v *string) *StoreCreate {
 	return _c
 }
 
+// SetDesiredChartVersion sets the "desired_chart_version" field.
+func (_c *StoreCreate) SetDesiredChartVersion(v string) *StoreCreate {
+	_c.mutation.SetDesiredChartVersion(v)
+	return _c
+}
+
+// SetNillableDesiredChartVersion sets the "desired_chart_version" field if the given value is not nil.
+func (_c *StoreCreate) SetNillableDesiredChartVersion(v *string) *StoreCreate {
+	if v != nil {
+		_c.SetDesiredChartVersion(*v)
+	}
+	return _c
+}
+
+// SetChartValues sets the "chart_values" field.
+func (_c *StoreCreate) SetChartValues(v map[string]string) *StoreCreate {
+	_c.mutation.SetChartValues(v)
+	return _c
+}
+
+// SetLastAction sets the "last_action" field.
+func (_c *StoreCreate) SetLastAction(v string) *StoreCreate {
+	_c.mutation.SetLastAction(v)
+	return _c
+}
+
+// SetNillableLastAction sets the "last_action" field if the given value is not nil.
+func (_c *StoreCreate) SetNillableLastAction(v *string) *StoreCreate {
+	if v != nil {
+		_c.SetLastAction(*v)
+	}
+	return _c
+}
+
 // SetGeneration sets the "generation" field.
 func (_c *StoreCreate) SetGeneration(v int64) *StoreCreate {
 	_c.mutation.SetGeneration(v)
@@ -230,6 +264,14 @@ func (_c *StoreCreate) defaults() {
 		v := store.DefaultChartVersion
 		_c.mutation.SetChartVersion(v)
 	}
+	if _, ok := _c.mutation.DesiredChartVersion(); !ok {
+		v := store.DefaultDesiredChartVersion
+		_c.mutation.SetDesiredChartVersion(v)
+	}
+	if _, ok := _c.mutation.LastAction(); !ok {
+		v := store.DefaultLastAction
+		_c.mutation.SetLastAction(v)
+	}
 	if _, ok := _c.mutation.Generation(); !ok {
 		v := store.DefaultGeneration
 		_c.mutation.SetGeneration(v)
@@ -293,6 +335,12 @@ func (_c *StoreCreate) check() error {
 	}
 	if _, ok := _c.mutation.ChartVersion(); !ok {
 		return &ValidationError{Name: "chart_version", err: errors.New(`ent: missing required field "Store.chart_version"`)}
+	}
+	if _, ok := _c.mutation.DesiredChartVersion(); !ok {
+		return &ValidationError{Name: "desired_chart_version", err: errors.New(`ent: missing required field "Store.desired_chart_version"`)}
+	}
+	if _, ok := _c.mutation.LastAction(); !ok {
+		return &ValidationError{Name: "last_action", err: errors.New(`ent: missing required field "Store.last_action"`)}
 	}
 	if _, ok := _c.mutation.Generation(); !ok {
 		return &ValidationError{Name: "generation", err: errors.New(`ent: missing required field "Store.generation"`)}
@@ -378,6 +426,18 @@ func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.ChartVersion(); ok {
 		_spec.SetField(store.FieldChartVersion, field.TypeString, value)
 		_node.ChartVersion = value
+	}
+	if value, ok := _c.mutation.DesiredChartVersion(); ok {
+		_spec.SetField(store.FieldDesiredChartVersion, field.TypeString, value)
+		_node.DesiredChartVersion = value
+	}
+	if value, ok := _c.mutation.ChartValues(); ok {
+		_spec.SetField(store.FieldChartValues, field.TypeJSON, value)
+		_node.ChartValues = value
+	}
+	if value, ok := _c.mutation.LastAction(); ok {
+		_spec.SetField(store.FieldLastAction, field.TypeString, value)
+		_node.LastAction = value
 	}
 	if value, ok := _c.mutation.Generation(); ok {
 		_spec.SetField(store.FieldGeneration, field.TypeInt64, value)
@@ -532,6 +592,48 @@ func (u *StoreUpsert) SetChartVersion(v string) *StoreUpsert {
 // UpdateChartVersion sets the "chart_version" field to the value that was provided on create.
 func (u *StoreUpsert) UpdateChartVersion() *StoreUpsert {
 	u.SetExcluded(store.FieldChartVersion)
+	return u
+}
+
+// SetDesiredChartVersion sets the "desired_chart_version" field.
+func (u *StoreUpsert) SetDesiredChartVersion(v string) *StoreUpsert {
+	u.Set(store.FieldDesiredChartVersion, v)
+	return u
+}
+
+// UpdateDesiredChartVersion sets the "desired_chart_version" field to the value that was provided on create.
+func (u *StoreUpsert) UpdateDesiredChartVersion() *StoreUpsert {
+	u.SetExcluded(store.FieldDesiredChartVersion)
+	return u
+}
+
+// SetChartValues sets the "chart_values" field.
+func (u *StoreUpsert) SetChartValues(v map[string]string) *StoreUpsert {
+	u.Set(store.FieldChartValues, v)
+	return u
+}
+
+// UpdateChartValues sets the "chart_values" field to the value that was provided on create.
+func (u *StoreUpsert) UpdateChartValues() *StoreUpsert {
+	u.SetExcluded(store.FieldChartValues)
+	return u
+}
+
+// ClearChartValues clears the value of the "chart_values" field.
+func (u *StoreUpsert) ClearChartValues() *StoreUpsert {
+	u.SetNull(store.FieldChartValues)
+	return u
+}
+
+// SetLastAction sets the "last_action" field.
+func (u *StoreUpsert) SetLastAction(v string) *StoreUpsert {
+	u.Set(store.FieldLastAction, v)
+	return u
+}
+
+// UpdateLastAction sets the "last_action" field to the value that was provided on create.
+func (u *StoreUpsert) UpdateLastAction() *StoreUpsert {
+	u.SetExcluded(store.FieldLastAction)
 	return u
 }
 
@@ -750,6 +852,55 @@ func (u *StoreUpsertOne) SetChartVersion(v string) *StoreUpsertOne {
 func (u *StoreUpsertOne) UpdateChartVersion() *StoreUpsertOne {
 	return u.Update(func(s *StoreUpsert) {
 		s.UpdateChartVersion()
+	})
+}
+
+// SetDesiredChartVersion sets the "desired_chart_version" field.
+func (u *StoreUpsertOne) SetDesiredChartVersion(v string) *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetDesiredChartVersion(v)
+	})
+}
+
+// UpdateDesiredChartVersion sets the "desired_chart_version" field to the value that was provided on create.
+func (u *StoreUpsertOne) UpdateDesiredChartVersion() *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateDesiredChartVersion()
+	})
+}
+
+// SetChartValues sets the "chart_values" field.
+func (u *StoreUpsertOne) SetChartValues(v map[string]string) *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetChartValues(v)
+	})
+}
+
+// UpdateChartValues sets the "chart_values" field to the value that was provided on create.
+func (u *StoreUpsertOne) UpdateChartValues() *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateChartValues()
+	})
+}
+
+// ClearChartValues clears the value of the "chart_values" field.
+func (u *StoreUpsertOne) ClearChartValues() *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.ClearChartValues()
+	})
+}
+
+// SetLastAction sets the "last_action" field.
+func (u *StoreUpsertOne) SetLastAction(v string) *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetLastAction(v)
+	})
+}
+
+// UpdateLastAction sets the "last_action" field to the value that was provided on create.
+func (u *StoreUpsertOne) UpdateLastAction() *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateLastAction()
 	})
 }
 
@@ -1146,6 +1297,55 @@ func (u *StoreUpsertBulk) SetChartVersion(v string) *StoreUpsertBulk {
 func (u *StoreUpsertBulk) UpdateChartVersion() *StoreUpsertBulk {
 	return u.Update(func(s *StoreUpsert) {
 		s.UpdateChartVersion()
+	})
+}
+
+// SetDesiredChartVersion sets the "desired_chart_version" field.
+func (u *StoreUpsertBulk) SetDesiredChartVersion(v string) *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetDesiredChartVersion(v)
+	})
+}
+
+// UpdateDesiredChartVersion sets the "desired_chart_version" field to the value that was provided on create.
+func (u *StoreUpsertBulk) UpdateDesiredChartVersion() *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateDesiredChartVersion()
+	})
+}
+
+// SetChartValues sets the "chart_values" field.
+func (u *StoreUpsertBulk) SetChartValues(v map[string]string) *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetChartValues(v)
+	})
+}
+
+// UpdateChartValues sets the "chart_values" field to the value that was provided on create.
+func (u *StoreUpsertBulk) UpdateChartValues() *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateChartValues()
+	})
+}
+
+// ClearChartValues clears the value of the "chart_values" field.
+func (u *StoreUpsertBulk) ClearChartValues() *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.ClearChartValues()
+	})
+}
+
+// SetLastAction sets the "last_action" field.
+func (u *StoreUpsertBulk) SetLastAction(v string) *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetLastAction(v)
+	})
+}
+
+// UpdateLastAction sets the "last_action" field to the value that was provided on create.
+func (u *StoreUpsertBulk) UpdateLastAction() *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateLastAction()
 	})
 }
 

@@ -126,6 +126,46 @@ func (_u *StoreUpdate) SetNillableChartVersion(v *string) *StoreUpdate {
 	return _u
 }
 
+// SetDesiredChartVersion sets the "desired_chart_version" field.
+func (_u *StoreUpdate) SetDesiredChartVersion(v string) *StoreUpdate {
+	_u.mutation.SetDesiredChartVersion(v)
+	return _u
+}
+
+// SetNillableDesiredChartVersion sets the "desired_chart_version" field if the given value is not nil.
+func (_u *StoreUpdate) SetNillableDesiredChartVersion(v *string) *StoreUpdate {
+	if v != nil {
+		_u.SetDesiredChartVersion(*v)
+	}
+	return _u
+}
+
+// SetChartValues sets the "chart_values" field.
+func (_u *StoreUpdate) SetChartValues(v map[string]string) *StoreUpdate {
+	_u.mutation.SetChartValues(v)
+	return _u
+}
+
+// ClearChartValues clears the value of the "chart_values" field.
+func (_u *StoreUpdate) ClearChartValues() *StoreUpdate {
+	_u.mutation.ClearChartValues()
+	return _u
+}
+
+// SetLastAction sets the "last_action" field.
+func (_u *StoreUpdate) SetLastAction(v string) *StoreUpdate {
+	_u.mutation.SetLastAction(v)
+	return _u
+}
+
+// SetNillableLastAction sets the "last_action" field if the given value is not nil.
+func (_u *StoreUpdate) SetNillableLastAction(v *string) *StoreUpdate {
+	if v != nil {
+		_u.SetLastAction(*v)
+	}
+	return _u
+}
+
 // SetGeneration sets the "generation" field.
 func (_u *StoreUpdate) SetGeneration(v int64) *StoreUpdate {
 	_u.mutation.ResetGeneration()
@@ -288,6 +328,18 @@ func (_u *StoreUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.ChartVersion(); ok {
 		_spec.SetField(store.FieldChartVersion, field.TypeString, value)
 	}
+	if value, ok := _u.mutation.DesiredChartVersion(); ok {
+		_spec.SetField(store.FieldDesiredChartVersion, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ChartValues(); ok {
+		_spec.SetField(store.FieldChartValues, field.TypeJSON, value)
+	}
+	if _u.mutation.ChartValuesCleared() {
+		_spec.ClearField(store.FieldChartValues, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.LastAction(); ok {
+		_spec.SetField(store.FieldLastAction, field.TypeString, value)
+	}
 	if value, ok := _u.mutation.Generation(); ok {
 		_spec.SetField(store.FieldGeneration, field.TypeInt64, value)
 	}
@@ -423,6 +475,46 @@ func (_u *StoreUpdateOne) SetChartVersion(v string) *StoreUpdateOne {
 func (_u *StoreUpdateOne) SetNillableChartVersion(v *string) *StoreUpdateOne {
 	if v != nil {
 		_u.SetChartVersion(*v)
+	}
+	return _u
+}
+
+// SetDesiredChartVersion sets the "desired_chart_version" field.
+func (_u *StoreUpdateOne) SetDesiredChartVersion(v string) *StoreUpdateOne {
+	_u.mutation.SetDesiredChartVersion(v)
+	return _u
+}
+
+// SetNillableDesiredChartVersion sets the "desired_chart_version" field if the given value is not nil.
+func (_u *StoreUpdateOne) SetNillableDesiredChartVersion(v *string) *StoreUpdateOne {
+	if v != nil {
+		_u.SetDesiredChartVersion(*v)
+	}
+	return _u
+}
+
+// SetChartValues sets the "chart_values" field.
+func (_u *StoreUpdateOne) SetChartValues(v map[string]string) *StoreUpdateOne {
+	_u.mutation.SetChartValues(v)
+	return _u
+}
+
+// ClearChartValues clears the value of the "chart_values" field.
+func (_u *StoreUpdateOne) ClearChartValues() *StoreUpdateOne {
+	_u.mutation.ClearChartValues()
+	return _u
+}
+
+// SetLastAction sets the "last_action" field.
+func (_u *StoreUpdateOne) SetLastAction(v string) *StoreUpdateOne {
+	_u.mutation.SetLastAction(v)
+	return _u
+}
+
+// SetNillableLastAction sets the "last_action" field if the given value is not nil.
+func (_u *StoreUpdateOne) SetNillableLastAction(v *string) *StoreUpdateOne {
+	if v != nil {
+		_u.SetLastAction(*v)
 	}
 	return _u
 }
@@ -618,6 +710,18 @@ func (_u *StoreUpdateOne) sqlSave(ctx context.Context) (_node *Store, err error)
 	}
 	if value, ok := _u.mutation.ChartVersion(); ok {
 		_spec.SetField(store.FieldChartVersion, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.DesiredChartVersion(); ok {
+		_spec.SetField(store.FieldDesiredChartVersion, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ChartValues(); ok {
+		_spec.SetField(store.FieldChartValues, field.TypeJSON, value)
+	}
+	if _u.mutation.ChartValuesCleared() {
+		_spec.ClearField(store.FieldChartValues, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.LastAction(); ok {
+		_spec.SetField(store.FieldLastAction, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.Generation(); ok {
 		_spec.SetField(store.FieldGeneration, field.TypeInt64, value)

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -75,6 +76,15 @@ func (s *Server) DeleteStore(ctx context.Context, req *storev1.DeleteStoreReques
 // RetryStore implements StoreService.
 func (s *Server) RetryStore(ctx context.Context, req *storev1.RetryStoreRequest) (*storev1.Store, error) {
 	st, err := s.Stores.Retry(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return ToProto(st), nil
+}
+
+// UpgradeStore implements StoreService.
+func (s *Server) UpgradeStore(ctx context.Context, req *storev1.UpgradeStoreRequest) (*storev1.Store, error) {
+	st, err := s.Stores.Upgrade(ctx, principal(ctx), req.GetId(), strings.TrimSpace(req.GetChartVersion()), req.GetValues())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -11,6 +11,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 	"unicode"
@@ -113,6 +116,7 @@ func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName 
 			SetOwner(caller.Name).
 			SetPhase(storev1.Phase_PHASE_PROVISIONING.String()).
 			SetGeneration(1).
+			SetLastAction(lifecycle.ActionCreate).
 			SetCreateTime(now).
 			SetUpdateTime(now).
 			Save(ctx)
@@ -146,7 +150,7 @@ func (s *Service) Delete(ctx context.Context, caller rpc.Principal, id string) (
 			return 0, "", false, nil
 		}
 		return eventsv1.Action_ACTION_DELETE, lifecycle.ActionDelete, true, nil
-	}, storev1.Phase_PHASE_DELETING)
+	}, storev1.Phase_PHASE_DELETING, nil)
 }
 
 // Retry provisions a FAILED store again under a new generation. It returns
@@ -157,7 +161,33 @@ func (s *Service) Retry(ctx context.Context, caller rpc.Principal, id string) (*
 			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a FAILED store can be retried", ErrWrongPhase, id, strings.TrimPrefix(st.Phase, "PHASE_"))
 		}
 		return eventsv1.Action_ACTION_PROVISION, lifecycle.ActionRetry, true, nil
-	}, storev1.Phase_PHASE_PROVISIONING)
+	}, storev1.Phase_PHASE_PROVISIONING, nil)
+}
+
+// Upgrade moves a store to chartVersion (empty: the newest available) and
+// values (Helm value overrides by dotted path, replacing the previous
+// ones) under a new generation, PROVISIONING, with an "upgrade" command
+// and audit event. Only a READY store, or one that FAILED after an
+// upgrade, may be upgraded: ErrWrongPhase otherwise. A key outside the
+// engine's sections, a credential, or a malformed version is an
+// *InvalidFieldError.
+func (s *Service) Upgrade(ctx context.Context, caller rpc.Principal, id, chartVersion string, values map[string]string) (*ent.Store, error) {
+	if err := validateChartVersion(chartVersion); err != nil {
+		return nil, err
+	}
+	return s.transition(ctx, caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
+		failedUpgrade := st.Phase == storev1.Phase_PHASE_FAILED.String() && st.LastAction == lifecycle.ActionUpgrade
+		if st.Phase != storev1.Phase_PHASE_READY.String() && !failedUpgrade {
+			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a READY store, or one whose upgrade FAILED, can be upgraded",
+				ErrWrongPhase, id, strings.TrimPrefix(st.Phase, "PHASE_"))
+		}
+		if err := validateValues(storev1.Engine(storev1.Engine_value[st.Engine]), values); err != nil {
+			return 0, "", false, err
+		}
+		return eventsv1.Action_ACTION_PROVISION, lifecycle.ActionUpgrade, true, nil
+	}, storev1.Phase_PHASE_PROVISIONING, func(u *ent.StoreUpdateOne) {
+		u.SetDesiredChartVersion(chartVersion).SetChartValues(values)
+	})
 }
 
 // transition bumps the generation of a store and moves it to phase when
@@ -165,6 +195,7 @@ func (s *Service) Retry(ctx context.Context, caller rpc.Principal, id string) (*
 // transaction.
 func (s *Service) transition(ctx context.Context, caller rpc.Principal, id string,
 	decide func(*ent.Store) (action eventsv1.Action, auditAction string, change bool, err error), phase storev1.Phase,
+	spec func(*ent.StoreUpdateOne),
 ) (*ent.Store, error) {
 	var result *ent.Store
 	changed := false
@@ -181,18 +212,21 @@ func (s *Service) transition(ctx context.Context, caller rpc.Principal, id strin
 			result = st
 			return err
 		}
-		result, err = st.Update().
+		u := st.Update().
 			SetPhase(phase.String()).
 			SetGeneration(st.Generation + 1).
 			SetFailureReason("").
 			SetFailureMessage("").
-			SetUpdateTime(s.now()).
-			Save(ctx)
-		if err != nil {
+			SetLastAction(auditAction).
+			SetUpdateTime(s.now())
+		if spec != nil {
+			spec(u)
+		}
+		if result, err = u.Save(ctx); err != nil {
 			return err
 		}
 		changed = true
-		return s.announce(ctx, tx, result, action, caller.Name, auditAction, "")
+		return s.announce(ctx, tx, result, action, caller.Name, auditAction, detailOf(auditAction, result))
 	})
 	if err != nil {
 		return nil, err
@@ -212,9 +246,11 @@ func (s *Service) announce(ctx context.Context, tx *ent.Tx, st *ent.Store, actio
 		Generation: st.Generation,
 		Action:     action,
 		Spec: &eventsv1.StoreSpec{
-			DisplayName: st.DisplayName,
-			Engine:      storev1.Engine(storev1.Engine_value[st.Engine]),
-			Owner:       st.Owner,
+			DisplayName:  st.DisplayName,
+			Engine:       storev1.Engine(storev1.Engine_value[st.Engine]),
+			Owner:        st.Owner,
+			ChartVersion: st.DesiredChartVersion,
+			Values:       st.ChartValues,
 		},
 		Actor:     actor,
 		IssueTime: now,
@@ -279,7 +315,7 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 			SetObservedGeneration(ev.GetObservedGeneration()).
 			SetStatusTime(evTime).
 			SetUpdateTime(s.now())
-		if ev.GetPhase() == storev1.Phase_PHASE_FAILED {
+		if ev.GetPhase() == storev1.Phase_PHASE_FAILED || keptAfterFailedUpgrade(ev) {
 			u.SetFailureReason(ev.GetReason()).SetFailureMessage(ev.GetMessage())
 		} else {
 			u.SetFailureReason("").SetFailureMessage("")
@@ -298,6 +334,38 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 	}
 	s.committed(updated)
 	return true, nil
+}
+
+// keptAfterFailedUpgrade reports a READY status that also records a
+// failure: an upgrade rolled back or refused, the store still serving its
+// previous revision.
+func keptAfterFailedUpgrade(ev *eventsv1.StoreStatusChanged) bool {
+	return ev.GetPhase() == storev1.Phase_PHASE_READY &&
+		(ev.GetReason() == lifecycle.ReasonUpgradeRolledBack || ev.GetReason() == lifecycle.ReasonUpgradeFailed)
+}
+
+// detailOf is the audit detail of a transition: what an upgrade asks for.
+func detailOf(auditAction string, st *ent.Store) string {
+	if auditAction != lifecycle.ActionUpgrade {
+		return ""
+	}
+	version := st.DesiredChartVersion
+	if version == "" {
+		version = "newest"
+	}
+	keys := make([]string, 0, len(st.ChartValues))
+	for k := range st.ChartValues {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	pairs := make([]string, 0, len(keys))
+	for _, k := range keys {
+		pairs = append(pairs, k+"="+st.ChartValues[k])
+	}
+	if len(pairs) == 0 {
+		return "upgrade to chart version " + version + " with default values"
+	}
+	return "upgrade to chart version " + version + " with " + strings.Join(pairs, ", ")
 }
 
 // lockStore reads a store for update. PostgreSQL locks the row; SQLite
@@ -373,4 +441,68 @@ func newStoreID() string {
 		id[i] = alnum[int(b[i])%len(alnum)]
 	}
 	return string(id)
+}
+
+// Limits of an upgrade's values.
+const (
+	MaxValues           = 50
+	MaxValueLength      = 1024
+	maxValueKeySegments = 8
+)
+
+// valueSections are the top-level values of each engine's chart that a
+// user may override; ingress, storage, credentials and naming are the
+// platform's.
+var valueSections = map[storev1.Engine][]string{
+	storev1.Engine_ENGINE_WOOCOMMERCE: {"wordpress", "mariadb", "setup"},
+	storev1.Engine_ENGINE_MEDUSA:      {"medusa", "postgresql", "redis", "migrations", "adminUser", "dbClient"},
+}
+
+var (
+	// valueKeyPattern is a dotted path of names under a section.
+	valueKeyPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)+$`)
+	// credentialWords in a key name point at a credential, which only the
+	// platform's Secrets hold.
+	credentialWords = regexp.MustCompile(`(?i)password|passwd|secret|token|credential|apikey|privatekey|auth|salt|cert`)
+	// chartVersionPattern is a semantic version.
+	chartVersionPattern = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+)
+
+func validateChartVersion(v string) error {
+	if v != "" && (len(v) > 64 || !chartVersionPattern.MatchString(v)) {
+		return &InvalidFieldError{"chart_version", fmt.Sprintf("%q is not a chart version: use a semantic version such as 0.2.0, or leave it empty for the newest", v)}
+	}
+	return nil
+}
+
+// validateValues checks an upgrade's value overrides for engine: dotted
+// keys under the engine's sections, no credentials, bounded sizes.
+func validateValues(engine storev1.Engine, values map[string]string) error {
+	if len(values) > MaxValues {
+		return &InvalidFieldError{"values", fmt.Sprintf("has %d keys: give at most %d", len(values), MaxValues)}
+	}
+	sections := valueSections[engine]
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		field := fmt.Sprintf("values[%q]", k)
+		section, _, _ := strings.Cut(k, ".")
+		switch {
+		case !valueKeyPattern.MatchString(k) || strings.Count(k, ".") >= maxValueKeySegments:
+			return &InvalidFieldError{field, "is not a dotted path of names such as wordpress.replicas or wordpress.resources.limits.memory"}
+		case !slices.Contains(sections, section):
+			return &InvalidFieldError{field, fmt.Sprintf("is outside what a %s store may change: keys start with %s",
+				strings.ToLower(strings.TrimPrefix(engine.String(), "ENGINE_")), strings.Join(sections, ", "))}
+		case credentialWords.MatchString(k):
+			return &InvalidFieldError{field, "names a credential: credentials come from the store's Secrets and cannot be set"}
+		case len(values[k]) > MaxValueLength:
+			return &InvalidFieldError{field, fmt.Sprintf("is %d bytes long: use at most %d", len(values[k]), MaxValueLength)}
+		case !utf8.ValidString(values[k]) || strings.ContainsFunc(values[k], unicode.IsControl):
+			return &InvalidFieldError{field, "contains control characters: use printable characters only"}
+		}
+	}
+	return nil
 }

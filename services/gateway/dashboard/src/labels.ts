@@ -32,6 +32,7 @@ export const auditActions: { value: string; label: string }[] = [
   { value: "create", label: "Created" },
   { value: "delete", label: "Deletion requested" },
   { value: "retry", label: "Retried" },
+  { value: "upgrade", label: "Upgrade requested" },
   { value: "ready", label: "Became ready" },
   { value: "failure", label: "Failed" },
   { value: "deleted", label: "Deleted" },

@@ -1,6 +1,7 @@
 // Command orchestrator consumes provisioning commands from NATS JetStream
-// and converges each store's namespace and guardrails in Kubernetes,
-// publishing status and audit events. Run several replicas: they share
+// and converges each store in Kubernetes: its namespace and guardrails,
+// then its Helm release (installed with the Helm Go SDK) until its
+// workloads are ready, publishing status and audit events. Run several replicas: they share
 // the work and fence each store with a lease.
 //
 //	orchestrator --kubeconfig ~/.kube/config --nats-url nats://127.0.0.1:4222

@@ -1,5 +1,6 @@
 // Package app wires the orchestrator's whole dependency graph in one
-// place: Kubernetes client → guardrails → reconcile steps → reconciler;
+// place: Kubernetes client → guardrails and Helm client → reconcile steps
+// (guardrails, release) → reconciler;
 // NATS → topology → event publisher and lease store → worker; and the
 // metrics server. cmd/orchestrator runs it from flags; a dev stack or an
 // end-to-end test can run it in process.
@@ -24,10 +25,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/events"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/lease"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
@@ -53,6 +56,12 @@ type Options struct {
 	IngressNamespaceLabels map[string]string
 	// AllowInternetEgress lets a store's web tier reach public addresses.
 	AllowInternetEgress bool
+	// StoreValuesFile is a YAML file of chart values every store's release
+	// gets (ingress class and TLS, storage class…), under the values of
+	// each store's command; empty means none.
+	StoreValuesFile string
+	// HelmMaxHistory bounds the revisions Helm keeps per store.
+	HelmMaxHistory int
 	// NATSURL is the NATS server (JetStream enabled).
 	NATSURL string
 	// BusPrefix and BusReplicas name and size the bus topology.
@@ -87,6 +96,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.IngressNamespaceLabels = map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"}
 	fs.Var((*labels)(&o.IngressNamespaceLabels), "ingress-namespace-labels", "comma-separated key=value labels of the ingress controller's namespace, the only one allowed to reach store web pods")
 	fs.BoolVar(&o.AllowInternetEgress, "allow-internet-egress", true, "let store web pods reach public addresses (plugin downloads); private ranges stay closed")
+	fs.StringVar(&o.StoreValuesFile, "store-values", "", "YAML file of chart values for every store (ingress.className, ingress.tls.enabled, storageClass…); storeId, baseDomain and title are set per store")
+	fs.IntVar(&o.HelmMaxHistory, "helm-max-history", helmaction.DefaultMaxHistory, "release revisions Helm keeps per store (each is a Secret counted by the store's quota)")
 	fs.StringVar(&o.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with JetStream")
 	fs.StringVar(&o.BusPrefix, "bus-prefix", bus.Default().Prefix, "prefix of the streams, subjects and buckets of this installation")
 	fs.IntVar(&o.BusReplicas, "bus-replicas", 1, "replicas of each stream and bucket (3 for a NATS cluster)")
@@ -125,6 +136,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	storeValues, err := loadValues(opts.StoreValuesFile)
+	if err != nil {
+		return err
+	}
 	restConfig, err := kubeConfig(opts)
 	if err != nil {
 		return err
@@ -158,9 +173,14 @@ func Run(ctx context.Context, opts Options) error {
 			AllowInternetEgress:    opts.AllowInternetEgress,
 		},
 	}
+	helm, err := helmaction.New(restConfig, helmaction.Options{MaxHistory: opts.HelmMaxHistory, Log: log})
+	if err != nil {
+		return err
+	}
 	steps := []reconcile.Step{
 		reconcile.GuardrailsStep{Guardrails: guardrails, DeleteTimeout: opts.Reconcile.DeleteTimeout},
-		// The Helm release step comes here.
+		&reconcile.ReleaseStep{Helm: helm, Client: clientset, BaseDomain: opts.Reconcile.BaseDomain, Values: storeValues,
+			RollbackTimeout: opts.Reconcile.RollbackTimeout, Log: log},
 	}
 	reconciler := reconcile.New(steps, &events.Publisher{JS: js, Topology: topology}, opts.Reconcile)
 	w := worker.New(js, topology, reconciler, &lease.Store{KV: kv}, worker.NewMetrics(prometheus.DefaultRegisterer), log, opts.Worker)
@@ -206,6 +226,22 @@ func ensureTopology(ctx context.Context, js jetstream.JetStream, topology bus.To
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// loadValues reads the store values file; no file means no values.
+func loadValues(path string) (map[string]any, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read --store-values: %w", err)
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("--store-values %s is not a YAML map of chart values: %w", path, err)
+	}
+	return v, nil
 }
 
 func kubeConfig(opts Options) (*rest.Config, error) {

@@ -44,6 +44,10 @@ type Options struct {
 	// DeleteTimeout bounds one attempt's wait for a namespace to be gone;
 	// give it to the steps that wait for deletion (GuardrailsStep).
 	DeleteTimeout time.Duration
+	// RollbackTimeout bounds the rollback of an upgrade that did not
+	// become ready, which runs after the deadline; give it to
+	// ReleaseStep.
+	RollbackTimeout time.Duration
 }
 
 // BindFlags registers the options' flags on fs and sets their defaults.
@@ -51,6 +55,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.BaseDomain, "base-domain", "127.0.0.1.nip.io", "domain under which each store is served, as store-<id>.<domain>")
 	fs.DurationVar(&o.ProvisionTimeout, "provision-timeout", 10*time.Minute, "a store not READY this long after its command was issued is FAILED with reason Timeout")
 	fs.DurationVar(&o.DeleteTimeout, "delete-timeout", DefaultDeleteTimeout, "how long one delete attempt waits for a store's namespace to be gone before retrying")
+	fs.DurationVar(&o.RollbackTimeout, "rollback-timeout", DefaultRollbackTimeout, "how long the rollback of an upgrade that did not become ready may take, after the provisioning deadline")
 }
 
 // Reconciler converges stores. Its fields must not change once it runs.
@@ -76,6 +81,9 @@ func New(steps []Step, reporter Reporter, opts Options) *Reconciler {
 	}
 	if opts.DeleteTimeout <= 0 {
 		opts.DeleteTimeout = defaults.DeleteTimeout
+	}
+	if opts.RollbackTimeout <= 0 {
+		opts.RollbackTimeout = defaults.RollbackTimeout
 	}
 	return &Reconciler{Steps: steps, Reporter: reporter, Options: opts}
 }
@@ -119,6 +127,10 @@ type State struct {
 	Kind Kind
 	// Missing names what is absent or not ready, across all steps.
 	Missing []string
+	// Problem is the first step's explanation of what is not ready, if any.
+	Problem *Problem
+	// ChartVersion is the chart version of the store's deployed release.
+	ChartVersion string
 }
 
 // DetermineState observes every step and sums up what it found; it
@@ -134,6 +146,12 @@ func (r *Reconciler) DetermineState(ctx context.Context, cmd *eventsv1.Provision
 		exists = exists || o.Exists
 		terminating = terminating || o.Terminating
 		st.Missing = append(st.Missing, o.Missing...)
+		if st.Problem == nil {
+			st.Problem = o.Problem
+		}
+		if o.ChartVersion != "" {
+			st.ChartVersion = o.ChartVersion
+		}
 	}
 	switch {
 	case terminating:
@@ -153,10 +171,13 @@ func (r *Reconciler) DetermineState(ctx context.Context, cmd *eventsv1.Provision
 
 // Reconcile converges the store to cmd and publishes what happened:
 // PROVISIONING then READY (with an audit "ready"), or DELETING then
-// DELETED (with an audit "deleted"). A nil error means the outcome was
-// published. Any other error is an *Error: Terminal ones (invalid spec,
-// credentials lost, timeout) will not pass by retrying and the caller
-// must call Fail; the others are worth retrying later.
+// DELETED (with an audit "deleted"). An upgrade of a READY store that was
+// rolled back or refused (a step's *UpgradeFailure) is published as READY
+// with its reason and message, and an audit "failure". A nil error means
+// the outcome was published. Any other error is an *Error: Terminal ones
+// (invalid spec, credentials lost, a deadline passed: with the reason the
+// cluster gives, such as QuotaExceeded) will not pass by retrying and the
+// caller must call Fail; the others are worth retrying later.
 func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
 	if err := Validate(cmd); err != nil {
 		return err
@@ -177,7 +198,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionComma
 		return &Error{Reason: lifecycle.ReasonNamespaceTerminating, Err: fmt.Errorf(
 			"store %s is still being deleted: it can be provisioned again once namespace %s is gone", cmd.GetStoreId(), kube.NamespaceFor(cmd.GetStoreId()))}
 	default: // Absent, OutOfSync, InSync: converge, which also repairs drift.
-		return r.provision(ctx, cmd)
+		return r.provision(ctx, cmd, st)
 	}
 }
 
@@ -211,21 +232,40 @@ func Validate(cmd *eventsv1.ProvisionCommand) error {
 	return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: problem}
 }
 
-func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
+// inSyncGrace bounds the steps of a store found in sync after its
+// deadline (a redelivery): converging it takes no waiting, and a store
+// that is ready is READY, not FAILED, whenever it is looked at.
+const inSyncGrace = time.Minute
+
+func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionCommand, st State) error {
 	ns := kube.NamespaceFor(cmd.GetStoreId())
-	msg := fmt.Sprintf("converging generation %d: namespace %s and its guardrails", cmd.GetGeneration(), ns)
+	names := make([]string, len(r.Steps))
+	for i, s := range r.Steps {
+		names[i] = s.Name()
+	}
+	msg := fmt.Sprintf("converging generation %d in namespace %s: %s", cmd.GetGeneration(), ns, strings.Join(names, ", "))
 	if err := r.status(ctx, cmd, storev1.Phase_PHASE_PROVISIONING, lifecycle.ReasonProvisioning, msg, ""); err != nil {
 		return classify(err)
 	}
-	stepCtx, cancel := context.WithDeadline(ctx, r.deadline(cmd))
+	url := fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain)
+	deadline := r.deadline(cmd)
+	if st.Kind == InSync && !r.now().Before(deadline) {
+		deadline = r.now().Add(inSyncGrace)
+	}
+	stepCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	for _, s := range r.Steps {
-		if err := s.Ensure(stepCtx, cmd); err != nil {
-			if errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-				return r.timedOutAfter(ctx, cmd, err)
-			}
-			return classify(err)
+		err := s.Ensure(stepCtx, cmd)
+		var kept *UpgradeFailure
+		switch {
+		case err == nil:
+			continue
+		case errors.As(err, &kept):
+			return r.upgradeKept(ctx, cmd, kept, url)
+		case errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+			return r.timedOutAfter(ctx, cmd, err)
 		}
+		return classify(err)
 	}
 	st, err := r.DetermineState(ctx, cmd)
 	switch {
@@ -236,11 +276,23 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 	case st.Kind != InSync:
 		return classify(fmt.Errorf("store %s is not ready yet: missing %s", cmd.GetStoreId(), strings.Join(st.Missing, ", ")))
 	}
-	url := fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain)
-	if err := r.status(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "store is ready at "+url, url); err != nil {
+	msg = "store is ready at " + url
+	if st.ChartVersion != "" {
+		msg += " (chart " + st.ChartVersion + ")"
+	}
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, msg, url, st.ChartVersion); err != nil {
 		return classify(err)
 	}
-	return classify(r.audit(ctx, cmd, lifecycle.ActionReady, "store is ready at "+url))
+	return classify(r.audit(ctx, cmd, lifecycle.ActionReady, msg))
+}
+
+// upgradeKept publishes a READY store whose upgrade did not take, with
+// why, and records the failure in the audit log.
+func (r *Reconciler) upgradeKept(ctx context.Context, cmd *eventsv1.ProvisionCommand, f *UpgradeFailure, url string) error {
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, f.Reason, f.Message, url, f.ChartVersion); err != nil {
+		return classify(err)
+	}
+	return classify(r.audit(ctx, cmd, lifecycle.ActionFailure, f.Reason+": "+f.Message))
 }
 
 func (r *Reconciler) delete(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
@@ -282,20 +334,44 @@ func (r *Reconciler) timedOutAfter(ctx context.Context, cmd *eventsv1.ProvisionC
 	return r.timedOut(cmd, st, last)
 }
 
+// timedOut is the terminal error of a store not ready at its deadline. Its
+// reason is the cluster's explanation when a step found one (the *Problem
+// a step returned, or the one it observed), Timeout otherwise. Its
+// message says what is missing and never just "context deadline
+// exceeded".
 func (r *Reconciler) timedOut(cmd *eventsv1.ProvisionCommand, st State, last error) error {
-	missing := "nothing observed missing"
-	if len(st.Missing) > 0 {
-		missing = "missing " + strings.Join(st.Missing, ", ")
+	reason := lifecycle.ReasonTimeout
+	problem := st.Problem
+	if p, ok := errors.AsType[*Problem](last); ok {
+		problem = p
+	}
+	if errors.Is(last, context.DeadlineExceeded) || errors.Is(last, context.Canceled) {
+		last = nil // the deadline itself, which the message says anyway
+	}
+	var details []string
+	if problem != nil {
+		reason = problem.Reason
+		details = append(details, problem.Message)
+	}
+	if len(st.Missing) > 0 && (problem == nil || problem.Reason != lifecycle.ReasonTimeout) {
+		details = append(details, "missing "+strings.Join(st.Missing, ", "))
+	}
+	if len(details) == 0 {
+		details = append(details, "nothing observed missing")
 	}
 	err := fmt.Errorf("store %s was not ready within %s of its request at %s: %s",
-		cmd.GetStoreId(), r.Options.ProvisionTimeout, cmd.GetIssueTime().AsTime().UTC().Format(time.RFC3339), missing)
-	if last != nil {
+		cmd.GetStoreId(), r.Options.ProvisionTimeout, cmd.GetIssueTime().AsTime().UTC().Format(time.RFC3339), strings.Join(details, "; "))
+	if last != nil && problem == nil {
 		err = fmt.Errorf("%w (last error: %w)", err, last)
 	}
-	return &Error{Reason: lifecycle.ReasonTimeout, Terminal: true, Err: err}
+	return &Error{Reason: reason, Terminal: true, Err: err}
 }
 
 func (r *Reconciler) status(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url string) error {
+	return r.publish(ctx, cmd, phase, reason, message, url, "")
+}
+
+func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url, chartVersion string) error {
 	return r.Reporter.Status(ctx, &eventsv1.StoreStatusChanged{
 		StoreId:            cmd.GetStoreId(),
 		Phase:              phase,
@@ -304,6 +380,7 @@ func (r *Reconciler) status(ctx context.Context, cmd *eventsv1.ProvisionCommand,
 		ObservedGeneration: cmd.GetGeneration(),
 		Time:               timestamppb.New(r.now()),
 		Url:                url,
+		ChartVersion:       chartVersion,
 	})
 }
 

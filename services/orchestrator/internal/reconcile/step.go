@@ -34,7 +34,25 @@ type Observation struct {
 	// Missing names what is absent or not ready yet, for humans: "namespace
 	// store-x", "network policy default-deny". Empty when in sync.
 	Missing []string
+	// Problem is why what is missing is not ready, as the cluster says it;
+	// nil when nothing but time explains it.
+	Problem *Problem
+	// ChartVersion is the chart version of the deployed release, if the
+	// step has one.
+	ChartVersion string
 }
+
+// Problem is why a store is not ready, read from the cluster: the reason
+// and message of its FAILED status if the deadline passes. A step returns
+// it from Ensure when the deadline passed while it waited.
+type Problem struct {
+	// Reason is a lifecycle reason, such as QuotaExceeded.
+	Reason string
+	// Message names the object and quotes the cluster.
+	Message string
+}
+
+func (p *Problem) Error() string { return p.Reason + ": " + p.Message }
 
 // GuardrailsStep converges a store's namespace and its guardrails (quota,
 // limits, network policies, credentials) with package kube. It comes

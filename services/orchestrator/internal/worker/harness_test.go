@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"helm.sh/helm/v3/pkg/storage/driver"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/events"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/lease"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
@@ -37,6 +39,13 @@ type setup struct {
 	restConfig *rest.Config
 	reconcile  reconcile.Options
 	worker     worker.Options
+	// release adds the Helm release step after the guardrails, as
+	// internal/app does.
+	release bool
+	// plan sizes store namespaces; nil means the standard plan.
+	plan *plan.Plan
+	// wrapDriver wraps Helm's release storage driver (fault injection).
+	wrapDriver func(driver.Driver) driver.Driver
 }
 
 // running is a worker running on a real NATS server and the sandbox.
@@ -73,12 +82,24 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.plan != nil {
+		pl = *s.plan
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	g := &kube.Guardrails{Client: cs, Plan: pl, Network: kube.Network{
 		IngressNamespaceLabels: map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"},
 		AllowInternetEgress:    true,
 	}}
-	r := reconcile.New([]reconcile.Step{reconcile.GuardrailsStep{Guardrails: g, DeleteTimeout: s.reconcile.DeleteTimeout}},
-		&events.Publisher{JS: env.JS, Topology: env.Topology}, s.reconcile)
+	r := reconcile.New(nil, &events.Publisher{JS: env.JS, Topology: env.Topology}, s.reconcile)
+	r.Steps = []reconcile.Step{reconcile.GuardrailsStep{Guardrails: g, DeleteTimeout: r.Options.DeleteTimeout}}
+	if s.release {
+		helm, err := helmaction.New(cfg, helmaction.Options{WrapDriver: s.wrapDriver})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Steps = append(r.Steps, &reconcile.ReleaseStep{Helm: helm, Client: cs, BaseDomain: r.Options.BaseDomain,
+			RollbackTimeout: r.Options.RollbackTimeout, Log: log})
+	}
 	kv, err := env.JS.KeyValue(context.Background(), env.Topology.LeaseBucket())
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +110,6 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 	if wopts.ID == "" {
 		wopts.ID = "w-" + sandboxtest.RandomSuffix()
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	w := worker.New(env.JS, env.Topology, r, leases, m, log, wopts)
 
 	ctx, cancel := context.WithCancel(context.Background())

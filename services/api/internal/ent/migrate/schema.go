@@ -42,6 +42,9 @@ var (
 		{Name: "failure_message", Type: field.TypeString, Default: ""},
 		{Name: "url", Type: field.TypeString, Default: ""},
 		{Name: "chart_version", Type: field.TypeString, Default: ""},
+		{Name: "desired_chart_version", Type: field.TypeString, Default: ""},
+		{Name: "chart_values", Type: field.TypeJSON, Nullable: true},
+		{Name: "last_action", Type: field.TypeString, Default: ""},
 		{Name: "generation", Type: field.TypeInt64, Default: 1},
 		{Name: "observed_generation", Type: field.TypeInt64, Default: 0},
 		{Name: "status_time", Type: field.TypeTime, Nullable: true},
@@ -62,7 +65,7 @@ var (
 			{
 				Name:    "store_create_time_id",
 				Unique:  false,
-				Columns: []*schema.Column{StoresColumns[12], StoresColumns[0]},
+				Columns: []*schema.Column{StoresColumns[15], StoresColumns[0]},
 			},
 		},
 	}

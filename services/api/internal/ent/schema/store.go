@@ -22,7 +22,17 @@ func (Store) Fields() []ent.Field {
 		field.String("failure_reason").Default(""),
 		field.String("failure_message").Default(""),
 		field.String("url").Default(""),
+		// Chart version the store's Helm release runs, as last reported.
 		field.String("chart_version").Default(""),
+		// Desired chart version set by the latest upgrade; empty means the
+		// newest the orchestrator has.
+		field.String("desired_chart_version").Default(""),
+		// Desired Helm value overrides by dotted path, set by the latest
+		// upgrade; sent with every provisioning command.
+		field.JSON("chart_values", map[string]string{}).Optional(),
+		// Audit action of the request that set the latest generation:
+		// create, retry, upgrade or delete.
+		field.String("last_action").Default(""),
 		field.Int64("generation").Default(1),
 		field.Int64("observed_generation").Default(0),
 		// Time of the newest status event applied; older ones are ignored.

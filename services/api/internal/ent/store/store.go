@@ -29,6 +29,12 @@ const (
 	FieldURL = "url"
 	// FieldChartVersion holds the string denoting the chart_version field in the database.
 	FieldChartVersion = "chart_version"
+	// FieldDesiredChartVersion holds the string denoting the desired_chart_version field in the database.
+	FieldDesiredChartVersion = "desired_chart_version"
+	// FieldChartValues holds the string denoting the chart_values field in the database.
+	FieldChartValues = "chart_values"
+	// FieldLastAction holds the string denoting the last_action field in the database.
+	FieldLastAction = "last_action"
 	// FieldGeneration holds the string denoting the generation field in the database.
 	FieldGeneration = "generation"
 	// FieldObservedGeneration holds the string denoting the observed_generation field in the database.
@@ -54,6 +60,9 @@ var Columns = []string{
 	FieldFailureMessage,
 	FieldURL,
 	FieldChartVersion,
+	FieldDesiredChartVersion,
+	FieldChartValues,
+	FieldLastAction,
 	FieldGeneration,
 	FieldObservedGeneration,
 	FieldStatusTime,
@@ -88,6 +97,10 @@ var (
 	DefaultURL string
 	// DefaultChartVersion holds the default value on creation for the "chart_version" field.
 	DefaultChartVersion string
+	// DefaultDesiredChartVersion holds the default value on creation for the "desired_chart_version" field.
+	DefaultDesiredChartVersion string
+	// DefaultLastAction holds the default value on creation for the "last_action" field.
+	DefaultLastAction string
 	// DefaultGeneration holds the default value on creation for the "generation" field.
 	DefaultGeneration int64
 	// DefaultObservedGeneration holds the default value on creation for the "observed_generation" field.
@@ -148,6 +161,16 @@ func ByURL(opts ...sql.OrderTermOption) OrderOption {
 // ByChartVersion orders the results by the chart_version field.
 func ByChartVersion(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldChartVersion, opts...).ToFunc()
+}
+
+// ByDesiredChartVersion orders the results by the desired_chart_version field.
+func ByDesiredChartVersion(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDesiredChartVersion, opts...).ToFunc()
+}
+
+// ByLastAction orders the results by the last_action field.
+func ByLastAction(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLastAction, opts...).ToFunc()
 }
 
 // ByGeneration orders the results by the generation field.

@@ -104,6 +104,16 @@ func ChartVersion(v string) predicate.Store {
 	return predicate.Store(sql.FieldEQ(FieldChartVersion, v))
 }
 
+// DesiredChartVersion applies equality check predicate on the "desired_chart_version" field. It's identical to DesiredChartVersionEQ.
+func DesiredChartVersion(v string) predicate.Store {
+	return predicate.Store(sql.FieldEQ(FieldDesiredChartVersion, v))
+}
+
+// LastAction applies equality check predicate on the "last_action" field. It's identical to LastActionEQ.
+func LastAction(v string) predicate.Store {
+	return predicate.Store(sql.FieldEQ(FieldLastAction, v))
+}
+
 // Generation applies equality check predicate on the "generation" field. It's identical to GenerationEQ.
 func Generation(v int64) predicate.Store {
 	return predicate.Store(sql.FieldEQ(FieldGeneration, v))
@@ -647,6 +657,146 @@ func ChartVersionEqualFold(v string) predicate.Store {
 // ChartVersionContainsFold applies the ContainsFold predicate on the "chart_version" field.
 func ChartVersionContainsFold(v string) predicate.Store {
 	return predicate.Store(sql.FieldContainsFold(FieldChartVersion, v))
+}
+
+// DesiredChartVersionEQ applies the EQ predicate on the "desired_chart_version" field.
+func DesiredChartVersionEQ(v string) predicate.Store {
+	return predicate.Store(sql.FieldEQ(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionNEQ applies the NEQ predicate on the "desired_chart_version" field.
+func DesiredChartVersionNEQ(v string) predicate.Store {
+	return predicate.Store(sql.FieldNEQ(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionIn applies the In predicate on the "desired_chart_version" field.
+func DesiredChartVersionIn(vs ...string) predicate.Store {
+	return predicate.Store(sql.FieldIn(FieldDesiredChartVersion, vs...))
+}
+
+// DesiredChartVersionNotIn applies the NotIn predicate on the "desired_chart_version" field.
+func DesiredChartVersionNotIn(vs ...string) predicate.Store {
+	return predicate.Store(sql.FieldNotIn(FieldDesiredChartVersion, vs...))
+}
+
+// DesiredChartVersionGT applies the GT predicate on the "desired_chart_version" field.
+func DesiredChartVersionGT(v string) predicate.Store {
+	return predicate.Store(sql.FieldGT(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionGTE applies the GTE predicate on the "desired_chart_version" field.
+func DesiredChartVersionGTE(v string) predicate.Store {
+	return predicate.Store(sql.FieldGTE(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionLT applies the LT predicate on the "desired_chart_version" field.
+func DesiredChartVersionLT(v string) predicate.Store {
+	return predicate.Store(sql.FieldLT(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionLTE applies the LTE predicate on the "desired_chart_version" field.
+func DesiredChartVersionLTE(v string) predicate.Store {
+	return predicate.Store(sql.FieldLTE(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionContains applies the Contains predicate on the "desired_chart_version" field.
+func DesiredChartVersionContains(v string) predicate.Store {
+	return predicate.Store(sql.FieldContains(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionHasPrefix applies the HasPrefix predicate on the "desired_chart_version" field.
+func DesiredChartVersionHasPrefix(v string) predicate.Store {
+	return predicate.Store(sql.FieldHasPrefix(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionHasSuffix applies the HasSuffix predicate on the "desired_chart_version" field.
+func DesiredChartVersionHasSuffix(v string) predicate.Store {
+	return predicate.Store(sql.FieldHasSuffix(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionEqualFold applies the EqualFold predicate on the "desired_chart_version" field.
+func DesiredChartVersionEqualFold(v string) predicate.Store {
+	return predicate.Store(sql.FieldEqualFold(FieldDesiredChartVersion, v))
+}
+
+// DesiredChartVersionContainsFold applies the ContainsFold predicate on the "desired_chart_version" field.
+func DesiredChartVersionContainsFold(v string) predicate.Store {
+	return predicate.Store(sql.FieldContainsFold(FieldDesiredChartVersion, v))
+}
+
+// ChartValuesIsNil applies the IsNil predicate on the "chart_values" field.
+func ChartValuesIsNil() predicate.Store {
+	return predicate.Store(sql.FieldIsNull(FieldChartValues))
+}
+
+// ChartValuesNotNil applies the NotNil predicate on the "chart_values" field.
+func ChartValuesNotNil() predicate.Store {
+	return predicate.Store(sql.FieldNotNull(FieldChartValues))
+}
+
+// LastActionEQ applies the EQ predicate on the "last_action" field.
+func LastActionEQ(v string) predicate.Store {
+	return predicate.Store(sql.FieldEQ(FieldLastAction, v))
+}
+
+// LastActionNEQ applies the NEQ predicate on the "last_action" field.
+func LastActionNEQ(v string) predicate.Store {
+	return predicate.Store(sql.FieldNEQ(FieldLastAction, v))
+}
+
+// LastActionIn applies the In predicate on the "last_action" field.
+func LastActionIn(vs ...string) predicate.Store {
+	return predicate.Store(sql.FieldIn(FieldLastAction, vs...))
+}
+
+// LastActionNotIn applies the NotIn predicate on the "last_action" field.
+func LastActionNotIn(vs ...string) predicate.Store {
+	return predicate.Store(sql.FieldNotIn(FieldLastAction, vs...))
+}
+
+// LastActionGT applies the GT predicate on the "last_action" field.
+func LastActionGT(v string) predicate.Store {
+	return predicate.Store(sql.FieldGT(FieldLastAction, v))
+}
+
+// LastActionGTE applies the GTE predicate on the "last_action" field.
+func LastActionGTE(v string) predicate.Store {
+	return predicate.Store(sql.FieldGTE(FieldLastAction, v))
+}
+
+// LastActionLT applies the LT predicate on the "last_action" field.
+func LastActionLT(v string) predicate.Store {
+	return predicate.Store(sql.FieldLT(FieldLastAction, v))
+}
+
+// LastActionLTE applies the LTE predicate on the "last_action" field.
+func LastActionLTE(v string) predicate.Store {
+	return predicate.Store(sql.FieldLTE(FieldLastAction, v))
+}
+
+// LastActionContains applies the Contains predicate on the "last_action" field.
+func LastActionContains(v string) predicate.Store {
+	return predicate.Store(sql.FieldContains(FieldLastAction, v))
+}
+
+// LastActionHasPrefix applies the HasPrefix predicate on the "last_action" field.
+func LastActionHasPrefix(v string) predicate.Store {
+	return predicate.Store(sql.FieldHasPrefix(FieldLastAction, v))
+}
+
+// LastActionHasSuffix applies the HasSuffix predicate on the "last_action" field.
+func LastActionHasSuffix(v string) predicate.Store {
+	return predicate.Store(sql.FieldHasSuffix(FieldLastAction, v))
+}
+
+// LastActionEqualFold applies the EqualFold predicate on the "last_action" field.
+func LastActionEqualFold(v string) predicate.Store {
+	return predicate.Store(sql.FieldEqualFold(FieldLastAction, v))
+}
+
+// LastActionContainsFold applies the ContainsFold predicate on the "last_action" field.
+func LastActionContainsFold(v string) predicate.Store {
+	return predicate.Store(sql.FieldContainsFold(FieldLastAction, v))
 }
 
 // GenerationEQ applies the EQ predicate on the "generation" field.

@@ -80,12 +80,16 @@ export function useStore(id: string) {
 /** Page size of audit queries. */
 export const auditPageSize = 100;
 
-/** useAuditEntries pages through the audit log, oldest first, matching q. */
-export function useAuditEntries(q: AuditQuery, enabled = true) {
+/**
+ * useAuditEntries pages through the audit log, oldest first, matching q.
+ * refetchEveryMs, when set, asks again at that interval (every loaded page).
+ */
+export function useAuditEntries(q: AuditQuery, opts: { enabled?: boolean; refetchEveryMs?: number | false } = {}) {
   const { api } = useSession();
   return useInfiniteQuery({
     queryKey: queryKeys.audit(q),
-    enabled,
+    enabled: opts.enabled ?? true,
+    refetchInterval: opts.refetchEveryMs ?? false,
     initialPageParam: "",
     queryFn: ({ pageParam, signal }) =>
       api
@@ -125,6 +129,22 @@ export function useRetryStore() {
   const qc = useQueryClient();
   return useMutation({
     mutationFn: (id: string) => api.POST("/v1/stores/{id}:retry", { params: { path: { id } }, body: {} }).then(unwrap),
+    onSuccess: (store) => writeStore(qc, store),
+  });
+}
+
+/**
+ * useUpgradeStore asks for a READY store's upgrade to chartVersion (empty:
+ * the newest chart); the cache shows it PROVISIONING on its new generation.
+ */
+export function useUpgradeStore() {
+  const { api } = useSession();
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: ({ id, chartVersion }: { id: string; chartVersion?: string }) =>
+      api
+        .POST("/v1/stores/{id}:upgrade", { params: { path: { id } }, body: chartVersion ? { chartVersion } : {} })
+        .then(unwrap),
     onSuccess: (store) => writeStore(qc, store),
   });
 }

@@ -108,6 +108,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/stores/{id}:upgrade": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * UpgradeStore moves a READY store to another chart version or other
+         *     values: a new generation, PROVISIONING until the upgraded release is
+         *     ready. If it cannot become ready by the provisioning deadline, the
+         *     orchestrator rolls it back and the store is READY again on its previous
+         *     revision, with failure_reason UpgradeRolledBack saying why.
+         *     FAILED_PRECONDITION unless the store is READY, or FAILED after an
+         *     upgrade; INVALID_ARGUMENT for a value key that is not allowed.
+         */
+        post: operations["StoreService_UpgradeStore"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tokens": {
         parameters: {
             query?: never;
@@ -166,6 +191,20 @@ export interface components {
             message?: string;
         };
         StoreServiceRetryStoreBody: Record<string, never>;
+        StoreServiceUpgradeStoreBody: {
+            /** @description Chart version to move to; empty means the newest available. */
+            chartVersion?: string;
+            /**
+             * @description Helm value overrides by dotted path, such as "wordpress.replicas": "2"
+             *     or "wordpress.resources.limits.memory": "1Gi". They replace the
+             *     store's previous overrides. Keys must be dotted names under an engine's
+             *     section (wordpress, mariadb, setup, medusa, postgresql, redis,
+             *     migrations, adminUser, dbClient) and name no credential.
+             */
+            values?: {
+                [key: string]: string;
+            };
+        };
         /** @description AuditEntry is one recorded action. */
         v1AuditEntry: {
             /** @description What happened: create, delete, retry, ready, failure, deleted. */
@@ -244,7 +283,11 @@ export interface components {
             engine: components["schemas"]["v1Engine"];
             /** @description Human-readable explanation of the last failure. */
             readonly failureMessage?: string;
-            /** @description Machine-readable reason of the last failure, such as QuotaExceeded. */
+            /**
+             * @description Machine-readable reason of the last failure, such as QuotaExceeded. A
+             *     READY store has one after an upgrade that was rolled back
+             *     (UpgradeRolledBack) or refused (UpgradeFailed).
+             */
             readonly failureReason?: string;
             /**
              * Format: int64
@@ -523,6 +566,41 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["StoreServiceRetryStoreBody"];
+            };
+        };
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1Store"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
+    StoreService_UpgradeStore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StoreServiceUpgradeStoreBody"];
             };
         };
         responses: {

@@ -1,7 +1,7 @@
 // @vitest-environment node
 import { describe, expect, it } from "vitest";
 import { ApiError, createApiClient, type Store } from "./client";
-import { backoffDelay, NdjsonDecoder, readNdjson, storeOf, watchStores, type WatchState } from "./watch";
+import { backoffDelay, NdjsonDecoder, readNdjson, watchEventOf, watchStores, type WatchState } from "./watch";
 
 const enc = new TextEncoder();
 
@@ -66,13 +66,14 @@ describe("readNdjson", () => {
   });
 });
 
-describe("storeOf", () => {
-  it("returns the store of a result and throws the ApiError of an error", () => {
-    expect(storeOf({ result: { store: { id: "a" } } })).toEqual({ id: "a" });
-    expect(storeOf({ result: {} })).toBeUndefined();
+describe("watchEventOf", () => {
+  it("returns the store of a result, the snapshot marker, and throws the ApiError of an error", () => {
+    expect(watchEventOf({ result: { store: { id: "a" } } })).toEqual({ store: { id: "a" }, snapshotComplete: false });
+    expect(watchEventOf({ result: { snapshotComplete: true } })).toEqual({ snapshotComplete: true });
+    expect(watchEventOf({ result: {} })).toEqual({ snapshotComplete: false });
     let err: unknown;
     try {
-      storeOf({ error: { code: 16, message: "token revoked", details: [] } });
+      watchEventOf({ error: { code: 16, message: "token revoked", details: [] } });
     } catch (e) {
       err = e;
     }
@@ -93,14 +94,17 @@ describe("backoffDelay", () => {
 
 describe("watchStores", () => {
   const line = (s: Store) => JSON.stringify({ result: { store: s } }) + "\n";
+  const snapshotComplete = JSON.stringify({ result: { snapshotComplete: true } }) + "\n";
 
-  it("reconnects with growing backoff after failures and resets it after a message", async () => {
+  it("reconnects with growing backoff after failures and resets it after a complete snapshot", async () => {
     const answers: (() => Response)[] = [
-      () => new Response(streamOf([line({ id: "a", displayName: "A", engine: "ENGINE_MEDUSA" })])),
+      () => new Response(streamOf([line({ id: "a", displayName: "A", engine: "ENGINE_MEDUSA" }), snapshotComplete])),
       () => new Response('{"code":14,"message":"api unavailable"}', { status: 503 }),
       () => new Response("<html>bad gateway</html>", { status: 502 }),
       () => new Response(streamOf([line({ id: "b", displayName: "B", engine: "ENGINE_MEDUSA" }).slice(0, 10)])),
+      // A store without the marker is not a complete snapshot: the backoff keeps growing.
       () => new Response(streamOf([line({ id: "c", displayName: "C", engine: "ENGINE_MEDUSA" })])),
+      () => new Response(streamOf([line({ id: "d", displayName: "D", engine: "ENGINE_MEDUSA" }), snapshotComplete])),
     ];
     const ctrl = new AbortController();
     const seen: string[] = [];
@@ -134,12 +138,22 @@ describe("watchStores", () => {
         sleeps.push(ms);
       },
     });
-    expect(seen).toEqual(["a", "c"]);
-    // After "a": 1 s (attempt reset), then 2 s, 4 s after each failure; the truncated
-    // line of the 4th answer is a failure too (8 s); "c" resets to 1 s.
-    expect(sleeps).toEqual([1000, 2000, 4000, 8000, 1000]);
+    expect(seen).toEqual(["a", "c", "d"]);
+    // After "a" and its marker: 1 s (attempt reset), then 2 s, 4 s after each failure;
+    // the truncated line of the 4th answer is a failure too (8 s), and so is the stream
+    // that ends before its marker (16 s); the complete snapshot with "d" resets to 1 s.
+    expect(sleeps).toEqual([1000, 2000, 4000, 8000, 16000, 1000]);
     expect(errors).toEqual(["api unavailable", "The server answered 502", expect.stringContaining("JSON")]);
-    expect(states.slice(0, 4)).toEqual(["connecting", "live", "reconnecting", "connecting"]);
+    // Live only with the marker: the stream of "c" (the 5th) never was.
+    expect(states).toEqual([
+      ...["connecting", "live", "reconnecting"],
+      ...["connecting", "reconnecting"],
+      ...["connecting", "reconnecting"],
+      ...["connecting", "reconnecting"],
+      ...["connecting", "reconnecting"],
+      ...["connecting", "live", "reconnecting"],
+      "connecting",
+    ]);
   });
 
   it("stops and reports when the token is rejected", async () => {

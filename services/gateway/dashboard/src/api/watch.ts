@@ -1,7 +1,9 @@
 // The store watch: GET /v1/stores:watch is a grpc-gateway server stream of
-// newline-delimited JSON, {"result":{"store":{…}}} for every current store and
-// then for every change, or {"error":{…}} when the stream fails.
+// newline-delimited JSON: {"result":{"store":{…}}} for every current store,
+// then {"result":{"snapshotComplete":true}} once, then one line for every
+// change; {"error":{…}} when the stream fails.
 import { ApiError, parseErrorBody, type ApiClient, type Store } from "./client";
+import type { components } from "./schema";
 
 /**
  * NdjsonDecoder splits a byte stream into JSON values, one per line. Chunks
@@ -57,20 +59,31 @@ export async function* readNdjson(body: ReadableStream<Uint8Array>): AsyncGenera
 }
 
 /** One message of the watch stream. */
-export type WatchMessage = { result?: { store?: Store }; error?: unknown };
+export type WatchMessage = { result?: components["schemas"]["v1WatchStoresResponse"]; error?: unknown };
 
-/**
- * storeOf returns the store a watch message carries, or throws the ApiError
- * of an error message. Messages with neither return undefined.
- */
-export function storeOf(message: unknown): Store | undefined {
-  if (!message || typeof message !== "object") return undefined;
-  const m = message as WatchMessage;
-  if (m.error) throw parseErrorBody(200, m);
-  return m.result?.store ?? undefined;
+/** What one watch message says: a store's new state, or that the snapshot is complete. */
+export interface WatchEvent {
+  store?: Store;
+  /** True on the message that follows the current stores: every later message is a change. */
+  snapshotComplete: boolean;
 }
 
-/** Where the watch is: connecting, receiving, or waiting to reconnect. */
+/**
+ * watchEventOf reads one watch message, or throws the ApiError of an error
+ * message. A message with neither a store nor the marker yields an empty event.
+ */
+export function watchEventOf(message: unknown): WatchEvent {
+  if (!message || typeof message !== "object") return { snapshotComplete: false };
+  const m = message as WatchMessage;
+  if (m.error) throw parseErrorBody(200, m);
+  const store = m.result?.store ?? undefined;
+  return { ...(store && { store }), snapshotComplete: m.result?.snapshotComplete === true };
+}
+
+/**
+ * Where the watch is: connecting (until the current stores have all arrived),
+ * live (every change arrives as it happens), or waiting to reconnect.
+ */
 export type WatchState =
   | { status: "connecting" }
   | { status: "live" }
@@ -101,6 +114,7 @@ export interface WatchOptions {
   signal: AbortSignal;
   /** Called with every store the stream sends, current state first. */
   onStore: (store: Store) => void;
+  /** Called whenever the stream state changes; "live" comes with the snapshot marker. */
   onState?: (state: WatchState) => void;
   /** Called once when the token is rejected; the watch then stops. */
   onUnauthenticated?: () => void;
@@ -125,8 +139,10 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 /**
  * watchStores follows GET /v1/stores:watch until signal aborts, reconnecting
  * with backoff whenever the stream fails or ends. Each connection starts with
- * a snapshot of every store, so nothing missed while disconnected is lost.
- * It stops for good only when the token is rejected.
+ * a snapshot of every store, so nothing missed while disconnected is lost;
+ * the watch is live once the server marks the snapshot complete, and only a
+ * connection that got that far resets the backoff. It stops for good only
+ * when the token is rejected.
  */
 export async function watchStores(opts: WatchOptions): Promise<void> {
   const { api, signal } = opts;
@@ -138,11 +154,13 @@ export async function watchStores(opts: WatchOptions): Promise<void> {
     try {
       const { data, response, error: body } = await api.GET("/v1/stores:watch", { parseAs: "stream", signal });
       if (!response.ok || !data) throw parseErrorBody(response.status, body, response.statusText);
-      opts.onState?.({ status: "live" });
       for await (const message of readNdjson(data)) {
-        const store = storeOf(message);
-        attempt = 0;
-        if (store) opts.onStore(store);
+        const event = watchEventOf(message);
+        if (event.store) opts.onStore(event.store);
+        if (event.snapshotComplete) {
+          attempt = 0;
+          opts.onState?.({ status: "live" });
+        }
       }
     } catch (e) {
       if (signal.aborted) return;

@@ -12,7 +12,8 @@ describe("create store form", () => {
     await user.type(name, "   ");
     await user.click(screen.getByRole("button", { name: "Create store" }));
 
-    const message = "store.display_name: is required: give the store a name of 1 to 63 characters";
+    // The server names the field by its path; the form by its label.
+    const message = "Store name is required: give the store a name of 1 to 63 characters";
     expect(await screen.findByText(message)).toBeInTheDocument();
     expect(name).toHaveAttribute("aria-invalid", "true");
     expect(name).toHaveAccessibleDescription(expect.stringContaining(message));

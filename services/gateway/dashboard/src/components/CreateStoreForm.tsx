@@ -2,7 +2,7 @@ import { useId, useRef, useState, type FormEvent } from "react";
 import { ApiError, type Engine, type Store } from "../api/client";
 import { useCreateStore } from "../api/queries";
 import { engineChoices } from "../labels";
-import { errorMessage } from "../session/session";
+import { errorMessage, fieldMessage } from "../session/session";
 
 /**
  * CreateStoreForm asks for a name and an engine and creates the store. The
@@ -21,8 +21,8 @@ export function CreateStoreForm({ onCreated }: { onCreated?: (store: Store) => v
 
   const error = create.error;
   const field = error instanceof ApiError ? error.field : undefined;
-  const nameError = error && field?.endsWith("display_name") ? errorMessage(error) : null;
-  const engineError = error && field?.endsWith("engine") ? errorMessage(error) : null;
+  const nameError = error instanceof ApiError && field?.endsWith("display_name") ? fieldMessage(error, "Store name") : null;
+  const engineError = error instanceof ApiError && field?.endsWith("engine") ? fieldMessage(error, "Engine") : null;
   const formError = error && !nameError && !engineError ? errorMessage(error) : null;
 
   function submit(e: FormEvent) {

@@ -1,11 +1,12 @@
-import { useEffect } from "react";
-import { ApiError, Code } from "../api/client";
+import { useEffect, useState } from "react";
+import { ApiError, Code, type AuditEntry, type Phase, type Store } from "../api/client";
 import { useAuditEntries, useStore } from "../api/queries";
 import { AuditTimeline } from "../components/AuditTimeline";
 import { CopyCommand } from "../components/CopyCommand";
 import { PhaseBadge } from "../components/PhaseBadge";
 import { RelativeTime } from "../components/RelativeTime";
 import { StoreActions } from "../components/StoreActions";
+import { UpgradeStoreForm } from "../components/UpgradeStoreForm";
 import { FailureReason, StoreUrl } from "../components/StoreTable";
 import { engineLabel } from "../labels";
 import { links } from "../router";
@@ -109,6 +110,7 @@ export function StoreDetailPage({ id }: { id: string }) {
           </dd>
         </dl>
       </section>
+      {(s.phase === "PHASE_READY" || s.phase === "PHASE_PROVISIONING") && <UpgradeStoreForm store={s} />}
       <section className="card" aria-labelledby="credentials-title">
         <h2 id="credentials-title">Admin credentials</h2>
         <p>
@@ -117,14 +119,51 @@ export function StoreDetailPage({ id }: { id: string }) {
         </p>
         <CopyCommand command={adminPasswordCommand(id)} />
       </section>
-      <StoreHistory id={id} />
+      <StoreHistory store={s} />
     </>
   );
 }
 
-function StoreHistory({ id }: { id: string }) {
-  const audit = useAuditEntries({ storeId: id });
+/** The audit actions that may record how a store came to be in each phase. */
+const actionsOfPhase: Partial<Record<Phase, string[]>> = {
+  PHASE_PROVISIONING: ["create", "retry", "upgrade"],
+  // "failure" too: a READY store whose upgrade was rolled back.
+  PHASE_READY: ["ready", "failure"],
+  PHASE_FAILED: ["failure"],
+  PHASE_DELETING: ["delete"],
+  PHASE_DELETED: ["deleted"],
+};
+
+/** How often, and for how long after the store changed, a lagging history asks again. */
+const historyPollMs = 2000;
+const historyPollForMs = 60_000;
+
+/**
+ * historyLags is true when the newest audit entry does not yet record the
+ * store's phase. The audit service writes the log from events, a moment after
+ * the store changed, so the history can be behind the status the watch shows.
+ */
+export function historyLags(store: Pick<Store, "phase" | "updateTime">, entries: AuditEntry[], now = Date.now()): boolean {
+  const want = store.phase && actionsOfPhase[store.phase];
+  if (!want) return false;
+  const changed = Date.parse(store.updateTime ?? "");
+  if (Number.isNaN(changed) || now - changed > historyPollForMs) return false;
+  const newest = entries[entries.length - 1];
+  return !newest?.action || !want.includes(newest.action);
+}
+
+function StoreHistory({ store }: { store: Store }) {
+  const id = store.id ?? "";
+  const [lagging, setLagging] = useState(false);
+  const audit = useAuditEntries({ storeId: id }, { refetchEveryMs: lagging ? historyPollMs : false });
   const entries = audit.data?.pages.flatMap((p) => p.entries ?? []) ?? [];
+  const complete = audit.isSuccess && !audit.hasNextPage;
+  const { data, dataUpdatedAt } = audit;
+  useEffect(() => {
+    // Decided again after every answer (even an unchanged one), so that polling
+    // stops once the log caught up or the store has not changed for a while.
+    setLagging(complete && historyLags(store, data?.pages.flatMap((p) => p.entries ?? []) ?? []));
+  }, [complete, store, data, dataUpdatedAt]);
   return (
     <section className="card" aria-labelledby="history-title">
       <div className="section-head">

@@ -130,6 +130,16 @@ export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/**
+ * fieldMessage says a field's error with the label people see in place of the
+ * field path the server names: "store.display_name: is required" becomes
+ * "Store name is required".
+ */
+export function fieldMessage(error: ApiError, label: string): string {
+  const prefix = `${error.field}: `;
+  return error.field && error.message.startsWith(prefix) ? `${label} ${error.message.slice(prefix.length)}` : error.message;
+}
+
 /** useSessionState returns the session context; it must be used below SessionProvider. */
 export function useSessionState(): SessionContextValue {
   const v = useContext(SessionContext);

@@ -73,7 +73,7 @@ export function fakeGateway(opts: FakeGatewayOptions = {}) {
     if (req.headers.get("Authorization") !== `Bearer ${accepted}`) {
       return rpcError(401, 16, "the API token is not valid: create a new one with storectl token create");
     }
-    const byId = /^\/v1\/stores\/([^/:]+)(:retry)?$/.exec(path);
+    const byId = /^\/v1\/stores\/([^/:]+)(:retry|:upgrade)?$/.exec(path);
     if (req.method === "GET" && path === "/v1/users/me") return json(200, user);
     if (req.method === "GET" && path === "/v1/stores") {
       return json(200, { stores: [...stores.values()].reverse(), nextPageToken: "" });
@@ -92,6 +92,7 @@ export function fakeGateway(opts: FakeGatewayOptions = {}) {
           self = c;
           watchers.add(c);
           for (const s of stores.values()) c.enqueue(encoder.encode(JSON.stringify({ result: { store: s } }) + "\n"));
+          c.enqueue(encoder.encode(JSON.stringify({ result: { snapshotComplete: true } }) + "\n"));
         },
         cancel() {
           watchers.delete(self);
@@ -125,7 +126,15 @@ export function fakeGateway(opts: FakeGatewayOptions = {}) {
       if (req.method === "DELETE" && !byId[2]) {
         return json(200, save({ ...s, phase: "PHASE_DELETING", updateTime: now(), generation: String(Number(s.generation) + 1) }));
       }
-      if (req.method === "POST" && byId[2]) {
+      if (req.method === "POST" && byId[2] === ":upgrade") {
+        if (s.phase !== "PHASE_READY") return rpcError(400, 9, `store ${id} is not READY: only a READY store can be upgraded`);
+        const version = String(body?.chartVersion ?? "");
+        if (version && !/^\d+\.\d+\.\d+$/.test(version)) {
+          return rpcError(400, 3, `chart_version: "${version}" is not a version: use a semantic version such as 0.3.0, or leave it empty`);
+        }
+        return json(200, save({ ...s, phase: "PHASE_PROVISIONING", updateTime: now(), generation: String(Number(s.generation) + 1) }));
+      }
+      if (req.method === "POST" && byId[2] === ":retry") {
         if (s.phase !== "PHASE_FAILED") return rpcError(400, 9, `store ${id} is not FAILED`);
         return json(
           200,
@@ -148,6 +157,10 @@ export function fakeGateway(opts: FakeGatewayOptions = {}) {
       const s = stores.get(id);
       if (!s) throw new Error(`no store ${id}`);
       return save({ ...s, ...change, updateTime: now() });
+    },
+    /** record adds an entry to the audit log, as the audit service would. */
+    record(entry: AuditEntry) {
+      audit.push(entry);
     },
     /** revoke stops accepting the token and ends the open watch streams. */
     revoke() {

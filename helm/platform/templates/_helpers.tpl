@@ -1,0 +1,177 @@
+{{/*
+Prefix of every object name: the release name unless fullnameOverride is set.
+At most 40 characters, so that "<prefix>-postgresql-headless" and the
+StatefulSets' controller-revision-hash labels stay within 63.
+*/}}
+{{- define "platform.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select the pods of one component. Call with (dict "ctx" $ "component" "…"). */}}
+{{- define "platform.selectorLabels" -}}
+app.kubernetes.io/name: storeprov
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of every object. Call with (dict "ctx" $ "component" "…"). */}}
+{{- define "platform.labels" -}}
+{{ include "platform.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: storeprov
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/*
+Labels of pod templates: the object labels without helm.sh/chart, so that a
+chart bump alone does not restart pods. Call with (dict "ctx" $ "component" "…").
+*/}}
+{{- define "platform.podLabels" -}}
+{{ include "platform.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: storeprov
+{{- end -}}
+
+{{/* Image of a storeprov service. Call with (dict "ctx" $ "service" "api"). */}}
+{{- define "platform.serviceImage" -}}
+{{- printf "%s/%s:%s" .ctx.Values.image.repository .service (.ctx.Values.image.tag | default .ctx.Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "platform.image" -}}
+{{- printf "%s:%s" .repository .tag -}}
+{{- end -}}
+
+{{/*
+Pod fields shared by every pod. Only the orchestrator talks to the
+Kubernetes API and mounts a token. Call with
+(dict "ctx" $ "serviceAccount" "<name or empty>" "token" <bool>).
+*/}}
+{{- define "platform.podDefaults" -}}
+automountServiceAccountToken: {{ .token | default false }}
+enableServiceLinks: false
+{{- with .serviceAccount }}
+serviceAccountName: {{ . }}
+{{- end }}
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .ctx.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .ctx.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Spreads the replicas of a component over nodes; call it only when there is
+more than one. Call with (dict "ctx" $ "component" "…").
+*/}}
+{{- define "platform.spread" -}}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "platform.selectorLabels" . | nindent 8 }}
+{{- end -}}
+
+{{/*
+Pod securityContext for a non-root user; the service images run as 65532.
+Call with (dict "uid" 65532).
+*/}}
+{{- define "platform.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+fsGroup: {{ .uid }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container securityContext: Pod Security "restricted" compliant. */}}
+{{- define "platform.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/*
+Environment of every Go service: the Go runtime sized from the container's
+limits, so that the garbage collector works before the OOM killer does.
+Call with (dict "container" "api").
+*/}}
+{{- define "platform.goEnv" -}}
+- name: GOMAXPROCS
+  valueFrom:
+    resourceFieldRef:
+      containerName: {{ .container }}
+      resource: limits.cpu
+      divisor: "1"
+- name: GOMEMLIMIT
+  valueFrom:
+    resourceFieldRef:
+      containerName: {{ .container }}
+      resource: limits.memory
+      divisor: "1"
+{{- end -}}
+
+{{/* The NATS server every service connects to. */}}
+{{- define "platform.natsURL" -}}
+{{- if .Values.nats.external.url -}}
+{{- .Values.nats.external.url -}}
+{{- else -}}
+{{- printf "nats://%s-nats:4222" (include "platform.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Secret holding the api's and the audit service's database URLs: the
+generated one of the bundled PostgreSQL, or postgresql.external.existingSecret.
+*/}}
+{{- define "platform.databaseSecret" -}}
+{{- if .Values.postgresql.enabled -}}
+{{- printf "%s-postgresql" (include "platform.fullname" .) -}}
+{{- else -}}
+{{- required "postgresql.enabled is false: set postgresql.external.existingSecret to a Secret holding the database URLs (keys postgresql.external.apiKey and auditKey)" .Values.postgresql.external.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "platform.databaseKey" -}}
+{{- if .ctx.Values.postgresql.enabled -}}
+{{- printf "%s-database-url" .service -}}
+{{- else -}}
+{{- index .ctx.Values.postgresql.external (printf "%sKey" .service) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Host of the dashboard. */}}
+{{- define "platform.dashboardHost" -}}
+{{- printf "dashboard.%s" .Values.domain -}}
+{{- end -}}
+
+{{/* Domain under which stores are served. */}}
+{{- define "platform.storeDomain" -}}
+{{- .Values.orchestrator.storeDomain | default .Values.domain -}}
+{{- end -}}
+
+{{/* URL of the dashboard, without a trailing slash. */}}
+{{- define "platform.dashboardURL" -}}
+{{- printf "%s://%s" (ternary "https" "http" .Values.ingress.tls.enabled) (include "platform.dashboardHost" .) -}}
+{{- end -}}
+
+{{/* Claim storageClassName line, if any. */}}
+{{- define "platform.storageClass" -}}
+{{- if eq .Values.storageClass "-" -}}
+storageClassName: ""
+{{- else if .Values.storageClass -}}
+storageClassName: {{ .Values.storageClass | quote }}
+{{- end -}}
+{{- end -}}

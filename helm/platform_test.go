@@ -1,0 +1,787 @@
+package charts_test
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	psa "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
+
+	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/pkg/sandboxtest"
+)
+
+// platformNamespace is where the platform is rendered for the static tests.
+const platformNamespace = "storeprov"
+
+// platformValueFiles are the values files the platform ships with, next to
+// the charts (the test runs in helm/).
+var platformValueFiles = []string{"values-local.yaml", "values-prod.yaml"}
+
+// platformValues returns each shipped values file by name, and the chart's
+// defaults alone under "defaults".
+func platformValues(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{"defaults": {}}
+	for _, f := range platformValueFiles {
+		vals, err := chartutil.ReadValuesFile(f)
+		if err != nil {
+			t.Fatalf("cannot read %s: %v", f, err)
+		}
+		out[f] = vals
+	}
+	return out
+}
+
+// renderPlatform renders the platform chart client-side, like `helm
+// template`: lookup finds nothing, so the bundled PostgreSQL password is a
+// fresh one.
+func renderPlatform(t *testing.T, vals map[string]any) (*release.Release, error) {
+	t.Helper()
+	install := action.NewInstall(&action.Configuration{Log: t.Logf})
+	install.ClientOnly = true
+	install.DryRun = true
+	install.Replace = true
+	install.ReleaseName = "platform"
+	install.Namespace = platformNamespace
+	kube, err := chartutil.ParseKubeVersion("v1.37.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	install.KubeVersion = kube
+	return install.Run(loadChart(t, charts.Platform), vals)
+}
+
+// platformCase is the platform rendered with one values file.
+type platformCase struct {
+	file string
+	rel  *release.Release
+	objs objects
+}
+
+func platformCases(t *testing.T) []platformCase {
+	t.Helper()
+	files := platformValues(t)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var cases []platformCase
+	for _, n := range names {
+		rel, err := renderPlatform(t, files[n])
+		if err != nil {
+			t.Fatalf("platform with %s: cannot render: %v", n, err)
+		}
+		cases = append(cases, platformCase{file: n, rel: rel, objs: decode(t, rel.Manifest)})
+	}
+	return cases
+}
+
+// typed returns the rendered objects of type T.
+func typed[T any](o objects) []T {
+	var out []T
+	for _, obj := range o.all {
+		if v, ok := obj.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func TestPlatformLintsWithoutFindings(t *testing.T) {
+	sub, err := fs.Sub(charts.FS, charts.Platform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir() + "/" + charts.Platform
+	if err := os.CopyFS(dir, sub); err != nil {
+		t.Fatal(err)
+	}
+	for file, vals := range platformValues(t) {
+		t.Run(file, func(t *testing.T) {
+			linter := lint.All(dir, vals, platformNamespace, false)
+			for _, m := range linter.Messages {
+				// `helm lint --strict` fails on warnings; an icon is only
+				// recommended (INFO).
+				if m.Severity >= support.WarningSev {
+					t.Errorf("helm lint: %s", m)
+				} else {
+					t.Logf("helm lint: %s", m)
+				}
+			}
+		})
+	}
+}
+
+// The long-running workloads of the platform and the port their probes
+// must use: /healthz on the metrics port of each Go service, the gateway's
+// on its HTTP port.
+var platformProbePorts = map[string]string{
+	"api": "metrics", "audit": "metrics", "orchestrator": "metrics", "gateway": "http",
+	"nats": "monitor", "postgresql": "postgresql",
+}
+
+func TestPlatformWorkloadsAreHardened(t *testing.T) {
+	evaluator, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restricted := psa.LevelVersion{Level: psa.LevelRestricted, Version: psa.LatestVersion()}
+	for _, c := range platformCases(t) {
+		t.Run(c.file, func(t *testing.T) {
+			ws := c.objs.workloads(t)
+			if len(ws) == 0 {
+				t.Fatal("no workload rendered")
+			}
+			for _, w := range ws {
+				component := w.template.Labels["app.kubernetes.io/component"]
+				spec := w.template.Spec
+				results := policy.AggregateCheckResults(evaluator.EvaluatePod(restricted, &w.template.ObjectMeta, &spec))
+				if !results.Allowed {
+					t.Errorf("%s %s violates Pod Security restricted: %s: %s", w.kind, w.name, results.ForbiddenReason(), results.ForbiddenDetail())
+				}
+				if sc := spec.SecurityContext; sc == nil || !ptrOr(sc.RunAsNonRoot, false) || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+					t.Errorf("%s %s: the pod must set runAsNonRoot and the RuntimeDefault seccomp profile", w.kind, w.name)
+				}
+				wantToken := component == "orchestrator"
+				if got := ptrOr(spec.AutomountServiceAccountToken, true); got != wantToken {
+					t.Errorf("%s %s: automountServiceAccountToken = %v, want %v (only the orchestrator talks to the Kubernetes API)", w.kind, w.name, got, wantToken)
+				}
+				port, known := platformProbePorts[component]
+				if !known {
+					t.Errorf("%s %s: unknown component %q", w.kind, w.name, component)
+				}
+				for _, ctr := range allContainers(spec) {
+					where := fmt.Sprintf("%s %s container %s", w.kind, w.name, ctr.Name)
+					sc := ctr.SecurityContext
+					if sc == nil || !ptrOr(sc.ReadOnlyRootFilesystem, false) || ptrOr(sc.AllowPrivilegeEscalation, true) ||
+						sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+						t.Errorf("%s: securityContext must set readOnlyRootFilesystem, no privilege escalation and drop ALL", where)
+					}
+					for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+						req, hasReq := ctr.Resources.Requests[r]
+						lim, hasLim := ctr.Resources.Limits[r]
+						if !hasReq || !hasLim || req.Cmp(lim) > 0 {
+							t.Errorf("%s: %s needs a request no larger than its limit (request %v, limit %v)", where, r, req.String(), lim.String())
+						}
+					}
+				}
+				for _, ctr := range spec.Containers {
+					where := fmt.Sprintf("%s %s container %s", w.kind, w.name, ctr.Name)
+					for name, p := range map[string]*corev1.Probe{"liveness": ctr.LivenessProbe, "readiness": ctr.ReadinessProbe} {
+						if p == nil {
+							t.Errorf("%s: no %s probe", where, name)
+							continue
+						}
+						if got := probePort(p); got != port {
+							t.Errorf("%s: %s probe on port %q, want %q", where, name, got, port)
+						}
+						if g := p.HTTPGet; g != nil && !strings.HasPrefix(g.Path, "/healthz") {
+							t.Errorf("%s: %s probe GET %s, want /healthz", where, name, g.Path)
+						}
+					}
+					if _, goService := map[string]bool{"api": true, "audit": true, "gateway": true, "orchestrator": true}[component]; goService {
+						if ctr.ReadinessProbe != nil && (ctr.ReadinessProbe.HTTPGet == nil || ctr.ReadinessProbe.HTTPGet.Path != "/healthz") {
+							t.Errorf("%s: readiness must be GET /healthz", where)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func probePort(p *corev1.Probe) string {
+	switch {
+	case p.HTTPGet != nil:
+		return p.HTTPGet.Port.String()
+	case p.TCPSocket != nil:
+		return p.TCPSocket.Port.String()
+	case p.Exec != nil:
+		// An exec probe checks the main port from inside (pg_isready).
+		return "postgresql"
+	}
+	return ""
+}
+
+func TestPlatformReplicatedWorkloadsHaveDisruptionBudgets(t *testing.T) {
+	for _, c := range platformCases(t) {
+		t.Run(c.file, func(t *testing.T) {
+			if c.file == "values-prod.yaml" {
+				for _, d := range c.objs.deployments {
+					if strings.HasSuffix(d.Name, "-orchestrator") && ptrOr(d.Spec.Replicas, 1) != 3 {
+						t.Errorf("orchestrator replicas = %d, want 3 in production", ptrOr(d.Spec.Replicas, 1))
+					}
+				}
+			}
+			pdbs := typed[*policyv1.PodDisruptionBudget](c.objs)
+			for _, w := range c.objs.workloads(t) {
+				var budgets []string
+				for _, p := range pdbs {
+					if p.Spec.Selector != nil && selects(p.Spec.Selector.MatchLabels, w.template.Labels) {
+						budgets = append(budgets, p.Name)
+						if p.Spec.MaxUnavailable == nil && p.Spec.MinAvailable == nil {
+							t.Errorf("pdb %s sets neither maxUnavailable nor minAvailable", p.Name)
+						}
+					}
+				}
+				switch {
+				case w.replicas > 1 && len(budgets) != 1:
+					t.Errorf("%s %s has %d replicas and %d PodDisruptionBudgets %v, want 1", w.kind, w.name, w.replicas, len(budgets), budgets)
+				case w.replicas <= 1 && len(budgets) > 0:
+					t.Errorf("%s %s has one replica and PodDisruptionBudgets %v, which would block every node drain", w.kind, w.name, budgets)
+				}
+			}
+		})
+	}
+}
+
+// access is one verb on one kind of object.
+type access struct {
+	group, resource, verb string
+}
+
+func (a access) String() string {
+	if a.group == "" {
+		return a.verb + " " + a.resource
+	}
+	return a.verb + " " + a.resource + "." + a.group
+}
+
+var (
+	// manage is what the orchestrator and Helm do with the objects of a
+	// store: create, read back, patch on upgrade and repair, delete.
+	manage = []string{"get", "list", "watch", "create", "update", "patch", "delete"}
+	// read is what it does with objects it only observes.
+	read = []string{"get", "list", "watch"}
+
+	// orchestratorOwnKinds are what the orchestrator itself writes into a
+	// store namespace (services/orchestrator/internal/kube), and Helm's
+	// release records (Secrets, the Secrets storage driver).
+	orchestratorOwnKinds = []schema.GroupResource{
+		{Resource: "resourcequotas"}, {Resource: "limitranges"}, {Resource: "secrets"},
+		{Group: "networking.k8s.io", Resource: "networkpolicies"},
+	}
+	// observedKinds are read to tell why a store is not ready.
+	observedKinds = []schema.GroupResource{
+		{Resource: "pods"}, {Resource: "events"}, {Group: "apps", Resource: "replicasets"},
+	}
+	// namespaceVerbs: store namespaces are applied server-side (create and
+	// patch), annotated, watched and deleted.
+	namespaceVerbs = []string{"get", "list", "watch", "create", "patch", "delete"}
+)
+
+// storeChartResources returns every kind the store charts render with any
+// of their ci values files.
+func storeChartResources(t *testing.T) []schema.GroupResource {
+	t.Helper()
+	seen := map[schema.GroupResource]bool{}
+	for _, c := range renderCases(t) {
+		for _, o := range c.objs.all {
+			gvks, _, err := scheme.Scheme.ObjectKinds(o.(runtime.Object))
+			if err != nil || len(gvks) == 0 {
+				t.Fatalf("%s: kind of %s: %v", c, o.GetName(), err)
+			}
+			plural, _ := meta.UnsafeGuessKindToResource(gvks[0])
+			seen[plural.GroupResource()] = true
+		}
+	}
+	out := make([]schema.GroupResource, 0, len(seen))
+	for gr := range seen {
+		out = append(out, gr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// neededAccess is everything the orchestrator must be able to do, and
+// everything it may do.
+func neededAccess(t *testing.T) map[access]bool {
+	t.Helper()
+	need := map[access]bool{}
+	grant := func(grs []schema.GroupResource, verbs []string) {
+		for _, gr := range grs {
+			for _, v := range verbs {
+				need[access{gr.Group, gr.Resource, v}] = true
+			}
+		}
+	}
+	kinds := storeChartResources(t)
+	t.Logf("kinds the store charts render: %v", kinds)
+	grant(kinds, manage)
+	grant(orchestratorOwnKinds, manage)
+	grant(observedKinds, read)
+	grant([]schema.GroupResource{{Resource: "namespaces"}}, namespaceVerbs)
+	return need
+}
+
+// orchestratorRole returns the ClusterRole bound to the orchestrator's
+// ServiceAccount, failing unless there is exactly one binding and no other
+// role binding in the chart.
+func orchestratorRole(t *testing.T, o objects, namespace string) *rbacv1.ClusterRole {
+	t.Helper()
+	var sa *corev1.ServiceAccount
+	for _, s := range typed[*corev1.ServiceAccount](o) {
+		if strings.HasSuffix(s.Name, "-orchestrator") {
+			sa = s
+		}
+	}
+	if sa == nil {
+		t.Fatal("no orchestrator ServiceAccount rendered")
+	}
+	if n := len(typed[*rbacv1.Role](o)) + len(typed[*rbacv1.RoleBinding](o)); n > 0 {
+		t.Errorf("the chart renders %d Roles or RoleBindings; only the orchestrator's ClusterRole is expected", n)
+	}
+	bindings := typed[*rbacv1.ClusterRoleBinding](o)
+	if len(bindings) != 1 {
+		t.Fatalf("%d ClusterRoleBindings rendered, want 1 (the orchestrator's)", len(bindings))
+	}
+	b := bindings[0]
+	want := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: namespace}}
+	if !slices.Equal(b.Subjects, want) {
+		t.Errorf("ClusterRoleBinding %s subjects = %v, want %v", b.Name, b.Subjects, want)
+	}
+	for _, r := range typed[*rbacv1.ClusterRole](o) {
+		if b.RoleRef.Kind == "ClusterRole" && b.RoleRef.Name == r.Name {
+			return r
+		}
+	}
+	t.Fatalf("ClusterRoleBinding %s refers to %s %s, which the chart does not render", b.Name, b.RoleRef.Kind, b.RoleRef.Name)
+	return nil
+}
+
+func TestOrchestratorRoleCoversStoreChartsAndNothingElse(t *testing.T) {
+	need := neededAccess(t)
+	for _, c := range platformCases(t) {
+		t.Run(c.file, func(t *testing.T) {
+			role := orchestratorRole(t, c.objs, platformNamespace)
+			granted := map[access]bool{}
+			for i, r := range role.Rules {
+				where := fmt.Sprintf("rule %d", i)
+				for _, field := range [][]string{r.APIGroups, r.Resources, r.Verbs, r.ResourceNames} {
+					if slices.Contains(field, "*") {
+						t.Errorf("%s: wildcard in %v", where, r)
+					}
+				}
+				if len(r.NonResourceURLs) > 0 {
+					t.Errorf("%s: non-resource URLs %v (discovery is granted to every authenticated user)", where, r.NonResourceURLs)
+				}
+				for _, res := range r.Resources {
+					if strings.Contains(res, "/") {
+						t.Errorf("%s: subresource %s (exec, attach, logs, token…) is not needed", where, res)
+					}
+				}
+				for _, g := range r.APIGroups {
+					for _, res := range r.Resources {
+						for _, v := range r.Verbs {
+							a := access{g, res, v}
+							granted[a] = true
+							if !need[a] {
+								t.Errorf("%s grants %s, which neither the orchestrator nor the store charts need", where, a)
+							}
+						}
+					}
+				}
+			}
+			var missing []string
+			for a := range need {
+				if !granted[a] {
+					missing = append(missing, a.String())
+				}
+			}
+			slices.Sort(missing)
+			if len(missing) > 0 {
+				t.Errorf("ClusterRole %s does not allow: %s", role.Name, strings.Join(missing, ", "))
+			}
+		})
+	}
+}
+
+func TestOrchestratorWritesAreConfinedToStoreNamespaces(t *testing.T) {
+	for _, c := range platformCases(t) {
+		t.Run(c.file, func(t *testing.T) {
+			role := orchestratorRole(t, c.objs, platformNamespace)
+			policies := typed[*admissionv1.ValidatingAdmissionPolicy](c.objs)
+			bindings := typed[*admissionv1.ValidatingAdmissionPolicyBinding](c.objs)
+			if len(policies) != 1 || len(bindings) != 1 {
+				t.Fatalf("%d ValidatingAdmissionPolicies and %d bindings rendered, want 1 each", len(policies), len(bindings))
+			}
+			p, b := policies[0], bindings[0]
+			if b.Spec.PolicyName != p.Name || !slices.Equal(b.Spec.ValidationActions, []admissionv1.ValidationAction{admissionv1.Deny}) {
+				t.Errorf("binding %s: policy %q actions %v, want %q [Deny]", b.Name, b.Spec.PolicyName, b.Spec.ValidationActions, p.Name)
+			}
+			if ptrOr(p.Spec.FailurePolicy, admissionv1.Fail) != admissionv1.Fail {
+				t.Errorf("policy %s fails open", p.Name)
+			}
+			sa := "system:serviceaccount:" + platformNamespace + ":platform-orchestrator"
+			if len(p.Spec.MatchConditions) != 1 || !strings.Contains(p.Spec.MatchConditions[0].Expression, "'"+sa+"'") {
+				t.Errorf("policy %s does not match the orchestrator's requests (%s): %v", p.Name, sa, p.Spec.MatchConditions)
+			}
+			// Every kind the orchestrator may write is checked on every write.
+			checked := map[access]bool{}
+			for _, r := range p.Spec.MatchConstraints.ResourceRules {
+				for _, g := range r.APIGroups {
+					for _, res := range r.Resources {
+						for _, op := range r.Operations {
+							checked[access{g, res, string(op)}] = true
+						}
+					}
+				}
+			}
+			writes := map[string]admissionv1.OperationType{"create": admissionv1.Create, "update": admissionv1.Update, "patch": admissionv1.Update, "delete": admissionv1.Delete}
+			for _, r := range role.Rules {
+				for _, g := range r.APIGroups {
+					for _, res := range r.Resources {
+						for _, v := range r.Verbs {
+							if op, write := writes[v]; write && !checked[access{g, res, string(op)}] {
+								t.Errorf("the role lets the orchestrator %s, which the admission policy does not check (%s)", access{g, res, v}, op)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestStoreValuesFitStoreCharts(t *testing.T) {
+	for file, vals := range platformValues(t) {
+		chartValues, err := chartutil.Values(vals).Table("orchestrator.storeValues")
+		if err != nil {
+			continue // none in this file
+		}
+		for _, spec := range specs {
+			t.Run(file+"/"+spec.name, func(t *testing.T) {
+				v := storeValues()
+				for k, x := range chartValues.AsMap() {
+					v[k] = x
+				}
+				rel, err := render(t, loadChart(t, spec.name), releaseName, v)
+				if err != nil {
+					t.Fatalf("orchestrator.storeValues of %s do not fit chart %s: %v", file, spec.name, err)
+				}
+				objs := decode(t, rel.Manifest)
+				if len(objs.ingresses) != 1 {
+					t.Fatalf("%d Ingresses rendered, want 1", len(objs.ingresses))
+				}
+				want, _ := chartValues.PathValue("ingress.className")
+				if got := ptrOr(objs.ingresses[0].Spec.IngressClassName, ""); want != nil && got != want {
+					t.Errorf("store Ingress class = %q, want %q", got, want)
+				}
+			})
+		}
+	}
+}
+
+var (
+	// secretEnvName names an env var that must be read from a Secret.
+	secretEnvName = regexp.MustCompile(`(?i)pass|secret|token|database_url|dsn`)
+	// databaseFlag passes a database URL on the command line.
+	databaseFlag = regexp.MustCompile(`^--database-url=(.*)$`)
+)
+
+func TestPlatformPassesNoCredentialInPodSpecs(t *testing.T) {
+	for _, c := range platformCases(t) {
+		t.Run(c.file, func(t *testing.T) {
+			databaseFlags := 0
+			for _, w := range c.objs.workloads(t) {
+				for _, ctr := range allContainers(w.template.Spec) {
+					where := fmt.Sprintf("%s %s container %s", w.kind, w.name, ctr.Name)
+					fromSecret := map[string]bool{}
+					for _, e := range ctr.Env {
+						if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+							fromSecret[e.Name] = true
+						} else if secretEnvName.MatchString(e.Name) {
+							t.Errorf("%s: env %s is not read from a Secret", where, e.Name)
+						}
+					}
+					for _, a := range append(slices.Clone(ctr.Command), ctr.Args...) {
+						if m := databaseFlag.FindStringSubmatch(a); m != nil {
+							databaseFlags++
+							if ref := kubeletRef.FindStringSubmatch(m[1]); ref == nil || ref[0] != m[1] || !fromSecret[ref[1]] {
+								t.Errorf("%s: %s is not a $(VAR) read from a Secret", where, a)
+							}
+						}
+						for _, m := range urlPassword.FindAllStringSubmatch(a, -1) {
+							if ref := kubeletRef.FindStringSubmatch(m[1]); ref == nil || !fromSecret[ref[1]] {
+								t.Errorf("%s: argument %q has a literal URL password", where, a)
+							}
+						}
+					}
+				}
+			}
+			if databaseFlags != 2 {
+				t.Errorf("%d containers take --database-url, want 2 (api and audit)", databaseFlags)
+			}
+
+			// The generated password is in its Secret and nowhere else.
+			for _, s := range c.objs.secrets {
+				pw := string(s.Data["password"])
+				if pw == "" {
+					continue
+				}
+				if len(pw) < 24 {
+					t.Errorf("secret %s: generated password has %d characters, want at least 24", s.Name, len(pw))
+				}
+				for name, doc := range releaseutil.SplitManifests(c.rel.Manifest) {
+					if strings.Contains(doc, "kind: Secret") {
+						continue
+					}
+					if strings.Contains(doc, pw) {
+						t.Errorf("the generated password appears outside its Secret, in %s", name)
+					}
+				}
+				if strings.Contains(c.rel.Info.Notes, pw) {
+					t.Error("the generated password appears in NOTES")
+				}
+			}
+		})
+	}
+}
+
+func TestPlatformServesDashboardAtDomain(t *testing.T) {
+	for _, c := range platformCases(t) {
+		t.Run(c.file, func(t *testing.T) {
+			vals, err := chartutil.CoalesceValues(loadChart(t, charts.Platform), platformValues(t)[c.file])
+			if err != nil {
+				t.Fatal(err)
+			}
+			host := "dashboard." + stringValue(t, vals, "domain")
+			if len(c.objs.ingresses) != 1 {
+				t.Fatalf("%d Ingresses rendered, want 1", len(c.objs.ingresses))
+			}
+			ing := c.objs.ingresses[0]
+			if len(ing.Spec.Rules) != 1 || ing.Spec.Rules[0].Host != host {
+				t.Fatalf("ingress rules %v, want one for %s", ing.Spec.Rules, host)
+			}
+			backend := ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service
+			svc := findService(c.objs, backend.Name)
+			if svc == nil || !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == backend.Port.Name }) {
+				t.Fatalf("ingress backend %s port %q is not a rendered Service port", backend.Name, backend.Port.Name)
+			}
+			if !slices.ContainsFunc(c.objs.deployments, func(d *appsv1.Deployment) bool {
+				return strings.HasSuffix(d.Name, "-gateway") && selects(svc.Spec.Selector, d.Spec.Template.Labels)
+			}) {
+				t.Errorf("ingress backend %s does not select the gateway's pods", backend.Name)
+			}
+			tls, _ := vals.PathValue("ingress.tls.enabled")
+			if tls == true && (len(ing.Spec.TLS) != 1 || !slices.Equal(ing.Spec.TLS[0].Hosts, []string{host})) {
+				t.Errorf("TLS is enabled but the Ingress has TLS %v", ing.Spec.TLS)
+			}
+			if !strings.Contains(c.rel.Info.Notes, host) || !strings.Contains(c.rel.Info.Notes, "first admin token") {
+				t.Errorf("NOTES do not tell the dashboard's URL and how to read the first admin token:\n%s", c.rel.Info.Notes)
+			}
+		})
+	}
+}
+
+func TestPlatformSchemaRejectsBadValues(t *testing.T) {
+	tests := []struct {
+		name    string
+		reason  string
+		values  map[string]any
+		wantErr string
+	}{
+		{
+			name:    "unknown top-level key",
+			reason:  "a misspelt key must not be ignored silently",
+			values:  map[string]any{"replicas": 3},
+			wantErr: "replicas",
+		},
+		{
+			name:    "external database without its Secret",
+			reason:  "the api and the audit service would start without a database",
+			values:  map[string]any{"postgresql": map[string]any{"enabled": false}},
+			wantErr: "existingSecret",
+		},
+		{
+			name:    "replicas as a string",
+			reason:  "values are typed",
+			values:  map[string]any{"orchestrator": map[string]any{"replicas": "3"}},
+			wantErr: "replicas",
+		},
+		{
+			name:    "resources without limits",
+			reason:  "GOMEMLIMIT and GOMAXPROCS are derived from the limits",
+			values:  map[string]any{"api": map[string]any{"resources": map[string]any{"limits": nil}}},
+			wantErr: "limits",
+		},
+		{
+			name:    "domain with a scheme",
+			reason:  "the domain is a DNS suffix",
+			values:  map[string]any{"domain": "https://shops.example.com"},
+			wantErr: "domain",
+		},
+		{
+			name:    "database URL as a value",
+			reason:  "credentials come from Secrets, never from values",
+			values:  map[string]any{"postgresql": map[string]any{"external": map[string]any{"url": "postgres://u:p@db/x"}}},
+			wantErr: "url",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := renderPlatform(t, tt.values)
+			if err == nil {
+				t.Fatalf("rendering succeeded, want an error about %s (%s)", tt.wantErr, tt.reason)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error %q does not mention %s", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestPlatformInstallsInSandbox installs the chart with values-local.yaml
+// into a fresh namespace that enforces Pod Security restricted, waits until
+// every Deployment and StatefulSet is ready, upgrades it (the generated
+// database password must survive), and uninstalls it.
+func TestPlatformInstallsInSandbox(t *testing.T) {
+	ns := sandboxtest.Namespace(t, "platform", map[string]string{
+		psa.EnforceLevelLabel: string(psa.LevelRestricted),
+		psa.WarnLevelLabel:    string(psa.LevelRestricted),
+	})
+	cs := sandboxtest.Clientset(t)
+	kubeconfig := sandboxtest.KubeconfigPath(t)
+	getter := genericclioptions.NewConfigFlags(false)
+	getter.KubeConfig = &kubeconfig
+	getter.Namespace = &ns
+	cfg := &action.Configuration{}
+	if err := cfg.Init(getter, ns, "secret", t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	vals, err := chartutil.ReadValuesFile("values-local.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sandbox's storage class, and a cluster-wide unique release.
+	vals["storageClass"] = "standard"
+	name := "platform-" + sandboxtest.RandomSuffix()
+	c := loadChart(t, charts.Platform)
+
+	install := action.NewInstall(cfg)
+	install.ReleaseName = name
+	install.Namespace = ns
+	install.Wait = true
+	install.Timeout = 3 * time.Minute
+	start := time.Now()
+	rel, err := install.Run(c, vals)
+	if err != nil {
+		t.Fatalf("helm install: %v", err)
+	}
+	t.Logf("installed %s in %s in %s", name, ns, time.Since(start).Round(time.Millisecond))
+	uninstalled := false
+	t.Cleanup(func() {
+		if !uninstalled {
+			if _, err := action.NewUninstall(cfg).Run(name); err != nil {
+				t.Errorf("helm uninstall: %v", err)
+			}
+		}
+	})
+	objs := decode(t, rel.Manifest)
+	role := orchestratorRole(t, objs, ns)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	checkReady(ctx, t, cs, ns, objs)
+	if _, err := cs.RbacV1().ClusterRoles().Get(ctx, role.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("ClusterRole %s: %v", role.Name, err)
+	}
+
+	password := func() string {
+		s, err := cs.CoreV1().Secrets(ns).Get(ctx, name+"-postgresql", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("database Secret: %v", err)
+		}
+		return string(s.Data["password"])
+	}
+	before := password()
+	upgrade := action.NewUpgrade(cfg)
+	upgrade.Namespace = ns
+	upgrade.Wait = true
+	upgrade.Timeout = 3 * time.Minute
+	if _, err := upgrade.Run(name, c, vals); err != nil {
+		t.Fatalf("helm upgrade: %v", err)
+	}
+	if after := password(); after != before {
+		t.Error("helm upgrade generated a new database password; the data directory keeps the old one")
+	}
+	checkReady(ctx, t, cs, ns, objs)
+
+	if _, err := action.NewUninstall(cfg).Run(name); err != nil {
+		t.Fatalf("helm uninstall: %v", err)
+	}
+	uninstalled = true
+	if _, err := cs.RbacV1().ClusterRoles().Get(ctx, role.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ClusterRole %s after uninstall: %v, want NotFound", role.Name, err)
+	}
+	if password() != before {
+		t.Error("the database Secret changed on uninstall; it must be kept with the data claim")
+	}
+}
+
+// checkReady waits until every Deployment and StatefulSet of objs has all
+// its replicas updated and ready.
+func checkReady(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string, objs objects) {
+	t.Helper()
+	for {
+		var pending []string
+		for _, d := range objs.deployments {
+			got, err := cs.AppsV1().Deployments(ns).Get(ctx, d.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("deployment %s: %v", d.Name, err)
+			}
+			want := ptrOr(d.Spec.Replicas, 1)
+			if got.Status.ReadyReplicas != want || got.Status.UpdatedReplicas != want || got.Status.ObservedGeneration < got.Generation {
+				pending = append(pending, fmt.Sprintf("deployment %s %d/%d ready", d.Name, got.Status.ReadyReplicas, want))
+			}
+		}
+		for _, s := range objs.statefulSets {
+			got, err := cs.AppsV1().StatefulSets(ns).Get(ctx, s.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("statefulset %s: %v", s.Name, err)
+			}
+			want := ptrOr(s.Spec.Replicas, 1)
+			if got.Status.ReadyReplicas != want || got.Status.ObservedGeneration < got.Generation {
+				pending = append(pending, fmt.Sprintf("statefulset %s %d/%d ready", s.Name, got.Status.ReadyReplicas, want))
+			}
+		}
+		if len(pending) == 0 {
+			t.Logf("%d Deployments and %d StatefulSets ready", len(objs.deployments), len(objs.statefulSets))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("not ready: %s", strings.Join(pending, "; "))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

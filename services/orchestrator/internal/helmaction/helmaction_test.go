@@ -1,0 +1,267 @@
+package helmaction_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
+)
+
+func TestValuesLayersOverridesAndRefusesReservedKeys(t *testing.T) {
+	base := map[string]any{"ingress": map[string]any{"className": "nginx"}, "storageClass": "fast"}
+	store := helmaction.StoreValues{StoreID: "s1", BaseDomain: "shops.test", Title: "Corner Shop"}
+	tests := []struct {
+		name      string
+		overrides map[string]string
+		want      map[string]any
+		wantErr   bool
+	}{
+		{
+			name: "no overrides", want: map[string]any{
+				"ingress": map[string]any{"className": "nginx"}, "storageClass": "fast",
+				"storeId": "s1", "baseDomain": "shops.test", "title": "Corner Shop",
+			},
+		},
+		{
+			name: "overrides typed as helm --set types them",
+			overrides: map[string]string{
+				"wordpress.replicas": "2", "ingress.tls.enabled": "true", "setup.currency": "EUR",
+				"wordpress.image.tag": "0123", "ingress.className": "traefik", "setup.woocommerceVersion": "9.1.2",
+			},
+			want: map[string]any{
+				"ingress":      map[string]any{"className": "traefik", "tls": map[string]any{"enabled": true}},
+				"storageClass": "fast",
+				"wordpress":    map[string]any{"replicas": int64(2), "image": map[string]any{"tag": "0123"}},
+				"setup":        map[string]any{"currency": "EUR", "woocommerceVersion": "9.1.2"},
+				"storeId":      "s1", "baseDomain": "shops.test", "title": "Corner Shop",
+			},
+		},
+		{name: "store id is the platform's", overrides: map[string]string{"storeId": "other"}, wantErr: true},
+		{name: "credentials secret is the platform's", overrides: map[string]string{"existingSecret.database": "stolen"}, wantErr: true},
+		{name: "malformed key", overrides: map[string]string{"wordpress..replicas": "1"}, wantErr: true},
+		{name: "key through a value", overrides: map[string]string{"storageClass.name": "x"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := helmaction.Values(base, tt.overrides, store)
+			if tt.wantErr {
+				if !errors.Is(err, helmaction.ErrInvalidValues) {
+					t.Errorf("Values = %v, %v; want ErrInvalidValues", got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("values (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, ok := base["storeId"]; ok {
+		t.Error("Values wrote into its base map")
+	}
+}
+
+func TestLoadChartRefusesAVersionItDoesNotHave(t *testing.T) {
+	version, err := helmaction.ChartVersion(charts.Medusa)
+	if err != nil || version == "" {
+		t.Fatalf("ChartVersion = %q, %v", version, err)
+	}
+	if _, err := helmaction.LoadChart(charts.Medusa, version); err != nil {
+		t.Errorf("LoadChart of the embedded version: %v", err)
+	}
+	if _, err := helmaction.LoadChart(charts.Medusa, "99.0.0"); !errors.Is(err, helmaction.ErrChartVersionUnavailable) {
+		t.Errorf("LoadChart of 99.0.0 = %v, want ErrChartVersionUnavailable", err)
+	}
+	if _, err := helmaction.LoadChart("shopify", ""); !errors.Is(err, helmaction.ErrUnknownChart) {
+		t.Errorf("LoadChart of shopify = %v, want ErrUnknownChart", err)
+	}
+}
+
+// storeNamespace prepares a store namespace with the guardrails of pl and
+// returns the spec of its WordPress release.
+func storeNamespace(t *testing.T, quota corev1.ResourceList) helmaction.Spec {
+	t.Helper()
+	id := "h" + sandboxtest.RandomSuffix()
+	ns := kube.NamespaceFor(id)
+	sandboxtest.CleanupNamespace(t, ns)
+	ensureGuardrails(t, id, quota)
+	values, err := helmaction.Values(nil, nil, helmaction.StoreValues{StoreID: id, BaseDomain: "shops.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return helmaction.Spec{Namespace: ns, Chart: charts.WordPress, Values: values}
+}
+
+// ensureGuardrails applies the standard plan, with quota's entries
+// replaced.
+func ensureGuardrails(t *testing.T, id string, quota corev1.ResourceList) {
+	t.Helper()
+	pl, err := plan.Default().Get("standard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := corev1.ResourceList{}
+	for k, v := range pl.Quota {
+		q[k] = v
+	}
+	for k, v := range quota {
+		q[k] = v
+	}
+	pl.Quota = q
+	if err := (&kube.Guardrails{Client: sandboxtest.Clientset(t), Plan: pl}).Ensure(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func history(t *testing.T, h *helmaction.Client, ns string) []string {
+	t.Helper()
+	hist, err := h.History(context.Background(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range hist {
+		out = append(out, fmt.Sprintf("%d:%s", r.Revision, r.Status))
+	}
+	return out
+}
+
+func TestUpgradesRollbackAndUninstallKeepABoundedHistory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h, err := helmaction.New(sandboxtest.RESTConfig(t), helmaction.Options{MaxHistory: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := storeNamespace(t, nil)
+	rel, err := h.InstallOrUpgrade(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, _ := helmaction.ChartVersion(charts.WordPress)
+	if rel.Revision != 1 || rel.Status != release.StatusDeployed || rel.ChartVersion != version {
+		t.Errorf("install = revision %d %s chart %s, want 1 deployed %s", rel.Revision, rel.Status, rel.ChartVersion, version)
+	}
+	if !strings.Contains(fmt.Sprint(rel.Resources), "{Job store-setup-1}") {
+		t.Errorf("release resources %v lack the setup Job of revision 1", rel.Resources)
+	}
+	for i := range 4 {
+		spec.Values["title"] = fmt.Sprintf("Title %d", i)
+		if rel, err = h.InstallOrUpgrade(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff([]string{"3:superseded", "4:superseded", "5:deployed"}, history(t, h, spec.Namespace)); diff != "" {
+		t.Errorf("history after 4 upgrades with MaxHistory 3 (-want +got):\n%s", diff)
+	}
+	rel, err = h.Rollback(ctx, spec.Namespace, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.Revision != 6 || rel.Status != release.StatusDeployed || rel.Values["title"] != "Title 2" {
+		t.Errorf("rollback to 4 = revision %d %s title %v, want revision 6 deployed with revision 4's title", rel.Revision, rel.Status, rel.Values["title"])
+	}
+	if err := h.Uninstall(ctx, spec.Namespace); err != nil {
+		t.Fatal(err)
+	}
+	if got := history(t, h, spec.Namespace); len(got) != 0 {
+		t.Errorf("history after uninstall = %v, want none", got)
+	}
+	if err := h.Uninstall(ctx, spec.Namespace); err != nil {
+		t.Errorf("uninstall of an uninstalled release: %v", err)
+	}
+}
+
+func TestFailedFirstInstallIsUpgradedNotRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h, err := helmaction.New(sandboxtest.RESTConfig(t), helmaction.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No room for the chart's claim: the install writes some objects and fails.
+	spec := storeNamespace(t, corev1.ResourceList{"persistentvolumeclaims": resource.MustParse("0")})
+	if _, err := h.InstallOrUpgrade(ctx, spec); err == nil || !strings.Contains(err.Error(), "exceeded quota") {
+		t.Fatalf("install without room for claims = %v, want a quota error", err)
+	}
+	if diff := cmp.Diff([]string{"1:failed"}, history(t, h, spec.Namespace)); diff != "" {
+		t.Errorf("history after the failed install (-want +got):\n%s", diff)
+	}
+	ensureGuardrails(t, strings.TrimPrefix(spec.Namespace, "store-"), nil)
+	rel, err := h.InstallOrUpgrade(ctx, spec)
+	if err != nil {
+		t.Fatalf("install again after the quota was raised: %v (never \"cannot re-use a name\")", err)
+	}
+	if rel.Revision != 2 || rel.Status != release.StatusDeployed {
+		t.Errorf("second attempt = revision %d %s, want 2 deployed", rel.Revision, rel.Status)
+	}
+}
+
+// pendingDriver wraps the real storage driver and drops the update that
+// would settle an upgrade, as a worker that dies mid-upgrade does.
+type pendingDriver struct {
+	driver.Driver
+	armed *atomic.Bool
+}
+
+func (d pendingDriver) Update(key string, rls *release.Release) error {
+	if rls.Info.Status == release.StatusDeployed && rls.Version > 1 && d.armed.CompareAndSwap(true, false) {
+		return errors.New("injected fault: worker died")
+	}
+	return d.Driver.Update(key, rls)
+}
+
+func TestUnlockRepairsAReleaseLeftPendingUpgrade(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var armed atomic.Bool
+	h, err := helmaction.New(sandboxtest.RESTConfig(t), helmaction.Options{
+		WrapDriver: func(d driver.Driver) driver.Driver { return pendingDriver{Driver: d, armed: &armed} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := storeNamespace(t, nil)
+	if _, err := h.Install(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if unlocked, err := h.Unlock(ctx, spec.Namespace); unlocked != nil || err != nil {
+		t.Errorf("Unlock of a deployed release = %v, %v; want nothing to repair", unlocked, err)
+	}
+	armed.Store(true)
+	spec.Values["title"] = "Upgraded"
+	_, _ = h.Upgrade(ctx, spec) // its last record is lost
+	if diff := cmp.Diff([]string{"1:superseded", "2:pending-upgrade"}, history(t, h, spec.Namespace)); diff != "" {
+		t.Fatalf("history after the interrupted upgrade (-want +got):\n%s", diff)
+	}
+	if _, err := h.Upgrade(ctx, spec); err == nil || !strings.Contains(err.Error(), "in progress") {
+		t.Errorf("upgrade of a locked release = %v, want Helm's operation-in-progress error", err)
+	}
+	unlocked, err := h.Unlock(ctx, spec.Namespace)
+	if err != nil || unlocked == nil || unlocked.Revision != 2 || unlocked.Status != release.StatusFailed {
+		t.Fatalf("Unlock = %+v, %v; want revision 2 marked failed", unlocked, err)
+	}
+	rel, err := h.Upgrade(ctx, spec)
+	if err != nil {
+		t.Fatalf("upgrade after Unlock: %v", err)
+	}
+	if rel.Revision != 3 || rel.Status != release.StatusDeployed {
+		t.Errorf("upgrade after Unlock = revision %d %s, want 3 deployed", rel.Revision, rel.Status)
+	}
+}

@@ -1,0 +1,184 @@
+package rollout
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/storeprov/storeprov/pkg/lifecycle"
+)
+
+// The objects of a WordPress store, as its manifest lists them.
+var storeObjects = []Object{
+	{KindClaim, "store-wp-content"},
+	{KindDeployment, "store-wordpress"},
+	{"Service", "store-wordpress"},
+	{KindJob, "store-setup-1"},
+	{KindStatefulSet, "store-mariadb"},
+}
+
+// readyStore is a snapshot where everything is ready.
+func readyStore() snapshot {
+	one := int32(1)
+	return snapshot{
+		deployments: []*appsv1.Deployment{{
+			ObjectMeta: metav1.ObjectMeta{Name: "store-wordpress", Generation: 2},
+			Spec:       appsv1.DeploymentSpec{Replicas: &one},
+			Status:     appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1},
+		}},
+		replicaSets: []*appsv1.ReplicaSet{{
+			ObjectMeta: metav1.ObjectMeta{Name: "store-wordpress-abc", OwnerReferences: []metav1.OwnerReference{{Kind: "Deployment", Name: "store-wordpress"}}},
+			Spec:       appsv1.ReplicaSetSpec{Replicas: &one},
+		}},
+		statefulSets: []*appsv1.StatefulSet{{
+			ObjectMeta: metav1.ObjectMeta{Name: "store-mariadb", Generation: 1},
+			Spec:       appsv1.StatefulSetSpec{Replicas: &one},
+			Status:     appsv1.StatefulSetStatus{ObservedGeneration: 1, Replicas: 1, ReadyReplicas: 1, UpdatedReplicas: 1, CurrentRevision: "r1", UpdateRevision: "r1"},
+		}},
+		jobs: []*batchv1.Job{{
+			ObjectMeta: metav1.ObjectMeta{Name: "store-setup-1"},
+			Status:     batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}},
+		}},
+		claims: []*corev1.PersistentVolumeClaim{
+			{ObjectMeta: metav1.ObjectMeta{Name: "store-wp-content"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "data-store-mariadb-0"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}},
+		},
+	}
+}
+
+func waitingPod(reason, message string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "store-wordpress-abc-x1"},
+		Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{
+			Name: "wordpress", Image: "wordpress:6.8", RestartCount: 4,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}},
+		}}},
+	}
+}
+
+func TestEvaluateSaysWhyWorkloadsAreNotReady(t *testing.T) {
+	const quotaMessage = `pods "store-wordpress-abc-x1" is forbidden: exceeded quota: store-quota, requested: requests.cpu=2, used: requests.cpu=250m, limited: requests.cpu=2`
+	tests := []struct {
+		name     string
+		reason   string // want Problem.Reason; "" for no problem
+		terminal bool
+		pending  []string
+		spoil    func(*snapshot)
+	}{
+		{name: "everything ready", spoil: func(*snapshot) {}},
+		{
+			name: "deployment's replica set refused by the quota", reason: lifecycle.ReasonQuotaExceeded,
+			pending: []string{"deployment store-wordpress: 0 of 1 replicas available"},
+			spoil: func(s *snapshot) {
+				s.deployments[0].Status.AvailableReplicas = 0
+				s.replicaSets[0].Status.Conditions = []appsv1.ReplicaSetCondition{{Type: appsv1.ReplicaSetReplicaFailure, Status: corev1.ConditionTrue, Reason: "FailedCreate", Message: quotaMessage}}
+			},
+		},
+		{
+			name: "deployment's pods refused by the limit range", reason: lifecycle.ReasonPodsRejected,
+			pending: []string{"deployment store-wordpress: 0 of 1 replicas available"},
+			spoil: func(s *snapshot) {
+				s.deployments[0].Status.AvailableReplicas = 0
+				s.replicaSets[0].Status.Conditions = []appsv1.ReplicaSetCondition{{Type: appsv1.ReplicaSetReplicaFailure, Status: corev1.ConditionTrue, Message: "maximum cpu usage per Container is 2, but limit is 3"}}
+			},
+		},
+		{
+			name: "statefulset refused by the quota, told by an event", reason: lifecycle.ReasonQuotaExceeded,
+			pending: []string{"statefulset store-mariadb: 0 of 1 replicas ready"},
+			spoil: func(s *snapshot) {
+				s.statefulSets[0].Status.ReadyReplicas = 0
+				s.events = []corev1.Event{
+					{InvolvedObject: corev1.ObjectReference{Kind: "StatefulSet", Name: "other"}, Message: "unrelated"},
+					{InvolvedObject: corev1.ObjectReference{Kind: "StatefulSet", Name: "store-mariadb"}, Message: quotaMessage},
+				}
+			},
+		},
+		{
+			name: "setup job failed", reason: lifecycle.ReasonSetupJobFailed, terminal: true,
+			pending: []string{"job store-setup-1 failed"},
+			spoil: func(s *snapshot) {
+				s.jobs[0].Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit"}}
+			},
+		},
+		{
+			name: "pod that no node takes", reason: lifecycle.ReasonUnschedulable,
+			pending: []string{"deployment store-wordpress: 0 of 1 replicas available"},
+			spoil: func(s *snapshot) {
+				s.deployments[0].Status.AvailableReplicas = 0
+				s.pods = []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{
+					Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available: 3 Insufficient memory."}}}}}
+			},
+		},
+		{
+			name: "image that cannot be pulled", reason: lifecycle.ReasonImagePullBackOff,
+			pending: []string{"deployment store-wordpress: 0 of 1 replicas available"},
+			spoil: func(s *snapshot) {
+				s.deployments[0].Status.AvailableReplicas = 0
+				s.pods = []*corev1.Pod{waitingPod("ErrImagePull", "manifest unknown")}
+			},
+		},
+		{
+			name: "container crash loop", reason: lifecycle.ReasonCrashLoopBackOff,
+			pending: []string{"deployment store-wordpress: 0 of 1 replicas available"},
+			spoil: func(s *snapshot) {
+				s.deployments[0].Status.AvailableReplicas = 0
+				s.pods = []*corev1.Pod{waitingPod("CrashLoopBackOff", "back-off 40s restarting failed container")}
+			},
+		},
+		{
+			name: "claim not bound, which also makes its pod unschedulable", reason: lifecycle.ReasonPVCPending,
+			pending: []string{"claim store-wp-content is Pending", "deployment store-wordpress: 0 of 1 replicas available"},
+			spoil: func(s *snapshot) {
+				s.deployments[0].Status.AvailableReplicas = 0
+				s.claims[0].Status.Phase = corev1.ClaimPending
+				s.pods = []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{
+					Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "pod has unbound immediate PersistentVolumeClaims"}}}}}
+			},
+		},
+		{
+			name:    "rollout not observed yet: nothing but time explains it",
+			pending: []string{"deployment store-wordpress: generation 3 not observed yet"},
+			spoil:   func(s *snapshot) { s.deployments[0].Generation = 3 },
+		},
+		{
+			name:    "old replicas still running",
+			pending: []string{"deployment store-wordpress: 1 old replicas still running"},
+			spoil:   func(s *snapshot) { s.deployments[0].Status.Replicas = 2 },
+		},
+		{
+			name:    "statefulset rolling out",
+			pending: []string{"statefulset store-mariadb: rolling out revision r2"},
+			spoil:   func(s *snapshot) { s.statefulSets[0].Status.UpdateRevision = "r2" },
+		},
+		{
+			name:    "job deleted out of band",
+			pending: []string{"job store-setup-1 not found"},
+			spoil:   func(s *snapshot) { s.jobs = nil },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := readyStore()
+			tt.spoil(&s)
+			st := evaluate(storeObjects, s)
+			if diff := cmp.Diff(tt.pending, st.Pending); diff != "" {
+				t.Errorf("pending (-want +got):\n%s", diff)
+			}
+			var reason string
+			var terminal bool
+			if st.Problem != nil {
+				reason, terminal = st.Problem.Reason, st.Problem.Terminal
+				if st.Problem.Message == "" {
+					t.Errorf("problem %s has no message", reason)
+				}
+			}
+			if reason != tt.reason || terminal != tt.terminal {
+				t.Errorf("problem = %v, want reason %q terminal %v", st.Problem, tt.reason, tt.terminal)
+			}
+		})
+	}
+}

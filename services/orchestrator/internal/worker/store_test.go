@@ -1,0 +1,433 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/pkg/bus/bustest"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
+)
+
+// storeCommand is a command for a store of engine.
+func storeCommand(id string, generation int64, action eventsv1.Action, engine storev1.Engine) *eventsv1.ProvisionCommand {
+	cmd := command(id, generation, action)
+	cmd.Spec.Engine = engine
+	return cmd
+}
+
+// helmHistory reads the store's release history with the Helm SDK.
+func helmHistory(t *testing.T, id string) []helmaction.Release {
+	t.Helper()
+	h, err := helmaction.New(sandboxtest.RESTConfig(t), helmaction.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := h.History(context.Background(), kube.NamespaceFor(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hist
+}
+
+// statuses lists revisions as "N:status".
+func statuses(hist []helmaction.Release) []string {
+	var out []string
+	for _, r := range hist {
+		out = append(out, fmt.Sprintf("%d:%s", r.Revision, r.Status))
+	}
+	return out
+}
+
+func TestStoresBecomeReadyAndDeleteLeavesNothing(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: 2 * time.Minute}})
+	cs := sandboxtest.Clientset(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		engine storev1.Engine
+		chart  string
+	}{
+		{storev1.Engine_ENGINE_WOOCOMMERCE, charts.WordPress},
+		{storev1.Engine_ENGINE_MEDUSA, charts.Medusa},
+	} {
+		t.Run(tt.chart, func(t *testing.T) {
+			t.Parallel()
+			id := newStore(t)
+			ns := kube.NamespaceFor(id)
+			events := watch(t, env, id)
+			start := time.Now()
+			publish(t, env, storeCommand(id, 1, provision, tt.engine), "")
+			ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 2*time.Minute)
+			t.Logf("%s: command to READY in %s", tt.chart, time.Since(start).Round(time.Millisecond))
+
+			version, err := helmaction.ChartVersion(tt.chart)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ready.GetChartVersion() != version || ready.GetReason() != lifecycle.ReasonReady {
+				t.Errorf("READY status = reason %q chart %q, want Ready with chart %s", ready.GetReason(), ready.GetChartVersion(), version)
+			}
+			hist := helmHistory(t, id)
+			if diff := cmp.Diff([]string{"1:deployed"}, statuses(hist)); diff != "" {
+				t.Errorf("release history (-want +got):\n%s", diff)
+			}
+			if hist[0].Chart != tt.chart {
+				t.Errorf("release chart = %s, want %s", hist[0].Chart, tt.chart)
+			}
+			// The namespace holds the release (Helm's storage Secret), its
+			// bound claims, and the guardrails.
+			helmSecrets, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: "owner=helm,name=" + helmaction.ReleaseName})
+			if err != nil || len(helmSecrets.Items) != 1 {
+				t.Errorf("helm storage secrets = %v, %v; want one", helmSecrets, err)
+			}
+			claims, err := cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(claims.Items) < 2 {
+				t.Errorf("store has %d claims, want the database's and the web tier's", len(claims.Items))
+			}
+			for _, c := range claims.Items {
+				if c.Status.Phase != corev1.ClaimBound {
+					t.Errorf("claim %s is %s, want Bound", c.Name, c.Status.Phase)
+				}
+			}
+			for what, get := range map[string]func() error{
+				"quota": func() error {
+					_, err := cs.CoreV1().ResourceQuotas(ns).Get(ctx, "store-quota", metav1.GetOptions{})
+					return err
+				},
+				"limits": func() error {
+					_, err := cs.CoreV1().LimitRanges(ns).Get(ctx, "store-limits", metav1.GetOptions{})
+					return err
+				},
+				"default-deny": func() error {
+					_, err := cs.NetworkingV1().NetworkPolicies(ns).Get(ctx, kube.PolicyDefaultDeny, metav1.GetOptions{})
+					return err
+				},
+				"database cred": func() error {
+					_, err := cs.CoreV1().Secrets(ns).Get(ctx, kube.SecretDatabase, metav1.GetOptions{})
+					return err
+				},
+				"admin cred": func() error {
+					_, err := cs.CoreV1().Secrets(ns).Get(ctx, kube.SecretAdmin, metav1.GetOptions{})
+					return err
+				},
+			} {
+				if err := get(); err != nil {
+					t.Errorf("%s of a READY store: %v", what, err)
+				}
+			}
+			var volumes []string
+			for _, c := range claims.Items {
+				volumes = append(volumes, c.Spec.VolumeName)
+			}
+
+			start = time.Now()
+			publish(t, env, storeCommand(id, 2, del, tt.engine), "")
+			events.waitStatus(t, 2, storev1.Phase_PHASE_DELETED, 2*time.Minute)
+			t.Logf("%s: delete command to DELETED in %s", tt.chart, time.Since(start).Round(time.Millisecond))
+			if _, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("namespace after DELETED: %v, want NotFound", err)
+			}
+			if hist := helmHistory(t, id); len(hist) != 0 {
+				t.Errorf("release history after DELETED = %v, want none", statuses(hist))
+			}
+			// Volumes go after their claims, when the provisioner has
+			// deleted them.
+			eventually(t, 30*time.Second, func() bool {
+				for _, v := range volumes {
+					if _, err := cs.CoreV1().PersistentVolumes().Get(ctx, v, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+						return false
+					}
+				}
+				return true
+			}, func() string { return fmt.Sprintf("volumes %v of the deleted store remain", volumes) })
+		})
+	}
+}
+
+// tinyPlan is the standard plan with a CPU quota too small for a store.
+func tinyPlan(t *testing.T) *plan.Plan {
+	t.Helper()
+	pl, err := plan.Default().Get("standard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quota := corev1.ResourceList{}
+	for k, v := range pl.Quota {
+		quota[k] = v
+	}
+	quota[corev1.ResourceRequestsCPU] = resource.MustParse("300m")
+	pl.Quota = quota
+	return &pl
+}
+
+func TestTooSmallQuotaFailsWithQuotaExceededAndRetrySucceeds(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	small := startWorker(t, env, setup{worker: fastRetries(), release: true, plan: tinyPlan(t),
+		reconcile: reconcile.Options{ProvisionTimeout: 10 * time.Second}})
+	id := newStore(t)
+	events := watch(t, env, id)
+	publish(t, env, storeCommand(id, 1, provision, storev1.Engine_ENGINE_WOOCOMMERCE), "")
+	failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, time.Minute)
+	if failed.GetReason() != lifecycle.ReasonQuotaExceeded || !strings.Contains(failed.GetMessage(), "exceeded quota") ||
+		strings.Contains(failed.GetMessage(), "context deadline exceeded") {
+		t.Errorf("FAILED status = %s: %q; want QuotaExceeded quoting the quota", failed.GetReason(), failed.GetMessage())
+	}
+	eventually(t, 5*time.Second, func() bool { return events.audit(1, lifecycle.ActionFailure, id) != nil },
+		func() string { return "no failure audit event" })
+	waitSettled(t, env, 5*time.Second)
+	small.stop()
+
+	// The operator raises the plan; the user retries the same store.
+	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: time.Minute}})
+	start := time.Now()
+	publish(t, env, storeCommand(id, 2, provision, storev1.Engine_ENGINE_WOOCOMMERCE), "")
+	events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
+	t.Logf("retry to READY in %s", time.Since(start).Round(time.Millisecond))
+	if diff := cmp.Diff([]string{"1:deployed"}, statuses(helmHistory(t, id))); diff != "" {
+		t.Errorf("release history after the retry (-want +got):\n%s", diff)
+	}
+}
+
+// failingDriver wraps Helm's real storage driver and fails the first
+// update that would record revision 1 as deployed: the release stays
+// pending-install, as when the worker dies at the end of an install.
+type failingDriver struct {
+	driver.Driver
+	failed *atomic.Bool
+}
+
+func (d failingDriver) Update(key string, rls *release.Release) error {
+	if rls.Version == 1 && rls.Info.Status == release.StatusDeployed && d.failed.CompareAndSwap(false, true) {
+		return errors.New("injected fault: storage unreachable")
+	}
+	return d.Driver.Update(key, rls)
+}
+
+func TestReleaseLeftPendingInstallIsRepaired(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	var failed atomic.Bool
+	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: time.Minute},
+		wrapDriver: func(d driver.Driver) driver.Driver { return failingDriver{Driver: d, failed: &failed} }})
+	id := newStore(t)
+	events := watch(t, env, id)
+	publish(t, env, storeCommand(id, 1, provision, storev1.Engine_ENGINE_WOOCOMMERCE), "")
+	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
+	if !failed.Load() {
+		t.Fatal("the fault was never injected")
+	}
+	hist := helmHistory(t, id)
+	// Revision 1 was marked failed, then upgraded over (not uninstalled:
+	// its objects were serving), which superseded it.
+	if diff := cmp.Diff([]string{"1:superseded", "2:deployed"}, statuses(hist)); diff != "" {
+		t.Errorf("release history (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(hist[0].Description, "pending-install interrupted") {
+		t.Errorf("revision 1 description = %q, want it to say the pending install was repaired", hist[0].Description)
+	}
+}
+
+func TestPendingInstallOfAStoreThatNeverServedIsReinstalledOnFreshClaims(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	ctx := context.Background()
+	cs := sandboxtest.Clientset(t)
+	id := newStore(t)
+	ns := kube.NamespaceFor(id)
+
+	// A worker died at the end of the first install: the guardrails and
+	// the release's objects exist, the release record says pending-install,
+	// and the store never became READY.
+	pl, err := plan.Default().Get("standard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&kube.Guardrails{Client: cs, Plan: pl}).Ensure(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var failed atomic.Bool
+	crashed, err := helmaction.New(sandboxtest.RESTConfig(t), helmaction.Options{
+		WrapDriver: func(d driver.Driver) driver.Driver { return failingDriver{Driver: d, failed: &failed} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	values, err := helmaction.Values(nil, nil, helmaction.StoreValues{StoreID: id, BaseDomain: "crashed.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crashed.Install(ctx, helmaction.Spec{Namespace: ns, Chart: charts.WordPress, Values: values}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"1:pending-install"}, statuses(helmHistory(t, id))); diff != "" {
+		t.Fatalf("release history after the crash (-want +got):\n%s", diff)
+	}
+	var old []string
+	eventually(t, 30*time.Second, func() bool {
+		claims, err := cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+		old = nil
+		for _, c := range claims.Items {
+			old = append(old, string(c.UID))
+		}
+		return err == nil && len(old) == 2
+	}, func() string { return fmt.Sprintf("claims of the crashed install: %v", old) })
+
+	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: time.Minute}})
+	events := watch(t, env, id)
+	publish(t, env, storeCommand(id, 1, provision, storev1.Engine_ENGINE_WOOCOMMERCE), "")
+	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
+
+	if diff := cmp.Diff([]string{"1:deployed"}, statuses(helmHistory(t, id))); diff != "" {
+		t.Errorf("release history after the repair (-want +got):\n%s", diff)
+	}
+	claims, err := cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claims.Items) != 2 {
+		t.Errorf("store has %d claims after the repair, want 2", len(claims.Items))
+	}
+	for _, c := range claims.Items {
+		if slices.Contains(old, string(c.UID)) {
+			t.Errorf("claim %s survived the reinstall of a store that never served; want it recreated", c.Name)
+		}
+	}
+}
+
+// upgradeCommand is the command UpgradeStore sends: a new generation of a
+// WooCommerce store with value overrides.
+func upgradeCommand(id string, generation int64, values map[string]string) *eventsv1.ProvisionCommand {
+	cmd := storeCommand(id, generation, provision, storev1.Engine_ENGINE_WOOCOMMERCE)
+	cmd.Spec.Values = values
+	return cmd
+}
+
+func TestUpgradeWithNewValuesDeploysANewRevision(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: time.Minute}})
+	id := newStore(t)
+	events := watch(t, env, id)
+	publish(t, env, upgradeCommand(id, 1, nil), "")
+	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
+
+	start := time.Now()
+	publish(t, env, upgradeCommand(id, 2, map[string]string{"setup.currency": "EUR", "wordpress.php.memoryLimit": "512M"}), "")
+	ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
+	t.Logf("upgrade to READY in %s", time.Since(start).Round(time.Millisecond))
+	if ready.GetReason() != lifecycle.ReasonReady {
+		t.Errorf("READY after the upgrade has reason %s: %s", ready.GetReason(), ready.GetMessage())
+	}
+	hist := helmHistory(t, id)
+	if diff := cmp.Diff([]string{"1:superseded", "2:deployed"}, statuses(hist)); diff != "" {
+		t.Errorf("release history (-want +got):\n%s", diff)
+	}
+	if got := fmt.Sprint(hist[1].Values["setup"]); !strings.Contains(got, "currency:EUR") {
+		t.Errorf("revision 2 setup values = %s, want currency EUR", got)
+	}
+	// The new revision's setup Job ran; the old one is gone with its revision.
+	jobs, err := sandboxtest.Clientset(t).BatchV1().Jobs(kube.NamespaceFor(id)).List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(jobs.Items) != 1 || jobs.Items[0].Name != "store-setup-2" {
+		t.Errorf("jobs after the upgrade = %v, %v; want store-setup-2 only", jobs, err)
+	}
+}
+
+func TestUpgradeThatCannotBecomeReadyIsRolledBack(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: 15 * time.Second, RollbackTimeout: time.Minute}})
+	id := newStore(t)
+	ns := kube.NamespaceFor(id)
+	events := watch(t, env, id)
+	publish(t, env, upgradeCommand(id, 1, nil), "")
+	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
+
+	// WordPress asks for more CPU than the namespace's quota has left: its
+	// new pod is refused, and the upgrade can never become ready.
+	publish(t, env, upgradeCommand(id, 2, map[string]string{
+		"wordpress.resources.requests.cpu": "1900m", "wordpress.resources.limits.cpu": "2",
+	}), "")
+	kept := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
+	if kept.GetReason() != lifecycle.ReasonUpgradeRolledBack || !strings.Contains(kept.GetMessage(), lifecycle.ReasonQuotaExceeded) ||
+		!strings.Contains(kept.GetMessage(), "rolled back to revision 1") {
+		t.Errorf("status after the failed upgrade = %s: %q; want UpgradeRolledBack saying QuotaExceeded and the revision", kept.GetReason(), kept.GetMessage())
+	}
+	version, _ := helmaction.ChartVersion(charts.WordPress)
+	if kept.GetChartVersion() != version || kept.GetUrl() == "" {
+		t.Errorf("rolled-back READY status has chart %q url %q", kept.GetChartVersion(), kept.GetUrl())
+	}
+	if diff := cmp.Diff([]string{"PROVISIONING/Provisioning", "READY/UpgradeRolledBack"}, events.phases(2)); diff != "" {
+		t.Errorf("status events of the upgrade (-want +got):\n%s", diff)
+	}
+	eventually(t, 5*time.Second, func() bool { return events.audit(2, lifecycle.ActionFailure, id) != nil },
+		func() string { return "no failure audit event for the upgrade" })
+	if a := events.audit(2, lifecycle.ActionFailure, id); !strings.HasPrefix(a.GetDetail(), lifecycle.ReasonUpgradeRolledBack+": ") {
+		t.Errorf("failure audit detail = %q", a.GetDetail())
+	}
+	if diff := cmp.Diff([]string{"1:superseded", "2:superseded", "3:deployed"}, statuses(helmHistory(t, id))); diff != "" {
+		t.Errorf("release history (-want +got):\n%s", diff)
+	}
+	d, err := sandboxtest.Clientset(t).AppsV1().Deployments(ns).Get(context.Background(), "store-wordpress", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu := d.Spec.Template.Spec.Containers[0].Resources.Requests.Cpu().String(); cpu != "250m" || d.Status.AvailableReplicas != 1 {
+		t.Errorf("wordpress after the rollback requests %s cpu with %d available, want revision 1's 250m and 1", cpu, d.Status.AvailableReplicas)
+	}
+
+	// The next upgrade starts from the rolled-back revision.
+	publish(t, env, upgradeCommand(id, 3, map[string]string{"setup.currency": "EUR"}), "")
+	if ready := events.waitStatus(t, 3, storev1.Phase_PHASE_READY, time.Minute); ready.GetReason() != lifecycle.ReasonReady {
+		t.Errorf("next upgrade = %s: %s, want Ready", ready.GetReason(), ready.GetMessage())
+	}
+}
+
+func TestStoreInSyncAfterItsDeadlineIsReadyNotFailed(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: time.Minute}})
+	id := newStore(t)
+	events := watch(t, env, id)
+	publish(t, env, storeCommand(id, 1, provision, storev1.Engine_ENGINE_MEDUSA), "")
+	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
+
+	// A command looked at long after it was issued (a backlog, a worker
+	// that was down) for a store that is in sync.
+	late := storeCommand(id, 2, provision, storev1.Engine_ENGINE_MEDUSA)
+	late.IssueTime = timestamppb.New(time.Now().Add(-time.Hour))
+	publish(t, env, late, "")
+	events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
+	if diff := cmp.Diff([]string{"PROVISIONING/Provisioning", "READY/Ready"}, events.phases(2)); diff != "" {
+		t.Errorf("status events of the late command (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"1:deployed"}, statuses(helmHistory(t, id))); diff != "" {
+		t.Errorf("release history (-want +got):\n%s", diff)
+	}
+}
