@@ -91,7 +91,6 @@ func TestStoreLifecycleThroughREST(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := startStack(t, c)
 			api := &restClient{t: t, base: s.GatewayURL, token: s.Token}
-			cs := sandboxtest.Clientset(t)
 
 			watch := api.watch()
 			defer watch.stop()
@@ -108,9 +107,7 @@ func TestStoreLifecycleThroughREST(t *testing.T) {
 			if !strings.Contains(ready.URL, "store-"+created.ID+".") {
 				t.Errorf("READY store URL = %q", ready.URL)
 			}
-			if _, err := cs.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); err != nil {
-				t.Errorf("namespace of a READY store: %v", err)
-			}
+			assertStoreResources(t, ns)
 
 			var list struct{ Stores []store }
 			api.do("GET", "/v1/stores", "", 200, &list)
@@ -128,9 +125,7 @@ func TestStoreLifecycleThroughREST(t *testing.T) {
 				t.Errorf("DELETE answered phase %s, want PHASE_DELETING", deleting.Phase)
 			}
 			api.waitPhase(created.ID, "PHASE_DELETED")
-			if _, err := cs.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-				t.Errorf("namespace after DELETED: %v, want it gone", err)
-			}
+			assertNothingLeft(t, ns)
 
 			phases := watch.phasesOf(created.ID, "PHASE_DELETED")
 			for _, want := range []string{"PHASE_PROVISIONING", "PHASE_READY", "PHASE_DELETING", "PHASE_DELETED"} {
@@ -156,6 +151,83 @@ func TestStoreLifecycleThroughREST(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestMedusaStoreThroughREST(t *testing.T) {
+	s := startStack(t, configs(t)[0])
+	api := &restClient{t: t, base: s.GatewayURL, token: s.Token}
+	var created store
+	api.do("POST", "/v1/stores", `{"displayName":"Medusa Shop","engine":"ENGINE_MEDUSA"}`, 200, &created)
+	ns := "store-" + created.ID
+	sandboxtest.CleanupNamespace(t, ns)
+	api.waitPhase(created.ID, "PHASE_READY")
+	assertStoreResources(t, ns)
+	api.do("DELETE", "/v1/stores/"+created.ID, "", 200, nil)
+	api.waitPhase(created.ID, "PHASE_DELETED")
+	assertNothingLeft(t, ns)
+}
+
+// assertStoreResources checks what a READY store's namespace holds: its
+// Helm release, bound volumes, quota, limits, policies and credentials.
+func assertStoreResources(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	cs := sandboxtest.Clientset(t)
+	releases, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: "owner=helm"})
+	if err != nil || len(releases.Items) == 0 {
+		t.Errorf("no Helm release in %s: %v", ns, err)
+	}
+	pvcs, err := cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(pvcs.Items) == 0 {
+		t.Errorf("no volumes in %s: %v", ns, err)
+	}
+	for _, pvc := range pvcs.Items {
+		if pvc.Status.Phase != "Bound" {
+			t.Errorf("PVC %s/%s is %s, want Bound", ns, pvc.Name, pvc.Status.Phase)
+		}
+	}
+	quotas, _ := cs.CoreV1().ResourceQuotas(ns).List(ctx, metav1.ListOptions{})
+	limits, _ := cs.CoreV1().LimitRanges(ns).List(ctx, metav1.ListOptions{})
+	policies, _ := cs.NetworkingV1().NetworkPolicies(ns).List(ctx, metav1.ListOptions{})
+	if len(quotas.Items) != 1 || len(limits.Items) != 1 || len(policies.Items) < 5 {
+		t.Errorf("%s has %d quotas, %d limit ranges, %d network policies", ns, len(quotas.Items), len(limits.Items), len(policies.Items))
+	}
+	for _, name := range []string{"store-database", "store-admin"} {
+		if _, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			t.Errorf("secret %s/%s: %v", ns, name, err)
+		}
+	}
+}
+
+// assertNothingLeft checks a DELETED store left no namespace and no volume.
+func assertNothingLeft(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	cs := sandboxtest.Clientset(t)
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("namespace %s after DELETED: %v, want it gone", ns, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pvs, err := cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		for _, pv := range pvs.Items {
+			if pv.Spec.ClaimRef != nil && pv.Spec.ClaimRef.Namespace == ns {
+				left = append(left, pv.Name)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("volumes of %s left after DELETED: %v", ns, left)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
