@@ -228,23 +228,27 @@ func newMetrics(service string, reg prometheus.Registerer) *metrics {
 			Buckets:     prometheus.DefBuckets,
 		}, []string{"method"}),
 	}
-	// Several servers of one service in a process (tests, the dev stack)
-	// share the collectors registered first.
-	if err := reg.Register(m.handled); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			panic(fmt.Sprintf("cannot register gRPC metrics: %v", err))
-		}
-		m.handled = are.ExistingCollector.(*prometheus.CounterVec)
-	}
-	if err := reg.Register(m.latency); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			panic(fmt.Sprintf("cannot register gRPC metrics: %v", err))
-		}
-		m.latency = are.ExistingCollector.(*prometheus.HistogramVec)
-	}
+	m.handled = Register(reg, m.handled)
+	m.latency = Register(reg, m.latency)
 	return m
+}
+
+// Register registers c with reg and returns it, or returns the equal
+// collector registered before, so that several servers of one service in a
+// process (tests, the dev stack) share their metrics. It panics on any
+// other registration error: that is a programming mistake.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	switch {
+	case err == nil:
+		return c
+	case errors.As(err, &are):
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic(fmt.Sprintf("cannot register metrics: %v", err))
 }
 
 func (m *metrics) observe(method string, err error, start time.Time) {

@@ -107,8 +107,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	topo := bus.Topology{Prefix: o.BusPrefix, Replicas: 1}
 
-	published := prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."})
-	registerOnce(published)
+	published := rpc.Register(prometheus.DefaultRegisterer, prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."}))
 	relay := outbox.NewRelay(client, js, log, published)
 	hub := &watch.Hub{}
 	storeSvc := &stores.Service{Client: client, Dialect: db.Dialect, Topology: topo, Notifier: hub, Kick: relay.Kick}
@@ -198,13 +197,4 @@ func writeToken(path, token string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(token+"\n"), 0o600)
-}
-
-func registerOnce(c prometheus.Collector) {
-	if err := prometheus.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			panic(err)
-		}
-	}
 }

@@ -1,10 +1,9 @@
 package worker
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storeprov/storeprov/pkg/rpc"
 )
 
 // Metrics are the worker's Prometheus collectors.
@@ -44,23 +43,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Commands that found their store leased by another worker.",
 		}),
 	}
-	m.Reconciles = register(reg, m.Reconciles)
-	m.Duration = register(reg, m.Duration)
-	m.InFlight = register(reg, m.InFlight)
-	m.LeaseConflicts = register(reg, m.LeaseConflicts)
+	m.Reconciles = rpc.Register(reg, m.Reconciles)
+	m.Duration = rpc.Register(reg, m.Duration)
+	m.InFlight = rpc.Register(reg, m.InFlight)
+	m.LeaseConflicts = rpc.Register(reg, m.LeaseConflicts)
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-		return c
-	case errors.As(err, &are):
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	panic(fmt.Sprintf("cannot register orchestrator metrics: %v", err))
 }
