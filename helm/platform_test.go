@@ -603,6 +603,66 @@ func TestPlatformServesDashboardAtDomain(t *testing.T) {
 	}
 }
 
+// TestPlatformConfiguresSignIn renders the platform with OpenID Connect
+// sign-in on: the gateway and the api get the same issuer and client, the
+// gateway's redirect URL is the dashboard's callback, and the client secret
+// comes from its Secret.
+func TestPlatformConfiguresSignIn(t *testing.T) {
+	rel, err := renderPlatform(t, map[string]any{
+		"domain":  "shops.example.com",
+		"ingress": map[string]any{"tls": map[string]any{"enabled": true}},
+		"signIn": map[string]any{
+			"enabled": true, "issuer": "https://id.example.com/realms/shops", "clientID": "storeprov",
+			"clientSecret": map[string]any{"secretName": "storeprov-oidc", "key": "secret"},
+			"adminEmails":  []any{"ops@example.com", "cto@example.com"}, "sessionTTL": "8h",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	containers := map[string]corev1.Container{}
+	for _, d := range decode(t, rel.Manifest).deployments {
+		containers[d.Name] = d.Spec.Template.Spec.Containers[0]
+	}
+	wantArgs := map[string][]string{
+		"platform-gateway": {
+			"--oidc-issuer=https://id.example.com/realms/shops", "--oidc-client-id=storeprov",
+			"--oidc-redirect-url=https://dashboard.shops.example.com/auth/callback", "--oidc-provider-name=single sign-on",
+		},
+		"platform-api": {
+			"--oidc-issuer=https://id.example.com/realms/shops", "--oidc-client-id=storeprov",
+			"--oidc-admin-emails=ops@example.com,cto@example.com", "--oidc-session-ttl=8h",
+		},
+	}
+	for name, want := range wantArgs {
+		c, ok := containers[name]
+		if !ok {
+			t.Fatalf("no Deployment %s", name)
+		}
+		for _, a := range want {
+			if !slices.Contains(c.Args, a) {
+				t.Errorf("%s args %q lack %q", name, c.Args, a)
+			}
+		}
+	}
+	i := slices.IndexFunc(containers["platform-gateway"].Env, func(e corev1.EnvVar) bool { return e.Name == "STOREPROV_OIDC_CLIENT_SECRET" })
+	if i < 0 {
+		t.Fatal("the gateway gets no STOREPROV_OIDC_CLIENT_SECRET")
+	}
+	if ref := containers["platform-gateway"].Env[i].ValueFrom; ref == nil || ref.SecretKeyRef == nil ||
+		ref.SecretKeyRef.Name != "storeprov-oidc" || ref.SecretKeyRef.Key != "secret" {
+		t.Errorf("the client secret comes from %+v; want Secret storeprov-oidc, key secret", ref)
+	}
+	// Off by default: no sign-in flags at all.
+	rel, err = renderPlatform(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rel.Manifest, "--oidc-") || strings.Contains(rel.Manifest, "OIDC") {
+		t.Error("sign-in is configured although signIn.enabled is false")
+	}
+}
+
 func TestPlatformSchemaRejectsBadValues(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -639,6 +699,18 @@ func TestPlatformSchemaRejectsBadValues(t *testing.T) {
 			reason:  "the domain is a DNS suffix",
 			values:  map[string]any{"domain": "https://shops.example.com"},
 			wantErr: "domain",
+		},
+		{
+			name:    "sign-in without a client secret",
+			reason:  "the gateway cannot redeem the issuer's codes without it",
+			values:  map[string]any{"signIn": map[string]any{"enabled": true, "issuer": "https://id.example.com", "clientID": "storeprov"}},
+			wantErr: "secretName",
+		},
+		{
+			name:    "sign-in issuer without a scheme",
+			reason:  "the issuer is a URL, compared exactly with the tokens' iss claim",
+			values:  map[string]any{"signIn": map[string]any{"issuer": "id.example.com"}},
+			wantErr: "issuer",
 		},
 		{
 			name:    "database URL as a value",

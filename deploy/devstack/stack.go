@@ -7,6 +7,7 @@ package devstack
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/pkg/devidp"
 )
 
 // Commands are the service binaries, by name, and their main packages.
@@ -60,6 +62,19 @@ type Config struct {
 	OrchestratorArgs []string
 	// Logs receives every service's output, each line prefixed by its name.
 	Logs io.Writer
+	// SignIn, when set, runs a development OpenID provider and lets the
+	// dashboard sign in with it.
+	SignIn *DevSignIn
+}
+
+// DevSignIn describes the development OpenID provider (package devidp).
+type DevSignIn struct {
+	// Port of the provider; 0 picks a free port. Users keep their identity
+	// across restarts only on a fixed port, since it is part of the issuer.
+	Port  int
+	Users []devidp.User
+	// AdminEmails are the emails of the users who are admins.
+	AdminEmails []string
 }
 
 // Stack is a running platform.
@@ -70,14 +85,24 @@ type Stack struct {
 	NATSURL    string
 	// Token is the first admin's API token.
 	Token string
-	// Orchestrators are the orchestrator processes, for fault tests.
+	// Orchestrators are the orchestrator processes, for fault tests;
+	// RestartOrchestrators replaces them.
 	Orchestrators []*exec.Cmd
+	// IdP is the development OpenID provider when Config.SignIn is set.
+	IdP *devidp.Server
 
 	nats   *server.Server
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	exited []string
+
+	// The orchestrators' configuration, context and exits, for
+	// RestartOrchestrators.
+	cfg                  Config
+	runCtx               context.Context
+	stopOrchestrators    context.CancelFunc
+	orchestratorsStopped []<-chan struct{}
 }
 
 // Build compiles the service binaries into cfg.BinDir.
@@ -143,19 +168,24 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	tokenFile := filepath.Join(cfg.DataDir, "token")
 	common := []string{"--nats-url", s.NATSURL, "--bus-prefix", cfg.BusPrefix}
 
-	s.run(runCtx, cfg, "api", append([]string{
+	var apiSignIn, gatewaySignIn []string
+	if cfg.SignIn != nil {
+		if apiSignIn, gatewaySignIn, err = s.startIdP(cfg); err != nil {
+			return nil, err
+		}
+	}
+
+	s.run(runCtx, cfg, "api", append(append([]string{
 		"--database-url", apiDB, "--grpc-addr", s.APIAddr, "--metrics-addr", "127.0.0.1:0", "--admin-token-file", tokenFile,
-	}, common...))
+	}, common...), apiSignIn...))
 	s.run(runCtx, cfg, "audit", append([]string{
 		"--database-url", auditDB, "--grpc-addr", s.AuditAddr, "--metrics-addr", "127.0.0.1:0", "--api-addr", s.APIAddr,
 	}, common...))
-	for i := range cfg.Orchestrators {
-		args := append([]string{"--kubeconfig", cfg.Kubeconfig, "--metrics-addr", "127.0.0.1:0"}, common...)
-		s.Orchestrators = append(s.Orchestrators, s.run(runCtx, cfg, fmt.Sprintf("orchestrator-%d", i+1), append(args, cfg.OrchestratorArgs...)))
-	}
-	s.run(runCtx, cfg, "gateway", []string{
+	s.cfg, s.runCtx = cfg, runCtx
+	s.startOrchestrators(cfg.OrchestratorArgs)
+	s.run(runCtx, cfg, "gateway", append([]string{
 		"--http-addr", "127.0.0.1:" + strconv.Itoa(cfg.GatewayPort), "--api-addr", s.APIAddr, "--audit-addr", s.AuditAddr,
-	})
+	}, gatewaySignIn...))
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -174,6 +204,32 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 }
 
+// startIdP starts the development OpenID provider with a client for the
+// gateway and returns the api's and the gateway's flags that use it.
+func (s *Stack) startIdP(cfg Config) (apiArgs, gatewayArgs []string, err error) {
+	const clientID = "storeprov-dashboard"
+	secret := rand.Text()
+	secretFile := filepath.Join(cfg.DataDir, "oidc-client-secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, nil, err
+	}
+	callback := s.GatewayURL + "/auth/callback"
+	s.IdP, err = devidp.Start(devidp.Config{
+		Addr:    "127.0.0.1:" + strconv.Itoa(cfg.SignIn.Port),
+		Users:   cfg.SignIn.Users,
+		Clients: []devidp.Client{{ID: clientID, Secret: secret, RedirectURIs: []string{callback}}},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	apiArgs = []string{"--oidc-issuer", s.IdP.Issuer, "--oidc-client-id", clientID, "--oidc-admin-emails", strings.Join(cfg.SignIn.AdminEmails, ",")}
+	gatewayArgs = []string{
+		"--oidc-issuer", s.IdP.Issuer, "--oidc-client-id", clientID, "--oidc-client-secret-file", secretFile,
+		"--oidc-redirect-url", callback, "--oidc-provider-name", "Development IdP",
+	}
+	return apiArgs, gatewayArgs, nil
+}
+
 // Exited lists the services that stopped on their own.
 func (s *Stack) Exited() []string {
 	s.mu.Lock()
@@ -185,14 +241,52 @@ func (s *Stack) Exited() []string {
 func (s *Stack) Stop() {
 	s.cancel()
 	s.wg.Wait()
+	if s.IdP != nil {
+		_ = s.IdP.Close()
+	}
 	if s.nats != nil {
 		s.nats.Shutdown()
 		s.nats.WaitForShutdown()
 	}
 }
 
-// run starts a service process that lives until ctx is done.
-func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string) *exec.Cmd {
+// RestartOrchestrators stops every orchestrator process (SIGTERM: each
+// hands its unfinished commands back), waits until they have exited, and
+// starts as many again with args in place of Config.OrchestratorArgs, as
+// a rollout of a new orchestrator configuration does; the new processes
+// take up the commands on the bus. It must not run concurrently with
+// itself or Stop.
+func (s *Stack) RestartOrchestrators(ctx context.Context, args []string) error {
+	s.stopOrchestrators()
+	for _, stopped := range s.orchestratorsStopped {
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			return fmt.Errorf("orchestrators did not stop: %w", ctx.Err())
+		}
+	}
+	s.startOrchestrators(args)
+	return nil
+}
+
+// startOrchestrators starts Config.Orchestrators orchestrator processes
+// with args after the stack's flags.
+func (s *Stack) startOrchestrators(args []string) {
+	ctx, cancel := context.WithCancel(s.runCtx)
+	s.stopOrchestrators = cancel
+	s.Orchestrators, s.orchestratorsStopped = nil, nil
+	for i := range s.cfg.Orchestrators {
+		flags := append([]string{"--kubeconfig", s.cfg.Kubeconfig, "--metrics-addr", "127.0.0.1:0",
+			"--nats-url", s.NATSURL, "--bus-prefix", s.cfg.BusPrefix}, args...)
+		cmd, stopped := s.run(ctx, s.cfg, fmt.Sprintf("orchestrator-%d", i+1), flags)
+		s.Orchestrators = append(s.Orchestrators, cmd)
+		s.orchestratorsStopped = append(s.orchestratorsStopped, stopped)
+	}
+}
+
+// run starts a service process that lives until ctx is done. The channel
+// is closed once the process has exited.
+func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string) (*exec.Cmd, <-chan struct{}) {
 	bin := strings.SplitN(name, "-", 2)[0]
 	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, bin), args...)
 	cmd.Dir = cfg.DataDir
@@ -207,13 +301,16 @@ func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string)
 			fmt.Fprintf(cfg.Logs, "%-15s %s\n", "["+name+"]", sc.Text())
 		}
 	})
+	stopped := make(chan struct{})
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(cfg.Logs, "[%s] cannot start: %v\n", name, err)
 		pw.Close()
 		s.markExited(name)
-		return cmd
+		close(stopped)
+		return cmd, stopped
 	}
 	s.wg.Go(func() {
+		defer close(stopped)
 		err := cmd.Wait()
 		pw.Close()
 		if ctx.Err() == nil {
@@ -221,7 +318,7 @@ func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string)
 			s.markExited(name)
 		}
 	})
-	return cmd
+	return cmd, stopped
 }
 
 func (s *Stack) markExited(name string) {

@@ -25,14 +25,15 @@ const chromiumPath = "/usr/bin/chromium"
 
 // browserScreenshots are the pictures the script must leave in the artifacts
 // folder; dashboard.png is the one docs/dashboard.png is copied from.
-var browserScreenshots = []string{"create-form.png", "list.png", "dashboard.png", "detail.png", "delete-dialog.png", "create-form-error.png"}
+var browserScreenshots = []string{"create-form.png", "list.png", "dashboard.png", "detail.png", "delete-dialog.png", "create-form-error.png", "signin-oidc.png"}
 
 // storeIDLine is how the script announces the store it created.
 var storeIDLine = regexp.MustCompile(`\bstore-id ([a-z0-9]+)$`)
 
 // TestDashboardInBrowser drives the dashboard the gateway serves in Chromium,
 // against the whole platform: sign in, create a store and watch it become
-// READY live, its detail page, deletion, a refused name, a refused token.
+// READY live, its detail page, deletion, a refused name, a refused token,
+// then signing in with the development OpenID provider and signing out.
 // The checks are in services/gateway/dashboard/e2e/dashboard.e2e.mjs; the
 // screenshots go to deploy/e2e/artifacts.
 func TestDashboardInBrowser(t *testing.T) {
@@ -61,7 +62,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 
-	s := startStack(t, configs(t)[0])
+	c := configs(t)[0]
+	c.signIn = devSignIn
+	s := startStack(t, c)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -72,6 +75,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		"STOREPROV_TOKEN="+s.Token,
 		"STOREPROV_ARTIFACTS_DIR="+artifacts,
 		"STOREPROV_CHROMIUM="+chromiumPath,
+		"STOREPROV_OIDC_USERNAME=bob", "STOREPROV_OIDC_PASSWORD=bob-pw", "STOREPROV_OIDC_EXPECT_USER=bob",
 	)
 	// npm starts node, which starts Chromium: on timeout, stop the whole group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -38,6 +38,10 @@ var (
 type stackConfig struct {
 	name                    string
 	apiDB, auditDB, natsURL string
+	// signIn, when set, runs the development OpenID provider.
+	signIn *devstack.DevSignIn
+	// orchestratorArgs are extra flags for every orchestrator.
+	orchestratorArgs []string
 }
 
 func configs(t *testing.T) []stackConfig {
@@ -72,7 +76,8 @@ func startStack(t *testing.T, c stackConfig) *devstack.Stack {
 	s, err := devstack.Start(context.Background(), devstack.Config{
 		Root: root, DataDir: t.TempDir(), BinDir: binDir, Kubeconfig: kubeconfig,
 		NATSURL: c.natsURL, NATSPort: -1, APIDatabaseURL: c.apiDB, AuditDatabaseURL: c.auditDB,
-		BusPrefix: "e2e" + sandboxtest.RandomSuffix(), Orchestrators: 2, Logs: logs,
+		BusPrefix: "e2e" + sandboxtest.RandomSuffix(), Orchestrators: 2, Logs: logs, SignIn: c.signIn,
+		OrchestratorArgs: c.orchestratorArgs,
 	})
 	if err != nil {
 		t.Fatalf("stack: %v\n%s", err, logs.String())

@@ -36,7 +36,8 @@ type Principal struct {
 }
 
 // Authenticator resolves a bearer token to its user. It returns an error
-// wrapping ErrUnauthenticated when the token is unknown.
+// wrapping ErrUnauthenticated when the token is not accepted; the wrapping
+// error's text, if any, tells the caller why.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (Principal, error)
 }
@@ -132,7 +133,11 @@ func NewServer(opts Options) *Server {
 		}
 		p, err := opts.Auth.Authenticate(ctx, token)
 		if errors.Is(err, ErrUnauthenticated) {
-			return nil, status.Error(codes.Unauthenticated, "invalid API token: it is unknown or was revoked; create a new one with storectl token create")
+			msg := "invalid API token: it is unknown or was revoked; create a new one with storectl token create"
+			if err != ErrUnauthenticated { // the authenticator says why
+				msg = strings.TrimPrefix(err.Error(), ErrUnauthenticated.Error()+": ")
+			}
+			return nil, status.Error(codes.Unauthenticated, msg)
 		}
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "cannot check API token: %v", err)

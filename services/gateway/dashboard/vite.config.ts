@@ -2,8 +2,11 @@
 import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react";
 
-// The gateway (`make dev`) serves the REST API and the OpenAPI document on
-// port 3000; `npm run dev` proxies them so the dashboard hot-reloads against it.
+// The gateway (`make dev`) serves the REST API, the OpenAPI document and the
+// OIDC sign-in (/auth/…) on port 3000; `npm run dev` proxies them so the
+// dashboard hot-reloads against it. The identity provider sends the browser
+// back to the callback URL the gateway is configured with, so an OIDC sign-in
+// started here may end on the gateway's own port.
 const gateway = "http://localhost:3000";
 
 export default defineConfig({
@@ -15,6 +18,7 @@ export default defineConfig({
     proxy: {
       "/v1": { target: gateway, changeOrigin: true },
       "/openapi.json": { target: gateway, changeOrigin: true },
+      "/auth": { target: gateway, changeOrigin: true },
     },
   },
   build: {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/storeprov/storeprov/deploy/devstack"
+	"github.com/storeprov/storeprov/pkg/devidp"
 )
 
 func main() {
@@ -30,7 +31,11 @@ func main() {
 	flag.IntVar(&cfg.APIPort, "api-port", 9090, "gRPC port of the api")
 	flag.IntVar(&cfg.AuditPort, "audit-port", 9092, "gRPC port of the audit service")
 	flag.IntVar(&cfg.Orchestrators, "orchestrators", 2, "orchestrator worker processes")
+	idpPort := flag.Int("idp-port", 5556, "port of the development OpenID provider the dashboard can sign in with (0: none)")
 	flag.Parse()
+	if *idpPort != 0 {
+		cfg.SignIn = &devstack.DevSignIn{Port: *idpPort, Users: devUsers, AdminEmails: []string{"alice@example.com"}}
+	}
 	for _, p := range []*string{&cfg.Root, &cfg.DataDir, &cfg.BinDir, &cfg.Kubeconfig} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
@@ -57,16 +62,30 @@ storeprov is running. Ctrl-C stops it.
   audit gRPC          %s
   NATS                %s
   admin token         %s   (also in %s)
-
+%s
   export STOREPROV_TOKEN=$(cat %s)
   %s/storectl create --name "Corner Shop" --engine woocommerce
   curl -H "Authorization: Bearer $STOREPROV_TOKEN" %s/v1/stores
 
 `, s.GatewayURL, s.GatewayURL, s.APIAddr, s.APIAddr, s.AuditAddr, s.NATSURL, s.Token,
-		filepath.Join(cfg.DataDir, "token"), filepath.Join(cfg.DataDir, "token"), cfg.BinDir, s.GatewayURL)
+		filepath.Join(cfg.DataDir, "token"), signInHelp(s), filepath.Join(cfg.DataDir, "token"), cfg.BinDir, s.GatewayURL)
 	<-ctx.Done()
 	fmt.Println("devstack: stopping…")
 	s.Stop()
+}
+
+// devUsers can sign in to the dashboard through the development OpenID
+// provider; it listens on 127.0.0.1 only.
+var devUsers = []devidp.User{
+	{Subject: "dev-alice", Username: "alice", Password: "alice", Email: "alice@example.com", Name: "Alice (admin)"},
+	{Subject: "dev-bob", Username: "bob", Password: "bob", Email: "bob@example.com", Name: "Bob"},
+}
+
+func signInHelp(s *devstack.Stack) string {
+	if s.IdP == nil {
+		return ""
+	}
+	return fmt.Sprintf("  sign-in (OpenID)    %s   users alice/alice (admin) and bob/bob\n", s.IdP.Issuer)
 }
 
 func fatal(err error) {

@@ -371,6 +371,204 @@ func (x *CreateTokenResponse) GetUser() *User {
 	return nil
 }
 
+type SignInRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID token the issuer returned for this platform's client ID.
+	IdToken string `protobuf:"bytes,1,opt,name=id_token,json=idToken,proto3" json:"id_token,omitempty"`
+	// The access token returned with it, for the issuer's userinfo endpoint
+	// when the ID token carries no name or email claims.
+	AccessToken   string `protobuf:"bytes,2,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInRequest) Reset() {
+	*x = SignInRequest{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInRequest) ProtoMessage() {}
+
+func (x *SignInRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInRequest.ProtoReflect.Descriptor instead.
+func (*SignInRequest) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SignInRequest) GetIdToken() string {
+	if x != nil {
+		return x.IdToken
+	}
+	return ""
+}
+
+func (x *SignInRequest) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+type SignInResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's bearer token. It cannot be read again.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	User  *User  `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// When the session token stops being accepted.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInResponse) Reset() {
+	*x = SignInResponse{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInResponse) ProtoMessage() {}
+
+func (x *SignInResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInResponse.ProtoReflect.Descriptor instead.
+func (*SignInResponse) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SignInResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *SignInResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *SignInResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+type SignOutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignOutRequest) Reset() {
+	*x = SignOutRequest{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignOutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignOutRequest) ProtoMessage() {}
+
+func (x *SignOutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignOutRequest.ProtoReflect.Descriptor instead.
+func (*SignOutRequest) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{6}
+}
+
+type SignOutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether a session token was revoked (false for an API token).
+	Revoked       bool `protobuf:"varint,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignOutResponse) Reset() {
+	*x = SignOutResponse{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignOutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignOutResponse) ProtoMessage() {}
+
+func (x *SignOutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignOutResponse.ProtoReflect.Descriptor instead.
+func (*SignOutResponse) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SignOutResponse) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
 // Store is one tenant's ecommerce store.
 type Store struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -406,7 +604,7 @@ type Store struct {
 
 func (x *Store) Reset() {
 	*x = Store{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +616,7 @@ func (x *Store) String() string {
 func (*Store) ProtoMessage() {}
 
 func (x *Store) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +629,7 @@ func (x *Store) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Store.ProtoReflect.Descriptor instead.
 func (*Store) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{4}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Store) GetId() string {
@@ -542,7 +740,7 @@ type CreateStoreRequest struct {
 
 func (x *CreateStoreRequest) Reset() {
 	*x = CreateStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +752,7 @@ func (x *CreateStoreRequest) String() string {
 func (*CreateStoreRequest) ProtoMessage() {}
 
 func (x *CreateStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +765,7 @@ func (x *CreateStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStoreRequest.ProtoReflect.Descriptor instead.
 func (*CreateStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{5}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateStoreRequest) GetStore() *Store {
@@ -586,7 +784,7 @@ type GetStoreRequest struct {
 
 func (x *GetStoreRequest) Reset() {
 	*x = GetStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +796,7 @@ func (x *GetStoreRequest) String() string {
 func (*GetStoreRequest) ProtoMessage() {}
 
 func (x *GetStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +809,7 @@ func (x *GetStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStoreRequest.ProtoReflect.Descriptor instead.
 func (*GetStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{6}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetStoreRequest) GetId() string {
@@ -635,7 +833,7 @@ type ListStoresRequest struct {
 
 func (x *ListStoresRequest) Reset() {
 	*x = ListStoresRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +845,7 @@ func (x *ListStoresRequest) String() string {
 func (*ListStoresRequest) ProtoMessage() {}
 
 func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +858,7 @@ func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresRequest.ProtoReflect.Descriptor instead.
 func (*ListStoresRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{7}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListStoresRequest) GetPageSize() int32 {
@@ -695,7 +893,7 @@ type ListStoresResponse struct {
 
 func (x *ListStoresResponse) Reset() {
 	*x = ListStoresResponse{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +905,7 @@ func (x *ListStoresResponse) String() string {
 func (*ListStoresResponse) ProtoMessage() {}
 
 func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +918,7 @@ func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresResponse.ProtoReflect.Descriptor instead.
 func (*ListStoresResponse) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{8}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListStoresResponse) GetStores() []*Store {
@@ -746,7 +944,7 @@ type DeleteStoreRequest struct {
 
 func (x *DeleteStoreRequest) Reset() {
 	*x = DeleteStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +956,7 @@ func (x *DeleteStoreRequest) String() string {
 func (*DeleteStoreRequest) ProtoMessage() {}
 
 func (x *DeleteStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +969,7 @@ func (x *DeleteStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStoreRequest.ProtoReflect.Descriptor instead.
 func (*DeleteStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{9}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteStoreRequest) GetId() string {
@@ -790,7 +988,7 @@ type RetryStoreRequest struct {
 
 func (x *RetryStoreRequest) Reset() {
 	*x = RetryStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1000,7 @@ func (x *RetryStoreRequest) String() string {
 func (*RetryStoreRequest) ProtoMessage() {}
 
 func (x *RetryStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1013,7 @@ func (x *RetryStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryStoreRequest.ProtoReflect.Descriptor instead.
 func (*RetryStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{10}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RetryStoreRequest) GetId() string {
@@ -842,7 +1040,7 @@ type UpgradeStoreRequest struct {
 
 func (x *UpgradeStoreRequest) Reset() {
 	*x = UpgradeStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1052,7 @@ func (x *UpgradeStoreRequest) String() string {
 func (*UpgradeStoreRequest) ProtoMessage() {}
 
 func (x *UpgradeStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1065,7 @@ func (x *UpgradeStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeStoreRequest.ProtoReflect.Descriptor instead.
 func (*UpgradeStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{11}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpgradeStoreRequest) GetId() string {
@@ -899,7 +1097,7 @@ type WatchStoresRequest struct {
 
 func (x *WatchStoresRequest) Reset() {
 	*x = WatchStoresRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1109,7 @@ func (x *WatchStoresRequest) String() string {
 func (*WatchStoresRequest) ProtoMessage() {}
 
 func (x *WatchStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1122,7 @@ func (x *WatchStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStoresRequest.ProtoReflect.Descriptor instead.
 func (*WatchStoresRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{12}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{16}
 }
 
 type WatchStoresResponse struct {
@@ -941,7 +1139,7 @@ type WatchStoresResponse struct {
 
 func (x *WatchStoresResponse) Reset() {
 	*x = WatchStoresResponse{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1151,7 @@ func (x *WatchStoresResponse) String() string {
 func (*WatchStoresResponse) ProtoMessage() {}
 
 func (x *WatchStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1164,7 @@ func (x *WatchStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStoresResponse.ProtoReflect.Descriptor instead.
 func (*WatchStoresResponse) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{13}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchStoresResponse) GetStore() *Store {
@@ -1004,7 +1202,18 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\"Y\n" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12,\n" +
-	"\x04user\x18\x02 \x01(\v2\x18.storeprov.store.v1.UserR\x04user\"\xeb\x04\n" +
+	"\x04user\x18\x02 \x01(\v2\x18.storeprov.store.v1.UserR\x04user\"R\n" +
+	"\rSignInRequest\x12\x1e\n" +
+	"\bid_token\x18\x01 \x01(\tB\x03\xe0A\x02R\aidToken\x12!\n" +
+	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\"\x91\x01\n" +
+	"\x0eSignInResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12,\n" +
+	"\x04user\x18\x02 \x01(\v2\x18.storeprov.store.v1.UserR\x04user\x12;\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\x10\n" +
+	"\x0eSignOutRequest\"+\n" +
+	"\x0fSignOutResponse\x12\x18\n" +
+	"\arevoked\x18\x01 \x01(\bR\arevoked\"\xeb\x04\n" +
 	"\x05Store\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x02R\vdisplayName\x127\n" +
@@ -1074,11 +1283,13 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"RetryStore\x12%.storeprov.store.v1.RetryStoreRequest\x1a\x19.storeprov.store.v1.Store\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/stores/{id}:retry\x12v\n" +
 	"\fUpgradeStore\x12'.storeprov.store.v1.UpgradeStoreRequest\x1a\x19.storeprov.store.v1.Store\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/stores/{id}:upgrade\x12z\n" +
-	"\vWatchStores\x12&.storeprov.store.v1.WatchStoresRequest\x1a'.storeprov.store.v1.WatchStoresResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/stores:watch0\x012\xf1\x01\n" +
+	"\vWatchStores\x12&.storeprov.store.v1.WatchStoresRequest\x1a'.storeprov.store.v1.WatchStoresResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/stores:watch0\x012\xb7\x03\n" +
 	"\vUserService\x12k\n" +
 	"\x0eGetCurrentUser\x12).storeprov.store.v1.GetCurrentUserRequest\x1a\x18.storeprov.store.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/users/me\x12u\n" +
 	"\vCreateToken\x12&.storeprov.store.v1.CreateTokenRequest\x1a'.storeprov.store.v1.CreateTokenResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
-	"/v1/tokensB\xcd\x01\n" +
+	"/v1/tokens\x12O\n" +
+	"\x06SignIn\x12!.storeprov.store.v1.SignInRequest\x1a\".storeprov.store.v1.SignInResponse\x12s\n" +
+	"\aSignOut\x12\".storeprov.store.v1.SignOutRequest\x1a#.storeprov.store.v1.SignOutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/users/me:signOutB\xcd\x01\n" +
 	"\x16com.storeprov.store.v1B\n" +
 	"StoreProtoP\x01Z=github.com/storeprov/storeprov/gen/storeprov/store/v1;storev1\xa2\x02\x03SSX\xaa\x02\x12Storeprov.Store.V1\xca\x02\x12Storeprov\\Store\\V1\xe2\x02\x1eStoreprov\\Store\\V1\\GPBMetadata\xea\x02\x14Storeprov::Store::V1b\x06proto3"
 
@@ -1095,7 +1306,7 @@ func file_storeprov_store_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_storeprov_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_storeprov_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_storeprov_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_storeprov_store_v1_store_proto_goTypes = []any{
 	(Engine)(0),                   // 0: storeprov.store.v1.Engine
 	(Phase)(0),                    // 1: storeprov.store.v1.Phase
@@ -1103,54 +1314,64 @@ var file_storeprov_store_v1_store_proto_goTypes = []any{
 	(*GetCurrentUserRequest)(nil), // 3: storeprov.store.v1.GetCurrentUserRequest
 	(*CreateTokenRequest)(nil),    // 4: storeprov.store.v1.CreateTokenRequest
 	(*CreateTokenResponse)(nil),   // 5: storeprov.store.v1.CreateTokenResponse
-	(*Store)(nil),                 // 6: storeprov.store.v1.Store
-	(*CreateStoreRequest)(nil),    // 7: storeprov.store.v1.CreateStoreRequest
-	(*GetStoreRequest)(nil),       // 8: storeprov.store.v1.GetStoreRequest
-	(*ListStoresRequest)(nil),     // 9: storeprov.store.v1.ListStoresRequest
-	(*ListStoresResponse)(nil),    // 10: storeprov.store.v1.ListStoresResponse
-	(*DeleteStoreRequest)(nil),    // 11: storeprov.store.v1.DeleteStoreRequest
-	(*RetryStoreRequest)(nil),     // 12: storeprov.store.v1.RetryStoreRequest
-	(*UpgradeStoreRequest)(nil),   // 13: storeprov.store.v1.UpgradeStoreRequest
-	(*WatchStoresRequest)(nil),    // 14: storeprov.store.v1.WatchStoresRequest
-	(*WatchStoresResponse)(nil),   // 15: storeprov.store.v1.WatchStoresResponse
-	nil,                           // 16: storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*SignInRequest)(nil),         // 6: storeprov.store.v1.SignInRequest
+	(*SignInResponse)(nil),        // 7: storeprov.store.v1.SignInResponse
+	(*SignOutRequest)(nil),        // 8: storeprov.store.v1.SignOutRequest
+	(*SignOutResponse)(nil),       // 9: storeprov.store.v1.SignOutResponse
+	(*Store)(nil),                 // 10: storeprov.store.v1.Store
+	(*CreateStoreRequest)(nil),    // 11: storeprov.store.v1.CreateStoreRequest
+	(*GetStoreRequest)(nil),       // 12: storeprov.store.v1.GetStoreRequest
+	(*ListStoresRequest)(nil),     // 13: storeprov.store.v1.ListStoresRequest
+	(*ListStoresResponse)(nil),    // 14: storeprov.store.v1.ListStoresResponse
+	(*DeleteStoreRequest)(nil),    // 15: storeprov.store.v1.DeleteStoreRequest
+	(*RetryStoreRequest)(nil),     // 16: storeprov.store.v1.RetryStoreRequest
+	(*UpgradeStoreRequest)(nil),   // 17: storeprov.store.v1.UpgradeStoreRequest
+	(*WatchStoresRequest)(nil),    // 18: storeprov.store.v1.WatchStoresRequest
+	(*WatchStoresResponse)(nil),   // 19: storeprov.store.v1.WatchStoresResponse
+	nil,                           // 20: storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_storeprov_store_v1_store_proto_depIdxs = []int32{
-	17, // 0: storeprov.store.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	21, // 0: storeprov.store.v1.User.create_time:type_name -> google.protobuf.Timestamp
 	2,  // 1: storeprov.store.v1.CreateTokenResponse.user:type_name -> storeprov.store.v1.User
-	0,  // 2: storeprov.store.v1.Store.engine:type_name -> storeprov.store.v1.Engine
-	1,  // 3: storeprov.store.v1.Store.phase:type_name -> storeprov.store.v1.Phase
-	17, // 4: storeprov.store.v1.Store.create_time:type_name -> google.protobuf.Timestamp
-	17, // 5: storeprov.store.v1.Store.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 6: storeprov.store.v1.CreateStoreRequest.store:type_name -> storeprov.store.v1.Store
-	1,  // 7: storeprov.store.v1.ListStoresRequest.phase:type_name -> storeprov.store.v1.Phase
-	6,  // 8: storeprov.store.v1.ListStoresResponse.stores:type_name -> storeprov.store.v1.Store
-	16, // 9: storeprov.store.v1.UpgradeStoreRequest.values:type_name -> storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
-	6,  // 10: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
-	7,  // 11: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
-	8,  // 12: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
-	9,  // 13: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
-	11, // 14: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
-	12, // 15: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
-	13, // 16: storeprov.store.v1.StoreService.UpgradeStore:input_type -> storeprov.store.v1.UpgradeStoreRequest
-	14, // 17: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
-	3,  // 18: storeprov.store.v1.UserService.GetCurrentUser:input_type -> storeprov.store.v1.GetCurrentUserRequest
-	4,  // 19: storeprov.store.v1.UserService.CreateToken:input_type -> storeprov.store.v1.CreateTokenRequest
-	6,  // 20: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
-	6,  // 21: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
-	10, // 22: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
-	6,  // 23: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
-	6,  // 24: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
-	6,  // 25: storeprov.store.v1.StoreService.UpgradeStore:output_type -> storeprov.store.v1.Store
-	15, // 26: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
-	2,  // 27: storeprov.store.v1.UserService.GetCurrentUser:output_type -> storeprov.store.v1.User
-	5,  // 28: storeprov.store.v1.UserService.CreateToken:output_type -> storeprov.store.v1.CreateTokenResponse
-	20, // [20:29] is the sub-list for method output_type
-	11, // [11:20] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	2,  // 2: storeprov.store.v1.SignInResponse.user:type_name -> storeprov.store.v1.User
+	21, // 3: storeprov.store.v1.SignInResponse.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 4: storeprov.store.v1.Store.engine:type_name -> storeprov.store.v1.Engine
+	1,  // 5: storeprov.store.v1.Store.phase:type_name -> storeprov.store.v1.Phase
+	21, // 6: storeprov.store.v1.Store.create_time:type_name -> google.protobuf.Timestamp
+	21, // 7: storeprov.store.v1.Store.update_time:type_name -> google.protobuf.Timestamp
+	10, // 8: storeprov.store.v1.CreateStoreRequest.store:type_name -> storeprov.store.v1.Store
+	1,  // 9: storeprov.store.v1.ListStoresRequest.phase:type_name -> storeprov.store.v1.Phase
+	10, // 10: storeprov.store.v1.ListStoresResponse.stores:type_name -> storeprov.store.v1.Store
+	20, // 11: storeprov.store.v1.UpgradeStoreRequest.values:type_name -> storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
+	10, // 12: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
+	11, // 13: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
+	12, // 14: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
+	13, // 15: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
+	15, // 16: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
+	16, // 17: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
+	17, // 18: storeprov.store.v1.StoreService.UpgradeStore:input_type -> storeprov.store.v1.UpgradeStoreRequest
+	18, // 19: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
+	3,  // 20: storeprov.store.v1.UserService.GetCurrentUser:input_type -> storeprov.store.v1.GetCurrentUserRequest
+	4,  // 21: storeprov.store.v1.UserService.CreateToken:input_type -> storeprov.store.v1.CreateTokenRequest
+	6,  // 22: storeprov.store.v1.UserService.SignIn:input_type -> storeprov.store.v1.SignInRequest
+	8,  // 23: storeprov.store.v1.UserService.SignOut:input_type -> storeprov.store.v1.SignOutRequest
+	10, // 24: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
+	10, // 25: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
+	14, // 26: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
+	10, // 27: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
+	10, // 28: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
+	10, // 29: storeprov.store.v1.StoreService.UpgradeStore:output_type -> storeprov.store.v1.Store
+	19, // 30: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
+	2,  // 31: storeprov.store.v1.UserService.GetCurrentUser:output_type -> storeprov.store.v1.User
+	5,  // 32: storeprov.store.v1.UserService.CreateToken:output_type -> storeprov.store.v1.CreateTokenResponse
+	7,  // 33: storeprov.store.v1.UserService.SignIn:output_type -> storeprov.store.v1.SignInResponse
+	9,  // 34: storeprov.store.v1.UserService.SignOut:output_type -> storeprov.store.v1.SignOutResponse
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_storeprov_store_v1_store_proto_init() }
@@ -1164,7 +1385,7 @@ func file_storeprov_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storeprov_store_v1_store_proto_rawDesc), len(file_storeprov_store_v1_store_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -401,6 +401,8 @@ var StoreService_ServiceDesc = grpc.ServiceDesc{
 const (
 	UserService_GetCurrentUser_FullMethodName = "/storeprov.store.v1.UserService/GetCurrentUser"
 	UserService_CreateToken_FullMethodName    = "/storeprov.store.v1.UserService/CreateToken"
+	UserService_SignIn_FullMethodName         = "/storeprov.store.v1.UserService/SignIn"
+	UserService_SignOut_FullMethodName        = "/storeprov.store.v1.UserService/SignOut"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -417,6 +419,17 @@ type UserServiceClient interface {
 	// user, creating the user if needed; others only for themselves. The
 	// token is returned once and stored only as a hash.
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
+	// SignIn exchanges an OpenID Connect sign-in at the issuer the api is
+	// configured with for a session token that expires. The user is created
+	// on first sign-in. It needs no bearer token and has no REST mapping:
+	// the gateway calls it when a browser returns from the issuer. It fails
+	// with FAILED_PRECONDITION when OpenID Connect is not configured and
+	// UNAUTHENTICATED when the issuer's tokens do not check out.
+	SignIn(ctx context.Context, in *SignInRequest, opts ...grpc.CallOption) (*SignInResponse, error)
+	// SignOut ends the session that authenticated the call: a session token
+	// from SignIn is revoked at once; an API token stays valid, since it was
+	// issued for other uses.
+	SignOut(ctx context.Context, in *SignOutRequest, opts ...grpc.CallOption) (*SignOutResponse, error)
 }
 
 type userServiceClient struct {
@@ -447,6 +460,26 @@ func (c *userServiceClient) CreateToken(ctx context.Context, in *CreateTokenRequ
 	return out, nil
 }
 
+func (c *userServiceClient) SignIn(ctx context.Context, in *SignInRequest, opts ...grpc.CallOption) (*SignInResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignInResponse)
+	err := c.cc.Invoke(ctx, UserService_SignIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) SignOut(ctx context.Context, in *SignOutRequest, opts ...grpc.CallOption) (*SignOutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignOutResponse)
+	err := c.cc.Invoke(ctx, UserService_SignOut_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserServiceServer is the server API for UserService service.
 // All implementations must embed UnimplementedUserServiceServer
 // for forward compatibility.
@@ -461,6 +494,17 @@ type UserServiceServer interface {
 	// user, creating the user if needed; others only for themselves. The
 	// token is returned once and stored only as a hash.
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
+	// SignIn exchanges an OpenID Connect sign-in at the issuer the api is
+	// configured with for a session token that expires. The user is created
+	// on first sign-in. It needs no bearer token and has no REST mapping:
+	// the gateway calls it when a browser returns from the issuer. It fails
+	// with FAILED_PRECONDITION when OpenID Connect is not configured and
+	// UNAUTHENTICATED when the issuer's tokens do not check out.
+	SignIn(context.Context, *SignInRequest) (*SignInResponse, error)
+	// SignOut ends the session that authenticated the call: a session token
+	// from SignIn is revoked at once; an API token stays valid, since it was
+	// issued for other uses.
+	SignOut(context.Context, *SignOutRequest) (*SignOutResponse, error)
 	mustEmbedUnimplementedUserServiceServer()
 }
 
@@ -476,6 +520,12 @@ func (UnimplementedUserServiceServer) GetCurrentUser(context.Context, *GetCurren
 }
 func (UnimplementedUserServiceServer) CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateToken not implemented")
+}
+func (UnimplementedUserServiceServer) SignIn(context.Context, *SignInRequest) (*SignInResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignIn not implemented")
+}
+func (UnimplementedUserServiceServer) SignOut(context.Context, *SignOutRequest) (*SignOutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignOut not implemented")
 }
 func (UnimplementedUserServiceServer) mustEmbedUnimplementedUserServiceServer() {}
 func (UnimplementedUserServiceServer) testEmbeddedByValue()                     {}
@@ -534,6 +584,42 @@ func _UserService_CreateToken_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserService_SignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignInRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).SignIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_SignIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).SignIn(ctx, req.(*SignInRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_SignOut_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignOutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).SignOut(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_SignOut_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).SignOut(ctx, req.(*SignOutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserService_ServiceDesc is the grpc.ServiceDesc for UserService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -548,6 +634,14 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateToken",
 			Handler:    _UserService_CreateToken_Handler,
+		},
+		{
+			MethodName: "SignIn",
+			Handler:    _UserService_SignIn_Handler,
+		},
+		{
+			MethodName: "SignOut",
+			Handler:    _UserService_SignOut_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,9 +47,20 @@ type Options struct {
 	DefaultStoreQuota int
 	RateLimit         float64
 	RateBurst         int
-	Logger            *slog.Logger
+	// OIDC configures sign-in with an OpenID Connect issuer; an empty
+	// Issuer disables it.
+	OIDC   OIDCOptions
+	Logger *slog.Logger
 	// OnReady, when set, is called with the bound addresses once serving.
 	OnReady func(Addrs)
+}
+
+// OIDCOptions configure OpenID Connect sign-in.
+type OIDCOptions struct {
+	Issuer, ClientID string
+	// AdminEmails is a comma-separated list of verified emails of admins.
+	AdminEmails string
+	SessionTTL  time.Duration
 }
 
 // Addrs are the addresses the api listens on.
@@ -64,6 +77,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.DefaultStoreQuota, "default-store-quota", 5, "stores a new user may have")
 	fs.Float64Var(&o.RateLimit, "rate-limit", 20, "requests per second per user (0: unlimited)")
 	fs.IntVar(&o.RateBurst, "rate-burst", 40, "burst of requests per user")
+	fs.StringVar(&o.OIDC.Issuer, "oidc-issuer", "", "OpenID Connect issuer URL whose users may sign in to the dashboard (empty: API tokens only)")
+	fs.StringVar(&o.OIDC.ClientID, "oidc-client-id", "", "client ID the issuer's ID tokens must be issued for (the gateway's)")
+	fs.StringVar(&o.OIDC.AdminEmails, "oidc-admin-emails", "", "comma-separated verified emails of users who are admins")
+	fs.DurationVar(&o.OIDC.SessionTTL, "oidc-session-ttl", 12*time.Hour, "how long a sign-in session lasts")
 }
 
 // Run serves until ctx is done, then shuts down gracefully.
@@ -71,6 +88,10 @@ func Run(ctx context.Context, o Options) error {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	signIn, err := o.OIDC.build()
+	if err != nil {
+		return err
 	}
 	db, err := database.Open(ctx, o.DatabaseURL)
 	if err != nil {
@@ -112,8 +133,11 @@ func Run(ctx context.Context, o Options) error {
 	hub := &watch.Hub{}
 	storeSvc := &stores.Service{Client: client, Dialect: db.Dialect, Topology: topo, Notifier: hub, Kick: relay.Kick}
 
-	grpcSrv := rpc.NewServer(rpc.Options{Service: "api", Auth: userSvc, RateLimit: o.RateLimit, RateBurst: o.RateBurst, Logger: log})
-	srv := &server.Server{Stores: storeSvc, Users: userSvc, Hub: hub}
+	grpcSrv := rpc.NewServer(rpc.Options{
+		Service: "api", Auth: userSvc, Public: []string{storev1.UserService_SignIn_FullMethodName},
+		RateLimit: o.RateLimit, RateBurst: o.RateBurst, Logger: log,
+	})
+	srv := &server.Server{Stores: storeSvc, Users: userSvc, Hub: hub, OIDC: signIn}
 	storev1.RegisterStoreServiceServer(grpcSrv, srv)
 	storev1.RegisterUserServiceServer(grpcSrv, srv)
 
@@ -187,6 +211,32 @@ func consumeStatus(ctx context.Context, js jetstream.JetStream, topo bus.Topolog
 			}
 		}
 	}
+}
+
+// build checks the options and returns the sign-in checker.
+func (o OIDCOptions) build() (*users.OIDC, error) {
+	if o.Issuer == "" {
+		if o.ClientID != "" || o.AdminEmails != "" {
+			return nil, errors.New("--oidc-client-id and --oidc-admin-emails need --oidc-issuer")
+		}
+		return &users.OIDC{}, nil
+	}
+	if u, err := url.Parse(o.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("--oidc-issuer %q: want the issuer's URL, such as https://accounts.example.com", o.Issuer)
+	}
+	if o.ClientID == "" {
+		return nil, errors.New("--oidc-issuer needs --oidc-client-id: the client ID the gateway signs in with")
+	}
+	if o.SessionTTL < time.Minute {
+		return nil, fmt.Errorf("--oidc-session-ttl %s: want at least 1m", o.SessionTTL)
+	}
+	var admins []string
+	for e := range strings.SplitSeq(o.AdminEmails, ",") {
+		if e = strings.ToLower(strings.TrimSpace(e)); e != "" {
+			admins = append(admins, e)
+		}
+	}
+	return &users.OIDC{Issuer: o.Issuer, ClientID: o.ClientID, AdminEmails: admins, SessionTTL: o.SessionTTL}, nil
 }
 
 func writeToken(path, token string) error {

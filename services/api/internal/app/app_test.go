@@ -35,20 +35,23 @@ type apiEnv struct {
 	token  string
 }
 
-func startAPI(t *testing.T, databaseURL string, nats *bustest.Env) *apiEnv {
+// startAPI runs the api; configure, when given, changes its options.
+func startAPI(t *testing.T, databaseURL string, nats *bustest.Env, configure ...func(*app.Options)) *apiEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	ready := make(chan app.Addrs, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Options{
-			DatabaseURL: databaseURL, NATSURL: nats.URL, BusPrefix: nats.Topology.Prefix,
-			GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", AdminTokenFile: tokenFile,
-			DefaultStoreQuota: 5, Logger: slog.New(slog.DiscardHandler),
-			OnReady: func(a app.Addrs) { ready <- a },
-		})
-	}()
+	opts := app.Options{
+		DatabaseURL: databaseURL, NATSURL: nats.URL, BusPrefix: nats.Topology.Prefix,
+		GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", AdminTokenFile: tokenFile,
+		DefaultStoreQuota: 5, Logger: slog.New(slog.DiscardHandler),
+		OnReady: func(a app.Addrs) { ready <- a },
+	}
+	for _, c := range configure {
+		c(&opts)
+	}
+	go func() { done <- app.Run(ctx, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

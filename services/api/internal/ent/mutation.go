@@ -1918,6 +1918,8 @@ type TokenMutation struct {
 	hash          *string
 	description   *string
 	create_time   *time.Time
+	kind          *token.Kind
+	expire_time   *time.Time
 	clearedFields map[string]struct{}
 	user          *int
 	cleareduser   bool
@@ -2132,6 +2134,91 @@ func (m *TokenMutation) ResetCreateTime() {
 	m.create_time = nil
 }
 
+// SetKind sets the "kind" field.
+func (m *TokenMutation) SetKind(t token.Kind) {
+	m.kind = &t
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *TokenMutation) Kind() (r token.Kind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the Token entity.
+// If the Token object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TokenMutation) OldKind(ctx context.Context) (v token.Kind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *TokenMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetExpireTime sets the "expire_time" field.
+func (m *TokenMutation) SetExpireTime(t time.Time) {
+	m.expire_time = &t
+}
+
+// ExpireTime returns the value of the "expire_time" field in the mutation.
+func (m *TokenMutation) ExpireTime() (r time.Time, exists bool) {
+	v := m.expire_time
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpireTime returns the old "expire_time" field's value of the Token entity.
+// If the Token object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TokenMutation) OldExpireTime(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpireTime is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpireTime requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpireTime: %w", err)
+	}
+	return oldValue.ExpireTime, nil
+}
+
+// ClearExpireTime clears the value of the "expire_time" field.
+func (m *TokenMutation) ClearExpireTime() {
+	m.expire_time = nil
+	m.clearedFields[token.FieldExpireTime] = struct{}{}
+}
+
+// ExpireTimeCleared returns if the "expire_time" field was cleared in this mutation.
+func (m *TokenMutation) ExpireTimeCleared() bool {
+	_, ok := m.clearedFields[token.FieldExpireTime]
+	return ok
+}
+
+// ResetExpireTime resets all changes to the "expire_time" field.
+func (m *TokenMutation) ResetExpireTime() {
+	m.expire_time = nil
+	delete(m.clearedFields, token.FieldExpireTime)
+}
+
 // SetUserID sets the "user" edge to the User entity by id.
 func (m *TokenMutation) SetUserID(id int) {
 	m.user = &id
@@ -2205,7 +2292,7 @@ func (m *TokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TokenMutation) Fields() []string {
-	fields := make([]string, 0, 3)
+	fields := make([]string, 0, 5)
 	if m.hash != nil {
 		fields = append(fields, token.FieldHash)
 	}
@@ -2214,6 +2301,12 @@ func (m *TokenMutation) Fields() []string {
 	}
 	if m.create_time != nil {
 		fields = append(fields, token.FieldCreateTime)
+	}
+	if m.kind != nil {
+		fields = append(fields, token.FieldKind)
+	}
+	if m.expire_time != nil {
+		fields = append(fields, token.FieldExpireTime)
 	}
 	return fields
 }
@@ -2229,6 +2322,10 @@ func (m *TokenMutation) Field(name string) (ent.Value, bool) {
 		return m.Description()
 	case token.FieldCreateTime:
 		return m.CreateTime()
+	case token.FieldKind:
+		return m.Kind()
+	case token.FieldExpireTime:
+		return m.ExpireTime()
 	}
 	return nil, false
 }
@@ -2244,6 +2341,10 @@ func (m *TokenMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldDescription(ctx)
 	case token.FieldCreateTime:
 		return m.OldCreateTime(ctx)
+	case token.FieldKind:
+		return m.OldKind(ctx)
+	case token.FieldExpireTime:
+		return m.OldExpireTime(ctx)
 	}
 	return nil, fmt.Errorf("unknown Token field %s", name)
 }
@@ -2274,6 +2375,20 @@ func (m *TokenMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetCreateTime(v)
 		return nil
+	case token.FieldKind:
+		v, ok := value.(token.Kind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case token.FieldExpireTime:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpireTime(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Token field %s", name)
 }
@@ -2303,7 +2418,11 @@ func (m *TokenMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *TokenMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(token.FieldExpireTime) {
+		fields = append(fields, token.FieldExpireTime)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -2316,6 +2435,11 @@ func (m *TokenMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *TokenMutation) ClearField(name string) error {
+	switch name {
+	case token.FieldExpireTime:
+		m.ClearExpireTime()
+		return nil
+	}
 	return fmt.Errorf("unknown Token nullable field %s", name)
 }
 
@@ -2331,6 +2455,12 @@ func (m *TokenMutation) ResetField(name string) error {
 		return nil
 	case token.FieldCreateTime:
 		m.ResetCreateTime()
+		return nil
+	case token.FieldKind:
+		m.ResetKind()
+		return nil
+	case token.FieldExpireTime:
+		m.ResetExpireTime()
 		return nil
 	}
 	return fmt.Errorf("unknown Token field %s", name)
@@ -2421,6 +2551,7 @@ type UserMutation struct {
 	store_quota    *int32
 	addstore_quota *int32
 	create_time    *time.Time
+	oidc_identity  *string
 	clearedFields  map[string]struct{}
 	tokens         map[int]struct{}
 	removedtokens  map[int]struct{}
@@ -2692,6 +2823,55 @@ func (m *UserMutation) ResetCreateTime() {
 	m.create_time = nil
 }
 
+// SetOidcIdentity sets the "oidc_identity" field.
+func (m *UserMutation) SetOidcIdentity(s string) {
+	m.oidc_identity = &s
+}
+
+// OidcIdentity returns the value of the "oidc_identity" field in the mutation.
+func (m *UserMutation) OidcIdentity() (r string, exists bool) {
+	v := m.oidc_identity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOidcIdentity returns the old "oidc_identity" field's value of the User entity.
+// If the User object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UserMutation) OldOidcIdentity(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOidcIdentity is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOidcIdentity requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOidcIdentity: %w", err)
+	}
+	return oldValue.OidcIdentity, nil
+}
+
+// ClearOidcIdentity clears the value of the "oidc_identity" field.
+func (m *UserMutation) ClearOidcIdentity() {
+	m.oidc_identity = nil
+	m.clearedFields[user.FieldOidcIdentity] = struct{}{}
+}
+
+// OidcIdentityCleared returns if the "oidc_identity" field was cleared in this mutation.
+func (m *UserMutation) OidcIdentityCleared() bool {
+	_, ok := m.clearedFields[user.FieldOidcIdentity]
+	return ok
+}
+
+// ResetOidcIdentity resets all changes to the "oidc_identity" field.
+func (m *UserMutation) ResetOidcIdentity() {
+	m.oidc_identity = nil
+	delete(m.clearedFields, user.FieldOidcIdentity)
+}
+
 // AddTokenIDs adds the "tokens" edge to the Token entity by ids.
 func (m *UserMutation) AddTokenIDs(ids ...int) {
 	if m.tokens == nil {
@@ -2780,7 +2960,7 @@ func (m *UserMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UserMutation) Fields() []string {
-	fields := make([]string, 0, 4)
+	fields := make([]string, 0, 5)
 	if m.name != nil {
 		fields = append(fields, user.FieldName)
 	}
@@ -2792,6 +2972,9 @@ func (m *UserMutation) Fields() []string {
 	}
 	if m.create_time != nil {
 		fields = append(fields, user.FieldCreateTime)
+	}
+	if m.oidc_identity != nil {
+		fields = append(fields, user.FieldOidcIdentity)
 	}
 	return fields
 }
@@ -2809,6 +2992,8 @@ func (m *UserMutation) Field(name string) (ent.Value, bool) {
 		return m.StoreQuota()
 	case user.FieldCreateTime:
 		return m.CreateTime()
+	case user.FieldOidcIdentity:
+		return m.OidcIdentity()
 	}
 	return nil, false
 }
@@ -2826,6 +3011,8 @@ func (m *UserMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldStoreQuota(ctx)
 	case user.FieldCreateTime:
 		return m.OldCreateTime(ctx)
+	case user.FieldOidcIdentity:
+		return m.OldOidcIdentity(ctx)
 	}
 	return nil, fmt.Errorf("unknown User field %s", name)
 }
@@ -2862,6 +3049,13 @@ func (m *UserMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetCreateTime(v)
+		return nil
+	case user.FieldOidcIdentity:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOidcIdentity(v)
 		return nil
 	}
 	return fmt.Errorf("unknown User field %s", name)
@@ -2907,7 +3101,11 @@ func (m *UserMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *UserMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(user.FieldOidcIdentity) {
+		fields = append(fields, user.FieldOidcIdentity)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -2920,6 +3118,11 @@ func (m *UserMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *UserMutation) ClearField(name string) error {
+	switch name {
+	case user.FieldOidcIdentity:
+		m.ClearOidcIdentity()
+		return nil
+	}
 	return fmt.Errorf("unknown User nullable field %s", name)
 }
 
@@ -2938,6 +3141,9 @@ func (m *UserMutation) ResetField(name string) error {
 		return nil
 	case user.FieldCreateTime:
 		m.ResetCreateTime()
+		return nil
+	case user.FieldOidcIdentity:
+		m.ResetOidcIdentity()
 		return nil
 	}
 	return fmt.Errorf("unknown User field %s", name)

@@ -24,6 +24,10 @@ type Token struct {
 	Description string `json:"description,omitempty"`
 	// CreateTime holds the value of the "create_time" field.
 	CreateTime time.Time `json:"create_time,omitempty"`
+	// Kind holds the value of the "kind" field.
+	Kind token.Kind `json:"kind,omitempty"`
+	// ExpireTime holds the value of the "expire_time" field.
+	ExpireTime *time.Time `json:"expire_time,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the TokenQuery when eager-loading is set.
 	Edges        TokenEdges `json:"edges"`
@@ -58,9 +62,9 @@ func (*Token) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case token.FieldID:
 			values[i] = new(sql.NullInt64)
-		case token.FieldHash, token.FieldDescription:
+		case token.FieldHash, token.FieldDescription, token.FieldKind:
 			values[i] = new(sql.NullString)
-		case token.FieldCreateTime:
+		case token.FieldCreateTime, token.FieldExpireTime:
 			values[i] = new(sql.NullTime)
 		case token.ForeignKeys[0]: // user_tokens
 			values[i] = new(sql.NullInt64)
@@ -102,6 +106,19 @@ func (_m *Token) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field create_time", values[i])
 			} else if value.Valid {
 				_m.CreateTime = value.Time
+			}
+		case token.FieldKind:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field kind", values[i])
+			} else if value.Valid {
+				_m.Kind = token.Kind(value.String)
+			}
+		case token.FieldExpireTime:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field expire_time", values[i])
+			} else if value.Valid {
+				_m.ExpireTime = new(time.Time)
+				*_m.ExpireTime = value.Time
 			}
 		case token.ForeignKeys[0]:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
@@ -158,6 +175,14 @@ func (_m *Token) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("create_time=")
 	builder.WriteString(_m.CreateTime.Format(time.ANSIC))
+	builder.WriteString(", ")
+	builder.WriteString("kind=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Kind))
+	builder.WriteString(", ")
+	if v := _m.ExpireTime; v != nil {
+		builder.WriteString("expire_time=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -57,6 +57,34 @@ func (_c *TokenCreate) SetNillableCreateTime(v *time.Time) *TokenCreate {
 	return _c
 }
 
+// SetKind sets the "kind" field.
+func (_c *TokenCreate) SetKind(v token.Kind) *TokenCreate {
+	_c.mutation.SetKind(v)
+	return _c
+}
+
+// SetNillableKind sets the "kind" field if the given value is not nil.
+func (_c *TokenCreate) SetNillableKind(v *token.Kind) *TokenCreate {
+	if v != nil {
+		_c.SetKind(*v)
+	}
+	return _c
+}
+
+// SetExpireTime sets the "expire_time" field.
+func (_c *TokenCreate) SetExpireTime(v time.Time) *TokenCreate {
+	_c.mutation.SetExpireTime(v)
+	return _c
+}
+
+// SetNillableExpireTime sets the "expire_time" field if the given value is not nil.
+func (_c *TokenCreate) SetNillableExpireTime(v *time.Time) *TokenCreate {
+	if v != nil {
+		_c.SetExpireTime(*v)
+	}
+	return _c
+}
+
 // SetUserID sets the "user" edge to the User entity by ID.
 func (_c *TokenCreate) SetUserID(id int) *TokenCreate {
 	_c.mutation.SetUserID(id)
@@ -111,6 +139,10 @@ func (_c *TokenCreate) defaults() {
 		v := token.DefaultCreateTime()
 		_c.mutation.SetCreateTime(v)
 	}
+	if _, ok := _c.mutation.Kind(); !ok {
+		v := token.DefaultKind
+		_c.mutation.SetKind(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -128,6 +160,14 @@ func (_c *TokenCreate) check() error {
 	}
 	if _, ok := _c.mutation.CreateTime(); !ok {
 		return &ValidationError{Name: "create_time", err: errors.New(`ent: missing required field "Token.create_time"`)}
+	}
+	if _, ok := _c.mutation.Kind(); !ok {
+		return &ValidationError{Name: "kind", err: errors.New(`ent: missing required field "Token.kind"`)}
+	}
+	if v, ok := _c.mutation.Kind(); ok {
+		if err := token.KindValidator(v); err != nil {
+			return &ValidationError{Name: "kind", err: fmt.Errorf(`ent: validator failed for field "Token.kind": %w`, err)}
+		}
 	}
 	if len(_c.mutation.UserIDs()) == 0 {
 		return &ValidationError{Name: "user", err: errors.New(`ent: missing required edge "Token.user"`)}
@@ -170,6 +210,14 @@ func (_c *TokenCreate) createSpec() (*Token, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.CreateTime(); ok {
 		_spec.SetField(token.FieldCreateTime, field.TypeTime, value)
 		_node.CreateTime = value
+	}
+	if value, ok := _c.mutation.Kind(); ok {
+		_spec.SetField(token.FieldKind, field.TypeEnum, value)
+		_node.Kind = value
+	}
+	if value, ok := _c.mutation.ExpireTime(); ok {
+		_spec.SetField(token.FieldExpireTime, field.TypeTime, value)
+		_node.ExpireTime = &value
 	}
 	if nodes := _c.mutation.UserIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -268,6 +316,12 @@ func (u *TokenUpsertOne) UpdateNewValues() *TokenUpsertOne {
 		}
 		if _, exists := u.create.mutation.CreateTime(); exists {
 			s.SetIgnore(token.FieldCreateTime)
+		}
+		if _, exists := u.create.mutation.Kind(); exists {
+			s.SetIgnore(token.FieldKind)
+		}
+		if _, exists := u.create.mutation.ExpireTime(); exists {
+			s.SetIgnore(token.FieldExpireTime)
 		}
 	}))
 	return u
@@ -495,6 +549,12 @@ func (u *TokenUpsertBulk) UpdateNewValues() *TokenUpsertBulk {
 			}
 			if _, exists := b.mutation.CreateTime(); exists {
 				s.SetIgnore(token.FieldCreateTime)
+			}
+			if _, exists := b.mutation.Kind(); exists {
+				s.SetIgnore(token.FieldKind)
+			}
+			if _, exists := b.mutation.ExpireTime(); exists {
+				s.SetIgnore(token.FieldExpireTime)
 			}
 		}
 	}))

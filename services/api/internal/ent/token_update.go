@@ -114,6 +114,9 @@ func (_u *TokenUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.Description(); ok {
 		_spec.SetField(token.FieldDescription, field.TypeString, value)
 	}
+	if _u.mutation.ExpireTimeCleared() {
+		_spec.ClearField(token.FieldExpireTime, field.TypeTime)
+	}
 	if _u.mutation.UserCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -278,6 +281,9 @@ func (_u *TokenUpdateOne) sqlSave(ctx context.Context) (_node *Token, err error)
 	}
 	if value, ok := _u.mutation.Description(); ok {
 		_spec.SetField(token.FieldDescription, field.TypeString, value)
+	}
+	if _u.mutation.ExpireTimeCleared() {
+		_spec.ClearField(token.FieldExpireTime, field.TypeTime)
 	}
 	if _u.mutation.UserCleared() {
 		edge := &sqlgraph.EdgeSpec{

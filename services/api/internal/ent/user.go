@@ -25,6 +25,8 @@ type User struct {
 	StoreQuota int32 `json:"store_quota,omitempty"`
 	// CreateTime holds the value of the "create_time" field.
 	CreateTime time.Time `json:"create_time,omitempty"`
+	// OidcIdentity holds the value of the "oidc_identity" field.
+	OidcIdentity *string `json:"oidc_identity,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the UserQuery when eager-loading is set.
 	Edges        UserEdges `json:"edges"`
@@ -58,7 +60,7 @@ func (*User) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullBool)
 		case user.FieldID, user.FieldStoreQuota:
 			values[i] = new(sql.NullInt64)
-		case user.FieldName:
+		case user.FieldName, user.FieldOidcIdentity:
 			values[i] = new(sql.NullString)
 		case user.FieldCreateTime:
 			values[i] = new(sql.NullTime)
@@ -106,6 +108,13 @@ func (_m *User) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field create_time", values[i])
 			} else if value.Valid {
 				_m.CreateTime = value.Time
+			}
+		case user.FieldOidcIdentity:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field oidc_identity", values[i])
+			} else if value.Valid {
+				_m.OidcIdentity = new(string)
+				*_m.OidcIdentity = value.String
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -159,6 +168,11 @@ func (_m *User) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("create_time=")
 	builder.WriteString(_m.CreateTime.Format(time.ANSIC))
+	builder.WriteString(", ")
+	if v := _m.OidcIdentity; v != nil {
+		builder.WriteString("oidc_identity=")
+		builder.WriteString(*v)
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -71,6 +71,20 @@ func (_c *UserCreate) SetNillableCreateTime(v *time.Time) *UserCreate {
 	return _c
 }
 
+// SetOidcIdentity sets the "oidc_identity" field.
+func (_c *UserCreate) SetOidcIdentity(v string) *UserCreate {
+	_c.mutation.SetOidcIdentity(v)
+	return _c
+}
+
+// SetNillableOidcIdentity sets the "oidc_identity" field if the given value is not nil.
+func (_c *UserCreate) SetNillableOidcIdentity(v *string) *UserCreate {
+	if v != nil {
+		_c.SetOidcIdentity(*v)
+	}
+	return _c
+}
+
 // AddTokenIDs adds the "tokens" edge to the Token entity by IDs.
 func (_c *UserCreate) AddTokenIDs(ids ...int) *UserCreate {
 	_c.mutation.AddTokenIDs(ids...)
@@ -197,6 +211,10 @@ func (_c *UserCreate) createSpec() (*User, *sqlgraph.CreateSpec) {
 		_spec.SetField(user.FieldCreateTime, field.TypeTime, value)
 		_node.CreateTime = value
 	}
+	if value, ok := _c.mutation.OidcIdentity(); ok {
+		_spec.SetField(user.FieldOidcIdentity, field.TypeString, value)
+		_node.OidcIdentity = &value
+	}
 	if nodes := _c.mutation.TokensIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -311,6 +329,9 @@ func (u *UserUpsertOne) UpdateNewValues() *UserUpsertOne {
 		}
 		if _, exists := u.create.mutation.CreateTime(); exists {
 			s.SetIgnore(user.FieldCreateTime)
+		}
+		if _, exists := u.create.mutation.OidcIdentity(); exists {
+			s.SetIgnore(user.FieldOidcIdentity)
 		}
 	}))
 	return u
@@ -559,6 +580,9 @@ func (u *UserUpsertBulk) UpdateNewValues() *UserUpsertBulk {
 			}
 			if _, exists := b.mutation.CreateTime(); exists {
 				s.SetIgnore(user.FieldCreateTime)
+			}
+			if _, exists := b.mutation.OidcIdentity(); exists {
+				s.SetIgnore(user.FieldOidcIdentity)
 			}
 		}
 	}))

@@ -149,6 +149,9 @@ func (_u *UserUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.AddedStoreQuota(); ok {
 		_spec.AddField(user.FieldStoreQuota, field.TypeInt32, value)
 	}
+	if _u.mutation.OidcIdentityCleared() {
+		_spec.ClearField(user.FieldOidcIdentity, field.TypeString)
+	}
 	if _u.mutation.TokensCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -364,6 +367,9 @@ func (_u *UserUpdateOne) sqlSave(ctx context.Context) (_node *User, err error) {
 	}
 	if value, ok := _u.mutation.AddedStoreQuota(); ok {
 		_spec.AddField(user.FieldStoreQuota, field.TypeInt32, value)
+	}
+	if _u.mutation.OidcIdentityCleared() {
+		_spec.ClearField(user.FieldOidcIdentity, field.TypeString)
 	}
 	if _u.mutation.TokensCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -27,6 +27,8 @@ type Server struct {
 	Stores *stores.Service
 	Users  *users.Service
 	Hub    *watch.Hub
+	// OIDC checks SignIn; nil or empty disables it.
+	OIDC *users.OIDC
 }
 
 // CreateStore implements StoreService.
@@ -153,6 +155,33 @@ func (s *Server) CreateToken(ctx context.Context, req *storev1.CreateTokenReques
 	return &storev1.CreateTokenResponse{Token: token, User: userToProto(u)}, nil
 }
 
+// SignIn implements UserService. It is a public method: the ID token is
+// the credential.
+func (s *Server) SignIn(ctx context.Context, req *storev1.SignInRequest) (*storev1.SignInResponse, error) {
+	if req.GetIdToken() == "" {
+		return nil, status.Error(codes.InvalidArgument, "id_token: is required: pass the ID token the issuer returned")
+	}
+	id, err := s.OIDC.Verify(ctx, req.GetIdToken(), req.GetAccessToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	token, u, expires, err := s.Users.SignIn(ctx, id, s.OIDC.SessionTTL)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storev1.SignInResponse{Token: token, User: userToProto(u), ExpireTime: timestamppb.New(expires)}, nil
+}
+
+// SignOut implements UserService.
+func (s *Server) SignOut(ctx context.Context, _ *storev1.SignOutRequest) (*storev1.SignOutResponse, error) {
+	token, _ := rpc.BearerToken(ctx)
+	revoked, err := s.Users.SignOut(ctx, token)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storev1.SignOutResponse{Revoked: revoked}, nil
+}
+
 // ToProto converts a store row to its API form.
 func ToProto(st *ent.Store) *storev1.Store {
 	return &storev1.Store{
@@ -198,6 +227,12 @@ func toStatus(err error) error {
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, users.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, rpc.ErrUnauthenticated):
+		return status.Error(codes.Unauthenticated, strings.TrimPrefix(err.Error(), rpc.ErrUnauthenticated.Error()+": "))
+	case errors.Is(err, users.ErrSignInDisabled):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, users.ErrIssuerUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):

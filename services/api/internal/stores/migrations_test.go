@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/storeprov/storeprov/pkg/database"
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	"github.com/storeprov/storeprov/services/api/internal/stores"
@@ -16,15 +15,10 @@ import (
 func TestMigrationsMatchSchema(t *testing.T) {
 	databasetest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		db, err := database.Open(ctx, url)
-		if err != nil {
+		db := databasetest.Migrated(t, url, stores.Migrations)
+		// Applying them again must be a no-op.
+		if err := db.Migrate(ctx, stores.Migrations); err != nil {
 			t.Fatal(err)
-		}
-		defer db.Close()
-		for range 2 { // applying twice must be a no-op
-			if err := db.Migrate(ctx, stores.Migrations); err != nil {
-				t.Fatal(err)
-			}
 		}
 		var pending strings.Builder
 		if err := ent.NewClient(ent.Driver(db.Driver)).Schema.WriteTo(ctx, &pending); err != nil {

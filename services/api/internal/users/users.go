@@ -1,5 +1,6 @@
-// Package users keeps the api's users and their API tokens. A token is
-// shown once when it is issued and stored only as its SHA-256 hash.
+// Package users keeps the api's users and their bearer tokens: API tokens,
+// and session tokens from OpenID Connect sign-ins. A token is shown once
+// when it is issued and stored only as its SHA-256 hash.
 package users
 
 import (
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
@@ -50,6 +52,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (rpc.Principal
 	}
 	if err != nil {
 		return rpc.Principal{}, fmt.Errorf("cannot look up token: %w", err)
+	}
+	if t.ExpireTime != nil && !time.Now().Before(*t.ExpireTime) {
+		return rpc.Principal{}, fmt.Errorf("%w: the session token expired at %s; sign in again", rpc.ErrUnauthenticated, t.ExpireTime.UTC().Format(time.RFC3339))
 	}
 	return rpc.Principal{Name: t.Edges.User.Name, Admin: t.Edges.User.Admin}, nil
 }
@@ -98,7 +103,7 @@ func (s *Service) CreateToken(ctx context.Context, caller rpc.Principal, u NewUs
 	if err != nil {
 		return "", nil, fmt.Errorf("cannot create user %s: %w", u.Name, err)
 	}
-	token := TokenPrefix + strings.ToLower(rand.Text()) + strings.ToLower(rand.Text())
+	token := newToken()
 	if err := tx.Token.Create().SetHash(hash(token)).SetDescription(description).SetUser(user).Exec(ctx); err != nil {
 		return "", nil, fmt.Errorf("cannot store token: %w", err)
 	}
@@ -128,6 +133,11 @@ func ValidateName(name string) error {
 		}
 	}
 	return nil
+}
+
+// newToken returns a new random bearer token.
+func newToken() string {
+	return TokenPrefix + strings.ToLower(rand.Text()) + strings.ToLower(rand.Text())
 }
 
 func hash(token string) string {

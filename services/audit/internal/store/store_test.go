@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
-	"github.com/storeprov/storeprov/pkg/database"
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/services/audit/internal/ent"
 	"github.com/storeprov/storeprov/services/audit/internal/store"
@@ -76,14 +75,7 @@ func TestMigrationsMatchEntSchema(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			databasetest.Each(t, func(t *testing.T, url string) {
 				ctx := context.Background()
-				db, err := database.Open(ctx, url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer db.Close()
-				if err := db.Migrate(ctx, tt.migrations); err != nil {
-					t.Fatal(err)
-				}
+				db := databasetest.Migrated(t, url, tt.migrations)
 				var pending bytes.Buffer
 				if err := ent.NewClient(ent.Driver(db.Driver)).Schema.WriteTo(ctx, &pending); err != nil {
 					t.Fatal(err)

@@ -5,10 +5,19 @@
 //   STOREPROV_URL=http://127.0.0.1:3000 STOREPROV_TOKEN=$(cat .cache/dev/token) npm run e2e
 //
 // Environment:
-//   STOREPROV_URL            the gateway, which serves the dashboard at its root (required)
-//   STOREPROV_TOKEN          an admin API token (required)
-//   STOREPROV_ARTIFACTS_DIR  where screenshots go (default deploy/e2e/artifacts of the repository)
-//   STOREPROV_CHROMIUM       the browser (default /usr/bin/chromium)
+//   STOREPROV_URL               the gateway, which serves the dashboard at its root (required)
+//   STOREPROV_TOKEN             an admin API token (required)
+//   STOREPROV_ARTIFACTS_DIR     where screenshots go (default deploy/e2e/artifacts of the repository)
+//   STOREPROV_CHROMIUM          the browser (default /usr/bin/chromium)
+//   STOREPROV_OIDC_USERNAME     a user of the gateway's identity provider; with the password, the
+//   STOREPROV_OIDC_PASSWORD     script also signs in with OpenID Connect (set both or neither)
+//   STOREPROV_OIDC_EXPECT_USER  the user name the header must show after that sign-in (optional)
+//
+// With the OIDC variables set, after the token checks it signs out, clicks
+// "Sign in with …", fills the identity provider's login form (input[name=username],
+// input[name=password], button[type=submit]), expects to come back signed in on
+// the route it left, signs out, and checks that the session token is revoked
+// (GET /v1/users/me with it answers 401).
 //
 // It fails, with exit code 1, on the first check that does not hold, on any
 // console error but the "Failed to load resource" lines of the 4xx answers it
@@ -24,6 +33,7 @@ const baseURL = requiredEnv("STOREPROV_URL").replace(/\/+$/, "");
 const token = requiredEnv("STOREPROV_TOKEN");
 const artifacts = path.resolve(process.env.STOREPROV_ARTIFACTS_DIR || path.join(repoRoot, "deploy/e2e/artifacts"));
 const executablePath = process.env.STOREPROV_CHROMIUM || "/usr/bin/chromium";
+const oidc = oidcEnv();
 
 /** How long a store may take to become READY, or DELETED, on the sandbox cluster. */
 const phaseTimeoutMs = 180_000;
@@ -41,6 +51,18 @@ function requiredEnv(name) {
     process.exit(2);
   }
   return v;
+}
+
+/** oidcEnv returns the identity provider's user to sign in as, or null when the OIDC check is not asked for. */
+function oidcEnv() {
+  const username = process.env.STOREPROV_OIDC_USERNAME;
+  const password = process.env.STOREPROV_OIDC_PASSWORD;
+  if (!username && !password) return null;
+  if (!username || !password) {
+    console.error("set both STOREPROV_OIDC_USERNAME and STOREPROV_OIDC_PASSWORD, or neither (see the comment at the top of e2e/dashboard.e2e.mjs)");
+    process.exit(2);
+  }
+  return { username, password, expectUser: process.env.STOREPROV_OIDC_EXPECT_USER || "" };
 }
 
 function log(msg) {
@@ -181,7 +203,7 @@ async function badgeText(badge) {
 
 async function signIn(page, withToken) {
   await page.getByLabel("API token").fill(withToken);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
 }
 
 async function run(page) {
@@ -301,6 +323,8 @@ async function run(page) {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("API token").waitFor();
   check((await page.evaluate(() => sessionStorage.length)) === 0, "signing out left the token in sessionStorage");
+  // Signing out asks the API to revoke the token; an API token stays valid (signed in again below).
+  check(signOutCalls() === 1, `signing out sent ${signOutCalls()} POST /v1/users/me:signOut, want 1`);
   await expectFailedLoads(401, "/v1/users/me", async () => {
     await signIn(page, "sp_wrong" + suffix);
     await page.locator(".signin .field-error[role=alert]").waitFor();
@@ -326,6 +350,74 @@ async function run(page) {
   const leaky = apiBodies.filter((b) => /"[a-z_]*password[a-z_]*"\s*:/i.test(b.body));
   check(leaky.length === 0, `API answers with a password field: ${leaky.map((b) => b.url).join(", ")}`);
   log(`${requests.length} requests, all to the gateway, none about secrets`);
+
+  // Last, as the identity provider is another origin: sign in with OpenID Connect.
+  if (oidc) await signInWithProvider(page);
+  else log("OIDC sign-in not checked: STOREPROV_OIDC_USERNAME and STOREPROV_OIDC_PASSWORD are not set");
+}
+
+/** signOutCalls is how many times the dashboard asked the API to revoke its token. */
+function signOutCalls() {
+  return requests.filter((r) => r === `POST ${baseURL}/v1/users/me:signOut`).length;
+}
+
+/**
+ * signInWithProvider signs out, signs in through the identity provider's login
+ * form, expects to be back, signed in, on the route it left, then signs out
+ * and checks that the session token it was given no longer works.
+ */
+async function signInWithProvider(page) {
+  // Leave from a route other than the default, to see the dashboard come back to it.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Activity" }).click();
+  await page.getByRole("heading", { level: 1, name: "Activity" }).waitFor();
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("API token").waitFor();
+  const provider = page.getByRole("button", { name: /^Sign in with / });
+  try {
+    await provider.waitFor();
+  } catch (err) {
+    throw new Error('the sign-in page offers no "Sign in with …" button: is OIDC configured on the gateway (GET /auth/config)?', { cause: err });
+  }
+  const label = ((await provider.textContent()) ?? "").trim();
+  await provider.click();
+
+  // The identity provider's own login page: a plain HTML form.
+  await page.locator("input[name=username]").waitFor();
+  log(`"${label}": login page at ${new URL(page.url()).origin}`);
+  await page.locator("input[name=username]").fill(oidc.username);
+  await page.locator("input[name=password]").fill(oidc.password);
+  await page.locator("button[type=submit]").click();
+
+  // Back in the dashboard, signed in, where it left, with no token in the address.
+  await page.getByRole("navigation", { name: "Main" }).waitFor();
+  await page.getByRole("heading", { level: 1, name: "Activity" }).waitFor();
+  await page.getByRole("status").filter({ hasText: "Live updates on" }).waitFor();
+  const landed = new URL(page.url());
+  check(landed.origin === new URL(baseURL).origin, `after the sign-in the browser is at ${landed.origin}, want the gateway`);
+  check(landed.hash === "#/activity", `after the sign-in the dashboard shows ${landed.hash}, want the route it left, #/activity`);
+  check(!/session=|signin_error=/.test(page.url()), "the address still carries the sign-in's fragment (and maybe the token)");
+  const name = ((await page.locator(".user strong").textContent()) ?? "").trim();
+  check(name !== "", "the header names no user after the OIDC sign-in");
+  if (oidc.expectUser) check(name === oidc.expectUser, `the header names ${JSON.stringify(name)}, want ${JSON.stringify(oidc.expectUser)}`);
+  const sessionToken = await page.evaluate(() => sessionStorage.getItem("storeprov.token"));
+  check(sessionToken?.startsWith("sp_"), "no session token (sp_…) in sessionStorage after the OIDC sign-in");
+  check(sessionToken !== token, "the OIDC sign-in kept the API token, not a session token of its own");
+  noProblems("OIDC sign-in");
+  log(`signed in with "${label}" as ${name}, back on #/activity`);
+  await screenshot(page, "signin-oidc.png");
+
+  // Signing out revokes the session token: the API refuses it from then on.
+  const callsBefore = signOutCalls();
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("API token").waitFor();
+  check((await page.evaluate(() => sessionStorage.length)) === 0, "signing out left something in sessionStorage");
+  check(signOutCalls() === callsBefore + 1, "signing out did not send POST /v1/users/me:signOut");
+  const status = await expectFailedLoads(401, "/v1/users/me", () =>
+    page.evaluate(async (t) => (await fetch("/v1/users/me", { headers: { Authorization: `Bearer ${t}` } })).status, sessionToken),
+  );
+  check(status === 401, `GET /v1/users/me with the signed-out session token answered ${status}, want 401 (revoked)`);
+  noProblems("OIDC sign-out");
+  log("signed out: the session token is revoked (401)");
 }
 
 async function main() {

@@ -75,18 +75,20 @@ function Routed() {
   );
 }
 
-/** Props of App; tests pass their own query client and fetch. */
+/** Props of App; tests pass their own query client, fetch and page loader. */
 export interface AppProps {
   queryClient: QueryClient;
   fetch?: typeof globalThis.fetch;
   baseUrl?: string;
+  /** Loads another page (the identity provider's sign-in); defaults to window.location.assign. */
+  loadPage?: (url: string) => void;
 }
 
 /** App is the whole dashboard. */
-export function App({ queryClient, fetch, baseUrl }: AppProps) {
+export function App({ queryClient, fetch, baseUrl, loadPage }: AppProps) {
   return (
     <QueryClientProvider client={queryClient}>
-      <SessionProvider {...(fetch && { fetch })} {...(baseUrl !== undefined && { baseUrl })}>
+      <SessionProvider {...(fetch && { fetch })} {...(baseUrl !== undefined && { baseUrl })} {...(loadPage && { loadPage })}>
         <Routed />
       </SessionProvider>
     </QueryClientProvider>

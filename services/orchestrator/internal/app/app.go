@@ -1,6 +1,6 @@
 // Package app wires the orchestrator's whole dependency graph in one
-// place: Kubernetes client → guardrails and Helm client → reconcile steps
-// (guardrails, release) → reconciler;
+// place: chart catalog and Kubernetes client → guardrails and Helm client
+// → reconcile steps (guardrails, release) → reconciler;
 // NATS → topology → event publisher and lease store → worker; and the
 // metrics server. cmd/orchestrator runs it from flags; a dev stack or an
 // end-to-end test can run it in process.
@@ -27,8 +27,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	charts "github.com/storeprov/storeprov/helm"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/events"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
@@ -60,6 +62,9 @@ type Options struct {
 	// gets (ingress class and TLS, storage class…), under the values of
 	// each store's command; empty means none.
 	StoreValuesFile string
+	// ChartsDir holds more versions of the store charts, besides the
+	// embedded ones (see catalog.Load); empty means the embedded ones only.
+	ChartsDir string
 	// HelmMaxHistory bounds the revisions Helm keeps per store.
 	HelmMaxHistory int
 	// NATSURL is the NATS server (JetStream enabled).
@@ -97,6 +102,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Var((*labels)(&o.IngressNamespaceLabels), "ingress-namespace-labels", "comma-separated key=value labels of the ingress controller's namespace, the only one allowed to reach store web pods")
 	fs.BoolVar(&o.AllowInternetEgress, "allow-internet-egress", true, "let store web pods reach public addresses (plugin downloads); private ranges stay closed")
 	fs.StringVar(&o.StoreValuesFile, "store-values", "", "YAML file of chart values for every store (ingress.className, ingress.tls.enabled, storageClass…); storeId, baseDomain and title are set per store")
+	fs.StringVar(&o.ChartsDir, "charts-dir", "", "directory of more store chart versions (chart directories or .tgz packages), read at start, besides the embedded ones; a store that asks for no version gets the newest")
 	fs.IntVar(&o.HelmMaxHistory, "helm-max-history", helmaction.DefaultMaxHistory, "release revisions Helm keeps per store (each is a Secret counted by the store's quota)")
 	fs.StringVar(&o.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with JetStream")
 	fs.StringVar(&o.BusPrefix, "bus-prefix", bus.Default().Prefix, "prefix of the streams, subjects and buckets of this installation")
@@ -140,6 +146,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	storeCharts, err := catalog.Load(opts.ChartsDir)
+	if err != nil {
+		return fmt.Errorf("--charts-dir: %w", err)
+	}
 	restConfig, err := kubeConfig(opts)
 	if err != nil {
 		return err
@@ -173,7 +183,7 @@ func Run(ctx context.Context, opts Options) error {
 			AllowInternetEgress:    opts.AllowInternetEgress,
 		},
 	}
-	helm, err := helmaction.New(restConfig, helmaction.Options{MaxHistory: opts.HelmMaxHistory, Log: log})
+	helm, err := helmaction.New(restConfig, helmaction.Options{MaxHistory: opts.HelmMaxHistory, Charts: storeCharts, Log: log})
 	if err != nil {
 		return err
 	}
@@ -192,7 +202,8 @@ func Run(ctx context.Context, opts Options) error {
 	defer stopMetrics()
 
 	log.Info("orchestrator started", "worker", w.ID(), "nats", opts.NATSURL, "prefix", topology.Prefix,
-		"plan", opts.Plan, "baseDomain", opts.Reconcile.BaseDomain)
+		"plan", opts.Plan, "baseDomain", opts.Reconcile.BaseDomain,
+		"charts", fmt.Sprintf("%s %v, %s %v", charts.WordPress, storeCharts.Versions(charts.WordPress), charts.Medusa, storeCharts.Versions(charts.Medusa)))
 	if err := w.Run(ctx); err != nil {
 		return err
 	}

@@ -4,6 +4,9 @@
 // translates a Spec into one Helm call and decides nothing: which action a
 // store needs is package reconcile's choice.
 //
+// Charts come from a catalog.Catalog: the embedded charts, plus any
+// versions the operator added.
+//
 // Every store has one release, ReleaseName, in its namespace, recorded by
 // Helm's Secrets storage driver in that namespace. No action waits for
 // workloads (no --wait): the release is recorded as soon as its objects
@@ -15,7 +18,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"slices"
 	"strings"
@@ -23,7 +25,6 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/kube"
 	"helm.sh/helm/v3/pkg/release"
@@ -37,7 +38,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
-	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 )
 
 // ReleaseName is the name of every store's release in its namespace.
@@ -46,23 +47,20 @@ const ReleaseName = "store"
 // DefaultMaxHistory is the default of Options.MaxHistory.
 const DefaultMaxHistory = 5
 
-var (
-	// ErrUnknownChart means the spec names a chart the orchestrator does
-	// not embed.
-	ErrUnknownChart = errors.New("unknown chart")
-	// ErrChartVersionUnavailable means the spec asks for a chart version
-	// other than the one the orchestrator embeds.
-	ErrChartVersionUnavailable = errors.New("chart version not available")
-	// ErrInvalidValues means the values do not fit the chart's schema, or
-	// set a key the platform reserves. Retrying cannot help.
-	ErrInvalidValues = errors.New("invalid chart values")
-)
+// ErrInvalidValues means the values do not fit the chart's schema, or set
+// a key the platform reserves. Retrying cannot help. A chart or version
+// the catalog does not hold is catalog.ErrUnknownChart or
+// catalog.ErrVersionUnavailable.
+var ErrInvalidValues = errors.New("invalid chart values")
 
 // Options tune a Client.
 type Options struct {
 	// MaxHistory bounds the revisions kept per release: each is a Secret
 	// counted by the namespace's quota. Zero means DefaultMaxHistory.
 	MaxHistory int
+	// Charts are the charts the client installs; nil means the embedded
+	// ones (catalog.Embedded).
+	Charts *catalog.Catalog
 	// WrapDriver, when set, wraps the release storage driver of every
 	// action; tests inject storage faults with it.
 	WrapDriver func(driver.Driver) driver.Driver
@@ -97,6 +95,9 @@ func New(cfg *rest.Config, opts Options) (*Client, error) {
 	if opts.MaxHistory <= 0 {
 		opts.MaxHistory = DefaultMaxHistory
 	}
+	if opts.Charts == nil {
+		opts.Charts = catalog.Embedded()
+	}
 	return &Client{config: cfg, discovery: cached, mapper: mapper, opts: opts}, nil
 }
 
@@ -106,8 +107,8 @@ type Spec struct {
 	Namespace string
 	// Chart is charts.WordPress or charts.Medusa.
 	Chart string
-	// ChartVersion is the version asked for; empty means the newest
-	// available, which is the one embedded.
+	// ChartVersion is a version the client's catalog holds; empty means
+	// its newest (catalog.Catalog.Newest).
 	ChartVersion string
 	// Values are the release's values, complete (see Values): an upgrade
 	// does not reuse the previous revision's.
@@ -282,52 +283,14 @@ func (c *Client) Unlock(_ context.Context, namespace string) (*Release, error) {
 	return &s, nil
 }
 
-// ChartVersion returns the version of the embedded chart, the newest
-// available.
-func ChartVersion(chartName string) (string, error) {
-	ch, err := LoadChart(chartName, "")
-	if err != nil {
-		return "", err
-	}
-	return ch.Metadata.Version, nil
-}
-
-// LoadChart loads a chart from charts.FS. A version other than empty or
-// the embedded one is ErrChartVersionUnavailable.
-func LoadChart(name, version string) (*chart.Chart, error) {
-	if name != charts.WordPress && name != charts.Medusa {
-		return nil, fmt.Errorf("%w %q: use %s or %s", ErrUnknownChart, name, charts.WordPress, charts.Medusa)
-	}
-	var files []*loader.BufferedFile
-	err := fs.WalkDir(charts.FS, name, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := fs.ReadFile(charts.FS, p)
-		if err != nil {
-			return err
-		}
-		files = append(files, &loader.BufferedFile{Name: strings.TrimPrefix(p, name+"/"), Data: data})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cannot read embedded chart %s: %w", name, err)
-	}
-	ch, err := loader.LoadFiles(files)
-	if err != nil {
-		return nil, fmt.Errorf("cannot load embedded chart %s: %w", name, err)
-	}
-	if version != "" && version != ch.Metadata.Version {
-		return nil, fmt.Errorf("%w: %s %s was asked for; this orchestrator has %s %s", ErrChartVersionUnavailable, name, version, name, ch.Metadata.Version)
-	}
-	return ch, nil
-}
+// Charts returns the catalog the client installs charts from.
+func (c *Client) Charts() *catalog.Catalog { return c.opts.Charts }
 
 // prepare loads the spec's chart and checks its values against the
 // chart's schema, so that values no revision can take are told apart from
 // failures worth retrying.
 func (c *Client) prepare(spec Spec) (*action.Configuration, *chart.Chart, error) {
-	ch, err := LoadChart(spec.Chart, spec.ChartVersion)
+	ch, err := c.opts.Charts.Get(spec.Chart, spec.ChartVersion)
 	if err != nil {
 		return nil, nil, err
 	}

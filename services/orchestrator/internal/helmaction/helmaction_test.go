@@ -77,22 +77,6 @@ func TestValuesLayersOverridesAndRefusesReservedKeys(t *testing.T) {
 	}
 }
 
-func TestLoadChartRefusesAVersionItDoesNotHave(t *testing.T) {
-	version, err := helmaction.ChartVersion(charts.Medusa)
-	if err != nil || version == "" {
-		t.Fatalf("ChartVersion = %q, %v", version, err)
-	}
-	if _, err := helmaction.LoadChart(charts.Medusa, version); err != nil {
-		t.Errorf("LoadChart of the embedded version: %v", err)
-	}
-	if _, err := helmaction.LoadChart(charts.Medusa, "99.0.0"); !errors.Is(err, helmaction.ErrChartVersionUnavailable) {
-		t.Errorf("LoadChart of 99.0.0 = %v, want ErrChartVersionUnavailable", err)
-	}
-	if _, err := helmaction.LoadChart("shopify", ""); !errors.Is(err, helmaction.ErrUnknownChart) {
-		t.Errorf("LoadChart of shopify = %v, want ErrUnknownChart", err)
-	}
-}
-
 // storeNamespace prepares a store namespace with the guardrails of pl and
 // returns the spec of its WordPress release.
 func storeNamespace(t *testing.T, quota corev1.ResourceList) helmaction.Spec {
@@ -154,7 +138,10 @@ func TestUpgradesRollbackAndUninstallKeepABoundedHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	version, _ := helmaction.ChartVersion(charts.WordPress)
+	version, err := h.Charts().Newest(charts.WordPress)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if rel.Revision != 1 || rel.Status != release.StatusDeployed || rel.ChartVersion != version {
 		t.Errorf("install = revision %d %s chart %s, want 1 deployed %s", rel.Revision, rel.Status, rel.ChartVersion, version)
 	}

@@ -256,12 +256,20 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 	defer cancel()
 	for _, s := range r.Steps {
 		err := s.Ensure(stepCtx, cmd)
-		var kept *UpgradeFailure
+		var (
+			kept    *UpgradeFailure
+			verdict *Error
+		)
 		switch {
 		case err == nil:
 			continue
 		case errors.As(err, &kept):
 			return r.upgradeKept(ctx, cmd, kept, url)
+		case errors.As(err, &verdict) && verdict.Terminal:
+			// The step's own verdict, even past the deadline (a rollback
+			// that did not become ready either): it says more than "not
+			// ready in time" would.
+			return err
 		case errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
 			return r.timedOutAfter(ctx, cmd, err)
 		}

@@ -24,6 +24,7 @@ import (
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	charts "github.com/storeprov/storeprov/helm"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/rollout"
@@ -156,14 +157,11 @@ func determineRelease(history []helmaction.Release, spec helmaction.Spec, kept *
 	return st
 }
 
-// differs says how a deployed revision differs from the spec, or "".
+// differs says how a deployed revision differs from the spec (whose chart
+// version is resolved), or "".
 func differs(rel helmaction.Release, spec helmaction.Spec) string {
-	want := spec.ChartVersion
-	if want == "" {
-		want, _ = helmaction.ChartVersion(spec.Chart)
-	}
-	if rel.Chart != spec.Chart || rel.ChartVersion != want {
-		return fmt.Sprintf("revision %d runs chart %s %s, want %s %s", rel.Revision, rel.Chart, rel.ChartVersion, spec.Chart, want)
+	if rel.Chart != spec.Chart || rel.ChartVersion != spec.ChartVersion {
+		return fmt.Sprintf("revision %d runs chart %s %s, want %s %s", rel.Revision, rel.Chart, rel.ChartVersion, spec.Chart, spec.ChartVersion)
 	}
 	have, err1 := helmaction.Normalize(rel.Values)
 	desired, err2 := helmaction.Normalize(spec.Values)
@@ -592,8 +590,12 @@ func (s *ReleaseStep) deleteClaims(ctx context.Context, ns string) (int, error) 
 	return len(list.Items), nil
 }
 
-// spec translates a command into the release it asks for. An error is a
-// terminal InvalidSpec *Error.
+// spec translates a command into the release it asks for, with the chart
+// version resolved in the catalog: the one the command names, or the
+// newest when it names none. A store that asks for no version thus follows
+// the newest chart the orchestrators have, at its next reconcile. An error
+// is a terminal InvalidSpec *Error; for a version the catalog does not
+// hold, it lists the versions it does.
 func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand) (helmaction.Spec, error) {
 	invalid := func(err error) error { return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: err} }
 	var chartName string
@@ -611,13 +613,14 @@ func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand) (helmaction.Spec, err
 	if err != nil {
 		return helmaction.Spec{}, invalid(err)
 	}
-	if _, err := helmaction.LoadChart(chartName, cmd.GetSpec().GetChartVersion()); err != nil {
+	version, err := s.Helm.Charts().Resolve(chartName, cmd.GetSpec().GetChartVersion())
+	if err != nil {
 		return helmaction.Spec{}, invalid(err)
 	}
 	return helmaction.Spec{
 		Namespace:    kube.NamespaceFor(cmd.GetStoreId()),
 		Chart:        chartName,
-		ChartVersion: cmd.GetSpec().GetChartVersion(),
+		ChartVersion: version,
 		Values:       values,
 	}, nil
 }
@@ -636,7 +639,7 @@ func helmError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, helmaction.ErrInvalidValues), errors.Is(err, helmaction.ErrChartVersionUnavailable), errors.Is(err, helmaction.ErrUnknownChart):
+	case errors.Is(err, helmaction.ErrInvalidValues), errors.Is(err, catalog.ErrVersionUnavailable), errors.Is(err, catalog.ErrUnknownChart):
 		return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: err}
 	case strings.Contains(err.Error(), "exceeded quota"):
 		return &Error{Reason: lifecycle.ReasonQuotaExceeded, Err: err}

@@ -24,6 +24,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/events"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
@@ -46,6 +47,9 @@ type setup struct {
 	plan *plan.Plan
 	// wrapDriver wraps Helm's release storage driver (fault injection).
 	wrapDriver func(driver.Driver) driver.Driver
+	// charts are the charts the release step installs; nil means the
+	// embedded ones.
+	charts *catalog.Catalog
 }
 
 // running is a worker running on a real NATS server and the sandbox.
@@ -93,7 +97,7 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 	r := reconcile.New(nil, &events.Publisher{JS: env.JS, Topology: env.Topology}, s.reconcile)
 	r.Steps = []reconcile.Step{reconcile.GuardrailsStep{Guardrails: g, DeleteTimeout: r.Options.DeleteTimeout}}
 	if s.release {
-		helm, err := helmaction.New(cfg, helmaction.Options{WrapDriver: s.wrapDriver})
+		helm, err := helmaction.New(cfg, helmaction.Options{WrapDriver: s.wrapDriver, Charts: s.charts})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,9 +22,11 @@ import (
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/helm/chartstest"
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
@@ -84,7 +86,7 @@ func TestStoresBecomeReadyAndDeleteLeavesNothing(t *testing.T) {
 			ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 2*time.Minute)
 			t.Logf("%s: command to READY in %s", tt.chart, time.Since(start).Round(time.Millisecond))
 
-			version, err := helmaction.ChartVersion(tt.chart)
+			version, err := catalog.Embedded().Newest(tt.chart)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -359,6 +361,106 @@ func TestUpgradeWithNewValuesDeploysANewRevision(t *testing.T) {
 	}
 }
 
+// versionCommand is the command UpgradeStore sends to move a WooCommerce
+// store to chart version ("" asks for the newest).
+func versionCommand(id string, generation int64, version string) *eventsv1.ProvisionCommand {
+	cmd := storeCommand(id, generation, provision, storev1.Engine_ENGINE_WOOCOMMERCE)
+	cmd.Spec.ChartVersion = version
+	return cmd
+}
+
+func TestUpgradeToAnotherChartVersionRollsItOutAndAnUnknownOneChangesNothing(t *testing.T) {
+	t.Parallel()
+	// The operator adds the next version of the chart, whose WordPress
+	// pods carry one more annotation, to the orchestrator's charts.
+	old := chartstest.Version(t, charts.WordPress)
+	next := chartstest.NextMinor(t, old)
+	dir := t.TempDir()
+	chartstest.WriteWordPress(t, dir, next)
+	cat, err := catalog.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := bustest.Embedded(t)
+	startWorker(t, env, setup{worker: fastRetries(), release: true, charts: cat, reconcile: reconcile.Options{ProvisionTimeout: time.Minute}})
+	ctx := context.Background()
+	cs := sandboxtest.Clientset(t)
+	id := newStore(t)
+	ns := kube.NamespaceFor(id)
+	events := watch(t, env, id)
+	publish(t, env, versionCommand(id, 1, old), "")
+	if ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute); ready.GetChartVersion() != old {
+		t.Fatalf("store pinned to %s is READY with chart %q", old, ready.GetChartVersion())
+	}
+
+	start := time.Now()
+	publish(t, env, versionCommand(id, 2, next), "")
+	ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
+	t.Logf("upgrade from chart %s to %s to READY in %s", old, next, time.Since(start).Round(time.Millisecond))
+	if ready.GetReason() != lifecycle.ReasonReady || ready.GetChartVersion() != next {
+		t.Errorf("READY after the upgrade = %s with chart %q: %s; want Ready with chart %s", ready.GetReason(), ready.GetChartVersion(), ready.GetMessage(), next)
+	}
+	hist := helmHistory(t, id)
+	if diff := cmp.Diff([]string{"1:superseded", "2:deployed"}, statuses(hist)); diff != "" {
+		t.Fatalf("release history (-want +got):\n%s", diff)
+	}
+	if hist[0].ChartVersion != old || hist[1].ChartVersion != next {
+		t.Errorf("revisions run charts %s and %s, want %s then %s", hist[0].ChartVersion, hist[1].ChartVersion, old, next)
+	}
+	// The new chart's change is in the cluster and rolled out.
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "store-wordpress", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Spec.Template.Annotations[chartstest.Annotation]; got != next {
+		t.Errorf("wordpress pod template annotation %s = %q, want %q", chartstest.Annotation, got, next)
+	}
+	if got, want := d.Labels["helm.sh/chart"], charts.WordPress+"-"+next; got != want {
+		t.Errorf("wordpress label helm.sh/chart = %q, want %q", got, want)
+	}
+	if d.Status.ObservedGeneration != d.Generation || d.Status.UpdatedReplicas != 1 || d.Status.AvailableReplicas != 1 {
+		t.Errorf("wordpress rollout: observed generation %d of %d, %d updated, %d available; want the new template available",
+			d.Status.ObservedGeneration, d.Generation, d.Status.UpdatedReplicas, d.Status.AvailableReplicas)
+	}
+
+	// A version the orchestrator does not have is refused before anything
+	// changes: the store stays READY on what it runs, and says what exists.
+	publish(t, env, versionCommand(id, 3, "9.9.9"), "")
+	kept := events.waitStatus(t, 3, storev1.Phase_PHASE_READY, time.Minute)
+	if kept.GetReason() != lifecycle.ReasonUpgradeFailed || !strings.Contains(kept.GetMessage(), charts.WordPress+" 9.9.9 is not among") ||
+		!strings.Contains(kept.GetMessage(), old+", "+next) || kept.GetChartVersion() != next {
+		t.Errorf("status after an upgrade to 9.9.9 = %s with chart %q: %q; want UpgradeFailed listing %s, %s and chart %s",
+			kept.GetReason(), kept.GetChartVersion(), kept.GetMessage(), old, next, next)
+	}
+	if diff := cmp.Diff([]string{"1:superseded", "2:deployed"}, statuses(helmHistory(t, id))); diff != "" {
+		t.Errorf("release history after the refused upgrade (-want +got):\n%s", diff)
+	}
+	eventually(t, 5*time.Second, func() bool { return events.audit(3, lifecycle.ActionFailure, id) != nil },
+		func() string { return "no failure audit event for the refused upgrade" })
+
+	// No version is the newest, which the store runs already.
+	publish(t, env, versionCommand(id, 4, ""), "")
+	if ready := events.waitStatus(t, 4, storev1.Phase_PHASE_READY, time.Minute); ready.GetReason() != lifecycle.ReasonReady || ready.GetChartVersion() != next {
+		t.Errorf("status after asking for the newest = %s with chart %q, want Ready with %s", ready.GetReason(), ready.GetChartVersion(), next)
+	}
+	if diff := cmp.Diff([]string{"1:superseded", "2:deployed"}, statuses(helmHistory(t, id))); diff != "" {
+		t.Errorf("release history after asking for the version it runs (-want +got):\n%s", diff)
+	}
+
+	// A new store asking for a version that does not exist fails at once,
+	// with nothing installed.
+	fresh := newStore(t)
+	freshEvents := watch(t, env, fresh)
+	publish(t, env, versionCommand(fresh, 1, "9.9.9"), "")
+	failed := freshEvents.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, time.Minute)
+	if failed.GetReason() != lifecycle.ReasonInvalidSpec || !strings.Contains(failed.GetMessage(), old+", "+next) {
+		t.Errorf("new store asking for 9.9.9 = %s: %q; want InvalidSpec listing the versions", failed.GetReason(), failed.GetMessage())
+	}
+	if hist := helmHistory(t, fresh); len(hist) != 0 {
+		t.Errorf("release of a store with an unknown chart version: %v, want none", statuses(hist))
+	}
+}
+
 func TestUpgradeThatCannotBecomeReadyIsRolledBack(t *testing.T) {
 	t.Parallel()
 	env := bustest.Embedded(t)
@@ -379,7 +481,7 @@ func TestUpgradeThatCannotBecomeReadyIsRolledBack(t *testing.T) {
 		!strings.Contains(kept.GetMessage(), "rolled back to revision 1") {
 		t.Errorf("status after the failed upgrade = %s: %q; want UpgradeRolledBack saying QuotaExceeded and the revision", kept.GetReason(), kept.GetMessage())
 	}
-	version, _ := helmaction.ChartVersion(charts.WordPress)
+	version, _ := catalog.Embedded().Newest(charts.WordPress)
 	if kept.GetChartVersion() != version || kept.GetUrl() == "" {
 		t.Errorf("rolled-back READY status has chart %q url %q", kept.GetChartVersion(), kept.GetUrl())
 	}

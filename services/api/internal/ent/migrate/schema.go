@@ -75,6 +75,8 @@ var (
 		{Name: "hash", Type: field.TypeString, Unique: true},
 		{Name: "description", Type: field.TypeString, Default: ""},
 		{Name: "create_time", Type: field.TypeTime},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"api", "session"}, Default: "api"},
+		{Name: "expire_time", Type: field.TypeTime, Nullable: true},
 		{Name: "user_tokens", Type: field.TypeInt},
 	}
 	// TokensTable holds the schema information for the "tokens" table.
@@ -85,7 +87,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tokens_users_tokens",
-				Columns:    []*schema.Column{TokensColumns[4]},
+				Columns:    []*schema.Column{TokensColumns[6]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -98,6 +100,7 @@ var (
 		{Name: "admin", Type: field.TypeBool, Default: false},
 		{Name: "store_quota", Type: field.TypeInt32, Default: 5},
 		{Name: "create_time", Type: field.TypeTime},
+		{Name: "oidc_identity", Type: field.TypeString, Unique: true, Nullable: true},
 	}
 	// UsersTable holds the schema information for the "users" table.
 	UsersTable = &schema.Table{

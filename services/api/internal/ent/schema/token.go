@@ -8,7 +8,9 @@ import (
 	"entgo.io/ent/schema/field"
 )
 
-// Token is an API token, stored as the SHA-256 of its secret.
+// Token is a bearer token, stored as the SHA-256 of its secret: an API token
+// from CreateToken, or a session token from an OpenID Connect sign-in, which
+// expires and is revoked when its session signs out.
 type Token struct{ ent.Schema }
 
 // Fields of Token.
@@ -17,6 +19,9 @@ func (Token) Fields() []ent.Field {
 		field.String("hash").Unique().NotEmpty().Immutable().Sensitive(),
 		field.String("description").Default(""),
 		field.Time("create_time").Default(time.Now).Immutable(),
+		field.Enum("kind").Values("api", "session").Default("api").Immutable(),
+		// When the token stops being accepted; unset: never.
+		field.Time("expire_time").Optional().Nillable().Immutable(),
 	}
 }
 

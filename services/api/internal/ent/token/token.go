@@ -3,6 +3,7 @@
 package token
 
 import (
+	"fmt"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
@@ -20,6 +21,10 @@ const (
 	FieldDescription = "description"
 	// FieldCreateTime holds the string denoting the create_time field in the database.
 	FieldCreateTime = "create_time"
+	// FieldKind holds the string denoting the kind field in the database.
+	FieldKind = "kind"
+	// FieldExpireTime holds the string denoting the expire_time field in the database.
+	FieldExpireTime = "expire_time"
 	// EdgeUser holds the string denoting the user edge name in mutations.
 	EdgeUser = "user"
 	// Table holds the table name of the token in the database.
@@ -39,6 +44,8 @@ var Columns = []string{
 	FieldHash,
 	FieldDescription,
 	FieldCreateTime,
+	FieldKind,
+	FieldExpireTime,
 }
 
 // ForeignKeys holds the SQL foreign-keys that are owned by the "tokens"
@@ -71,6 +78,32 @@ var (
 	DefaultCreateTime func() time.Time
 )
 
+// Kind defines the type for the "kind" enum field.
+type Kind string
+
+// KindAPI is the default value of the Kind enum.
+const DefaultKind = KindAPI
+
+// Kind values.
+const (
+	KindAPI     Kind = "api"
+	KindSession Kind = "session"
+)
+
+func (k Kind) String() string {
+	return string(k)
+}
+
+// KindValidator is a validator for the "kind" field enum values. It is called by the builders before save.
+func KindValidator(k Kind) error {
+	switch k {
+	case KindAPI, KindSession:
+		return nil
+	default:
+		return fmt.Errorf("token: invalid enum value for kind field: %q", k)
+	}
+}
+
 // OrderOption defines the ordering options for the Token queries.
 type OrderOption func(*sql.Selector)
 
@@ -92,6 +125,16 @@ func ByDescription(opts ...sql.OrderTermOption) OrderOption {
 // ByCreateTime orders the results by the create_time field.
 func ByCreateTime(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCreateTime, opts...).ToFunc()
+}
+
+// ByKind orders the results by the kind field.
+func ByKind(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldKind, opts...).ToFunc()
+}
+
+// ByExpireTime orders the results by the expire_time field.
+func ByExpireTime(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldExpireTime, opts...).ToFunc()
 }
 
 // ByUserField orders the results by user field.

@@ -70,6 +70,11 @@ func CreateTime(v time.Time) predicate.Token {
 	return predicate.Token(sql.FieldEQ(FieldCreateTime, v))
 }
 
+// ExpireTime applies equality check predicate on the "expire_time" field. It's identical to ExpireTimeEQ.
+func ExpireTime(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldEQ(FieldExpireTime, v))
+}
+
 // HashEQ applies the EQ predicate on the "hash" field.
 func HashEQ(v string) predicate.Token {
 	return predicate.Token(sql.FieldEQ(FieldHash, v))
@@ -238,6 +243,76 @@ func CreateTimeLT(v time.Time) predicate.Token {
 // CreateTimeLTE applies the LTE predicate on the "create_time" field.
 func CreateTimeLTE(v time.Time) predicate.Token {
 	return predicate.Token(sql.FieldLTE(FieldCreateTime, v))
+}
+
+// KindEQ applies the EQ predicate on the "kind" field.
+func KindEQ(v Kind) predicate.Token {
+	return predicate.Token(sql.FieldEQ(FieldKind, v))
+}
+
+// KindNEQ applies the NEQ predicate on the "kind" field.
+func KindNEQ(v Kind) predicate.Token {
+	return predicate.Token(sql.FieldNEQ(FieldKind, v))
+}
+
+// KindIn applies the In predicate on the "kind" field.
+func KindIn(vs ...Kind) predicate.Token {
+	return predicate.Token(sql.FieldIn(FieldKind, vs...))
+}
+
+// KindNotIn applies the NotIn predicate on the "kind" field.
+func KindNotIn(vs ...Kind) predicate.Token {
+	return predicate.Token(sql.FieldNotIn(FieldKind, vs...))
+}
+
+// ExpireTimeEQ applies the EQ predicate on the "expire_time" field.
+func ExpireTimeEQ(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldEQ(FieldExpireTime, v))
+}
+
+// ExpireTimeNEQ applies the NEQ predicate on the "expire_time" field.
+func ExpireTimeNEQ(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldNEQ(FieldExpireTime, v))
+}
+
+// ExpireTimeIn applies the In predicate on the "expire_time" field.
+func ExpireTimeIn(vs ...time.Time) predicate.Token {
+	return predicate.Token(sql.FieldIn(FieldExpireTime, vs...))
+}
+
+// ExpireTimeNotIn applies the NotIn predicate on the "expire_time" field.
+func ExpireTimeNotIn(vs ...time.Time) predicate.Token {
+	return predicate.Token(sql.FieldNotIn(FieldExpireTime, vs...))
+}
+
+// ExpireTimeGT applies the GT predicate on the "expire_time" field.
+func ExpireTimeGT(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldGT(FieldExpireTime, v))
+}
+
+// ExpireTimeGTE applies the GTE predicate on the "expire_time" field.
+func ExpireTimeGTE(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldGTE(FieldExpireTime, v))
+}
+
+// ExpireTimeLT applies the LT predicate on the "expire_time" field.
+func ExpireTimeLT(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldLT(FieldExpireTime, v))
+}
+
+// ExpireTimeLTE applies the LTE predicate on the "expire_time" field.
+func ExpireTimeLTE(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldLTE(FieldExpireTime, v))
+}
+
+// ExpireTimeIsNil applies the IsNil predicate on the "expire_time" field.
+func ExpireTimeIsNil() predicate.Token {
+	return predicate.Token(sql.FieldIsNull(FieldExpireTime))
+}
+
+// ExpireTimeNotNil applies the NotNil predicate on the "expire_time" field.
+func ExpireTimeNotNil() predicate.Token {
+	return predicate.Token(sql.FieldNotNull(FieldExpireTime))
 }
 
 // HasUser applies the HasEdge predicate on the "user" edge.

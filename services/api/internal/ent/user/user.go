@@ -22,6 +22,8 @@ const (
 	FieldStoreQuota = "store_quota"
 	// FieldCreateTime holds the string denoting the create_time field in the database.
 	FieldCreateTime = "create_time"
+	// FieldOidcIdentity holds the string denoting the oidc_identity field in the database.
+	FieldOidcIdentity = "oidc_identity"
 	// EdgeTokens holds the string denoting the tokens edge name in mutations.
 	EdgeTokens = "tokens"
 	// Table holds the table name of the user in the database.
@@ -42,6 +44,7 @@ var Columns = []string{
 	FieldAdmin,
 	FieldStoreQuota,
 	FieldCreateTime,
+	FieldOidcIdentity,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -91,6 +94,11 @@ func ByStoreQuota(opts ...sql.OrderTermOption) OrderOption {
 // ByCreateTime orders the results by the create_time field.
 func ByCreateTime(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCreateTime, opts...).ToFunc()
+}
+
+// ByOidcIdentity orders the results by the oidc_identity field.
+func ByOidcIdentity(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOidcIdentity, opts...).ToFunc()
 }
 
 // ByTokensCount orders the results by tokens count.

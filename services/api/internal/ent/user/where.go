@@ -75,6 +75,11 @@ func CreateTime(v time.Time) predicate.User {
 	return predicate.User(sql.FieldEQ(FieldCreateTime, v))
 }
 
+// OidcIdentity applies equality check predicate on the "oidc_identity" field. It's identical to OidcIdentityEQ.
+func OidcIdentity(v string) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldOidcIdentity, v))
+}
+
 // NameEQ applies the EQ predicate on the "name" field.
 func NameEQ(v string) predicate.User {
 	return predicate.User(sql.FieldEQ(FieldName, v))
@@ -228,6 +233,81 @@ func CreateTimeLT(v time.Time) predicate.User {
 // CreateTimeLTE applies the LTE predicate on the "create_time" field.
 func CreateTimeLTE(v time.Time) predicate.User {
 	return predicate.User(sql.FieldLTE(FieldCreateTime, v))
+}
+
+// OidcIdentityEQ applies the EQ predicate on the "oidc_identity" field.
+func OidcIdentityEQ(v string) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldOidcIdentity, v))
+}
+
+// OidcIdentityNEQ applies the NEQ predicate on the "oidc_identity" field.
+func OidcIdentityNEQ(v string) predicate.User {
+	return predicate.User(sql.FieldNEQ(FieldOidcIdentity, v))
+}
+
+// OidcIdentityIn applies the In predicate on the "oidc_identity" field.
+func OidcIdentityIn(vs ...string) predicate.User {
+	return predicate.User(sql.FieldIn(FieldOidcIdentity, vs...))
+}
+
+// OidcIdentityNotIn applies the NotIn predicate on the "oidc_identity" field.
+func OidcIdentityNotIn(vs ...string) predicate.User {
+	return predicate.User(sql.FieldNotIn(FieldOidcIdentity, vs...))
+}
+
+// OidcIdentityGT applies the GT predicate on the "oidc_identity" field.
+func OidcIdentityGT(v string) predicate.User {
+	return predicate.User(sql.FieldGT(FieldOidcIdentity, v))
+}
+
+// OidcIdentityGTE applies the GTE predicate on the "oidc_identity" field.
+func OidcIdentityGTE(v string) predicate.User {
+	return predicate.User(sql.FieldGTE(FieldOidcIdentity, v))
+}
+
+// OidcIdentityLT applies the LT predicate on the "oidc_identity" field.
+func OidcIdentityLT(v string) predicate.User {
+	return predicate.User(sql.FieldLT(FieldOidcIdentity, v))
+}
+
+// OidcIdentityLTE applies the LTE predicate on the "oidc_identity" field.
+func OidcIdentityLTE(v string) predicate.User {
+	return predicate.User(sql.FieldLTE(FieldOidcIdentity, v))
+}
+
+// OidcIdentityContains applies the Contains predicate on the "oidc_identity" field.
+func OidcIdentityContains(v string) predicate.User {
+	return predicate.User(sql.FieldContains(FieldOidcIdentity, v))
+}
+
+// OidcIdentityHasPrefix applies the HasPrefix predicate on the "oidc_identity" field.
+func OidcIdentityHasPrefix(v string) predicate.User {
+	return predicate.User(sql.FieldHasPrefix(FieldOidcIdentity, v))
+}
+
+// OidcIdentityHasSuffix applies the HasSuffix predicate on the "oidc_identity" field.
+func OidcIdentityHasSuffix(v string) predicate.User {
+	return predicate.User(sql.FieldHasSuffix(FieldOidcIdentity, v))
+}
+
+// OidcIdentityIsNil applies the IsNil predicate on the "oidc_identity" field.
+func OidcIdentityIsNil() predicate.User {
+	return predicate.User(sql.FieldIsNull(FieldOidcIdentity))
+}
+
+// OidcIdentityNotNil applies the NotNil predicate on the "oidc_identity" field.
+func OidcIdentityNotNil() predicate.User {
+	return predicate.User(sql.FieldNotNull(FieldOidcIdentity))
+}
+
+// OidcIdentityEqualFold applies the EqualFold predicate on the "oidc_identity" field.
+func OidcIdentityEqualFold(v string) predicate.User {
+	return predicate.User(sql.FieldEqualFold(FieldOidcIdentity, v))
+}
+
+// OidcIdentityContainsFold applies the ContainsFold predicate on the "oidc_identity" field.
+func OidcIdentityContainsFold(v string) predicate.User {
+	return predicate.User(sql.FieldContainsFold(FieldOidcIdentity, v))
 }
 
 // HasTokens applies the HasEdge predicate on the "tokens" edge.

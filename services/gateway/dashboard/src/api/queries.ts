@@ -12,7 +12,7 @@ import {
 import { unwrap, type AuditQuery, type Engine, type Store } from "./client";
 import { upsertStore } from "./storeCache";
 import { watchStores, type WatchState } from "./watch";
-import { useSession } from "../session/session";
+import { useSession, useSessionState } from "../session/session";
 
 /** Query keys, in one place so that writers and readers agree. */
 export const queryKeys = {
@@ -20,6 +20,7 @@ export const queryKeys = {
   store: (id: string) => ["store", id] as const,
   audit: (q: AuditQuery) => ["audit", q] as const,
   auditAll: ["audit"] as const,
+  authConfig: ["authConfig"] as const,
 };
 
 /** The most pages of stores the list follows (500 stores each). */
@@ -154,7 +155,7 @@ export function useUpgradeStore() {
  * it sends into the cache, and returns where the stream is.
  */
 export function useStoreWatch(): WatchState {
-  const { api, signOut } = useSession();
+  const { api, expire } = useSession();
   const qc = useQueryClient();
   const [state, setState] = useState<WatchState>({ status: "connecting" });
   useEffect(() => {
@@ -164,9 +165,19 @@ export function useStoreWatch(): WatchState {
       signal: ctrl.signal,
       onStore: (s) => writeStore(qc, s),
       onState: setState,
-      onUnauthenticated: () => signOut("Your token is no longer accepted. Sign in again with a valid token."),
+      onUnauthenticated: expire,
     });
     return () => ctrl.abort();
-  }, [api, qc, signOut]);
+  }, [api, qc, expire]);
   return state;
+}
+
+/**
+ * useAuthConfig asks the gateway which ways of signing in it offers, once
+ * until the next sign-out clears the cache. It never fails: when the gateway
+ * cannot say, the answer is API tokens only.
+ */
+export function useAuthConfig() {
+  const { loadAuthConfig } = useSessionState();
+  return useQuery({ queryKey: queryKeys.authConfig, queryFn: loadAuthConfig, staleTime: Infinity });
 }

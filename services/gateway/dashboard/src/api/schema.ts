@@ -175,6 +175,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/users/me:signOut": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * SignOut ends the session that authenticated the call: a session token
+         *     from SignIn is revoked at once; an API token stays valid, since it was
+         *     issued for other uses.
+         */
+        post: operations["UserService_SignOut"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -272,6 +293,11 @@ export interface components {
          * @enum {string}
          */
         v1Phase: "PHASE_UNSPECIFIED" | "PHASE_PROVISIONING" | "PHASE_READY" | "PHASE_FAILED" | "PHASE_DELETING" | "PHASE_DELETED";
+        v1SignOutRequest: Record<string, never>;
+        v1SignOutResponse: {
+            /** @description Whether a session token was revoked (false for an API token). */
+            revoked?: boolean;
+        };
         /** @description Store is one tenant's ecommerce store. */
         v1Store: {
             /** @description Chart version of the store's Helm release, once installed. */
@@ -673,6 +699,39 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["v1User"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
+    UserService_SignOut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["v1SignOutRequest"];
+            };
+        };
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1SignOutResponse"];
                 };
             };
             /** @description An unexpected error response. */

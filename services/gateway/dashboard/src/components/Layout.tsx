@@ -1,4 +1,4 @@
-import { useEffect, useRef, type ReactNode } from "react";
+import { useEffect, useRef, useState, type ReactNode } from "react";
 import { useStoreWatch } from "../api/queries";
 import { links, type Route } from "../router";
 import { useSession } from "../session/session";
@@ -8,13 +8,15 @@ import { WatchStatus } from "./WatchStatus";
  * Layout is the frame of every signed-in screen: a skip link, the header with
  * navigation and the user, and the main region. It keeps the store watch
  * running for as long as the user is signed in, and moves focus to the new
- * screen's heading after navigation.
+ * screen's heading after navigation. Sign out waits for the API to revoke
+ * the token (at most a few seconds) before the sign-in page shows.
  */
 export function Layout({ route, children }: { route: Route; children: ReactNode }) {
   const { user, signOut } = useSession();
   const watch = useStoreWatch();
   const mainRef = useRef<HTMLElement>(null);
   const first = useRef(true);
+  const [signingOut, setSigningOut] = useState(false);
   const routeKey = route.name === "store" ? `store:${route.id}` : route.name;
 
   useEffect(() => {
@@ -66,8 +68,16 @@ export function Layout({ route, children }: { route: Route; children: ReactNode 
             Signed in as <strong>{user.name}</strong>
             {user.admin && <span className="tag">admin</span>}
           </span>
-          <button type="button" className="button button-small" onClick={() => signOut()}>
-            Sign out
+          <button
+            type="button"
+            className="button button-small"
+            disabled={signingOut}
+            onClick={() => {
+              setSigningOut(true);
+              void signOut();
+            }}
+          >
+            {signingOut ? "Signing out…" : "Sign out"}
           </button>
         </div>
       </header>

@@ -1,6 +1,9 @@
 // A fake of the gateway's REST API behind a fetch function, for component
 // tests: it keeps stores and audit entries in memory, checks the bearer
 // token, answers errors as grpc-gateway does, and streams the watch as NDJSON.
+// It accepts an API token and a session token (what a sign-in with the
+// identity provider hands over), answers GET /auth/config as the gateway
+// does, and revokes the session token on POST /v1/users/me:signOut.
 import type { AuditEntry, Store, User } from "../api/client";
 
 /** A store as the API would return it, with defaults for what a test leaves out. */
@@ -33,20 +36,26 @@ function rpcError(status: number, code: number, message: string): Response {
 
 /** Options of fakeGateway. */
 export interface FakeGatewayOptions {
+  /** The API token it accepts. */
   token?: string;
+  /** The session token it accepts, until signed out with it. */
+  sessionToken?: string;
   user?: User;
   stores?: Store[];
   audit?: AuditEntry[];
+  /** The identity provider GET /auth/config offers; none when left out. */
+  oidc?: { providerName: string; loginUrl: string };
 }
 
 /** fakeGateway returns an in-memory API and its fetch. */
 export function fakeGateway(opts: FakeGatewayOptions = {}) {
   const token = opts.token ?? "good-token";
-  let accepted = token;
+  const sessionToken = opts.sessionToken ?? "sp_session-token";
+  const accepted = new Set([token, sessionToken]);
   const user: User = opts.user ?? { name: "alice", admin: false, storeQuota: 5, createTime: "2026-01-01T00:00:00Z" };
   const stores = new Map((opts.stores ?? []).map((s) => [s.id as string, s]));
   const audit = [...(opts.audit ?? [])];
-  const requests: { method: string; path: string; search: URLSearchParams; body: unknown }[] = [];
+  const requests: { method: string; path: string; search: URLSearchParams; body: unknown; authorization: string | null }[] = [];
   const watchers = new Set<ReadableStreamDefaultController<Uint8Array>>();
   const encoder = new TextEncoder();
   let nextId = 1;
@@ -69,12 +78,23 @@ export function fakeGateway(opts: FakeGatewayOptions = {}) {
     const path = decodeURIComponent(url.pathname);
     const text = req.method === "GET" || req.method === "DELETE" ? "" : await req.text();
     const body = text ? JSON.parse(text) : undefined;
-    requests.push({ method: req.method, path, search: url.searchParams, body });
-    if (req.headers.get("Authorization") !== `Bearer ${accepted}`) {
+    const authorization = req.headers.get("Authorization");
+    requests.push({ method: req.method, path, search: url.searchParams, body, authorization });
+    // The gateway serves /auth/config itself, to anyone.
+    if (req.method === "GET" && path === "/auth/config") {
+      return json(200, { oidc: opts.oidc ? { enabled: true, ...opts.oidc } : { enabled: false } });
+    }
+    const bearer = authorization?.replace(/^Bearer /, "") ?? "";
+    if (!accepted.has(bearer)) {
       return rpcError(401, 16, "the API token is not valid: create a new one with storectl token create");
     }
     const byId = /^\/v1\/stores\/([^/:]+)(:retry|:upgrade)?$/.exec(path);
     if (req.method === "GET" && path === "/v1/users/me") return json(200, user);
+    if (req.method === "POST" && path === "/v1/users/me:signOut") {
+      const revoked = bearer === sessionToken;
+      if (revoked) accepted.delete(bearer);
+      return json(200, { revoked });
+    }
     if (req.method === "GET" && path === "/v1/stores") {
       return json(200, { stores: [...stores.values()].reverse(), nextPageToken: "" });
     }
@@ -147,6 +167,7 @@ export function fakeGateway(opts: FakeGatewayOptions = {}) {
 
   return {
     token,
+    sessionToken,
     requests,
     stores,
     /** fetch answers like the gateway. */
@@ -162,11 +183,19 @@ export function fakeGateway(opts: FakeGatewayOptions = {}) {
     record(entry: AuditEntry) {
       audit.push(entry);
     },
-    /** revoke stops accepting the token and ends the open watch streams. */
+    /** revoke stops accepting any token (as when one expires) and ends the open watch streams. */
     revoke() {
-      accepted = "";
+      accepted.clear();
       for (const c of watchers) c.error(new TypeError("network error"));
       watchers.clear();
+    },
+    /** accepts tells whether the API still takes bearer. */
+    accepts(bearer: string) {
+      return accepted.has(bearer);
+    },
+    /** signOuts are the calls of POST /v1/users/me:signOut so far. */
+    get signOuts() {
+      return requests.filter((r) => r.method === "POST" && r.path === "/v1/users/me:signOut");
     },
     /** watching is how many watch streams are open. */
     get watching() {

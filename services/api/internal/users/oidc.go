@@ -1,0 +1,197 @@
+package users
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/services/api/internal/ent"
+	enttoken "github.com/storeprov/storeprov/services/api/internal/ent/token"
+	entuser "github.com/storeprov/storeprov/services/api/internal/ent/user"
+)
+
+var (
+	// ErrSignInDisabled means no OpenID Connect issuer is configured.
+	ErrSignInDisabled = errors.New("OpenID Connect sign-in is not configured: start the api with --oidc-issuer and --oidc-client-id")
+	// ErrIssuerUnavailable means the issuer's discovery document or keys
+	// could not be fetched; signing in again later may work.
+	ErrIssuerUnavailable = errors.New("the OpenID Connect issuer cannot be reached")
+)
+
+// OIDC checks sign-ins at one OpenID Connect issuer. The zero value is
+// disabled.
+type OIDC struct {
+	// Issuer is the issuer URL; empty disables sign-in.
+	Issuer string
+	// ClientID is the audience the ID tokens must be issued for.
+	ClientID string
+	// AdminEmails are verified email addresses whose users are admins;
+	// every sign-in sets a user's admin flag from this list.
+	AdminEmails []string
+	// SessionTTL is how long a session token is accepted.
+	SessionTTL time.Duration
+
+	mu       sync.Mutex
+	provider *oidc.Provider
+}
+
+// Identity is who signed in, as the issuer says.
+type Identity struct {
+	// Key is "<issuer>#<subject>", stable for the person.
+	Key string
+	// Name is the user name to give a new user: a DNS label made of the
+	// preferred username or the email's local part.
+	Name  string
+	Admin bool
+}
+
+// Enabled reports whether sign-in is configured.
+func (o *OIDC) Enabled() bool { return o != nil && o.Issuer != "" }
+
+// discover fetches the issuer's discovery document once it can.
+func (o *OIDC) discover(ctx context.Context) (*oidc.Provider, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.provider != nil {
+		return o.provider, nil
+	}
+	p, err := oidc.NewProvider(ctx, o.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIssuerUnavailable, err)
+	}
+	o.provider = p
+	return p, nil
+}
+
+// Verify checks idToken (signature, issuer, audience, expiry) and reads the
+// person's claims from it, then from the userinfo endpoint with
+// accessToken when the ID token has neither a preferred username nor an
+// email. It returns an error wrapping rpc.ErrUnauthenticated when a token
+// does not check out.
+func (o *OIDC) Verify(ctx context.Context, idToken, accessToken string) (Identity, error) {
+	if !o.Enabled() {
+		return Identity{}, ErrSignInDisabled
+	}
+	p, err := o.discover(ctx)
+	if err != nil {
+		return Identity{}, err
+	}
+	tok, err := p.Verifier(&oidc.Config{ClientID: o.ClientID}).Verify(ctx, idToken)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: the ID token was refused: %v", rpc.ErrUnauthenticated, err)
+	}
+	var c claims
+	if err := tok.Claims(&c); err != nil {
+		return Identity{}, fmt.Errorf("%w: the ID token's claims cannot be read: %v", rpc.ErrUnauthenticated, err)
+	}
+	if c.PreferredUsername == "" && c.Email == "" && accessToken != "" {
+		info, err := p.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
+		if err != nil {
+			return Identity{}, fmt.Errorf("%w: the userinfo endpoint refused the access token: %v", rpc.ErrUnauthenticated, err)
+		}
+		if info.Subject != tok.Subject {
+			return Identity{}, fmt.Errorf("%w: the userinfo endpoint answered for another subject", rpc.ErrUnauthenticated)
+		}
+		if err := info.Claims(&c); err != nil {
+			return Identity{}, fmt.Errorf("%w: the userinfo claims cannot be read: %v", rpc.ErrUnauthenticated, err)
+		}
+	}
+	email := strings.ToLower(c.Email)
+	return Identity{
+		Key:   tok.Issuer + "#" + tok.Subject,
+		Name:  nameFor(c.PreferredUsername, email),
+		Admin: c.EmailVerified && email != "" && slices.Contains(o.AdminEmails, email),
+	}, nil
+}
+
+type claims struct {
+	PreferredUsername string `json:"preferred_username"`
+	Email             string `json:"email"`
+	EmailVerified     bool   `json:"email_verified"`
+}
+
+// nameFor makes a user name, a DNS label, of what the issuer calls the
+// person: "Alice.Smith@corp" becomes "alice-smith".
+func nameFor(preferredUsername, email string) string {
+	raw := preferredUsername
+	if raw == "" {
+		raw = email
+	}
+	raw, _, _ = strings.Cut(strings.ToLower(raw), "@")
+	var b strings.Builder
+	for _, r := range raw {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	// Room for the "-xxxxxx" that tells two people of one name apart.
+	name := strings.Trim(b.String()[:min(b.Len(), 55)], "-")
+	if name == "" {
+		return "user"
+	}
+	return name
+}
+
+// SignIn exchanges a verified identity for a session token, creating the
+// user on its first sign-in. A new user takes id.Name, or id.Name with a
+// suffix made from its identity when another user has that name.
+func (s *Service) SignIn(ctx context.Context, id Identity, ttl time.Duration) (string, *ent.User, time.Time, error) {
+	tx, err := s.Client.Tx(ctx)
+	if err != nil {
+		return "", nil, time.Time{}, err
+	}
+	defer tx.Rollback()
+	user, err := tx.User.Query().Where(entuser.OidcIdentity(id.Key)).Only(ctx)
+	switch {
+	case ent.IsNotFound(err):
+		name := id.Name
+		if taken, err := tx.User.Query().Where(entuser.Name(name)).Exist(ctx); err != nil {
+			return "", nil, time.Time{}, err
+		} else if taken {
+			sum := sha256.Sum256([]byte(id.Key))
+			name += "-" + hex.EncodeToString(sum[:3])
+		}
+		user, err = tx.User.Create().SetName(name).SetOidcIdentity(id.Key).SetAdmin(id.Admin).SetStoreQuota(s.DefaultStoreQuota).Save(ctx)
+		if err != nil {
+			return "", nil, time.Time{}, fmt.Errorf("cannot create user %s: %w", name, err)
+		}
+	case err != nil:
+		return "", nil, time.Time{}, err
+	case user.Admin != id.Admin:
+		if user, err = user.Update().SetAdmin(id.Admin).Save(ctx); err != nil {
+			return "", nil, time.Time{}, err
+		}
+	}
+	now := time.Now()
+	// Expired sessions are of no use to anyone: sweep them while here.
+	if _, err := tx.Token.Delete().Where(enttoken.KindEQ(enttoken.KindSession), enttoken.ExpireTimeLT(now)).Exec(ctx); err != nil {
+		return "", nil, time.Time{}, err
+	}
+	token, expires := newToken(), now.Add(ttl)
+	err = tx.Token.Create().SetHash(hash(token)).SetKind(enttoken.KindSession).SetExpireTime(expires).
+		SetDescription("signed in with OpenID Connect").SetUser(user).Exec(ctx)
+	if err != nil {
+		return "", nil, time.Time{}, fmt.Errorf("cannot store session token: %w", err)
+	}
+	return token, user, expires, tx.Commit()
+}
+
+// SignOut revokes token when it is a session token and reports whether it
+// was one.
+func (s *Service) SignOut(ctx context.Context, token string) (bool, error) {
+	n, err := s.Client.Token.Delete().Where(enttoken.Hash(hash(token)), enttoken.KindEQ(enttoken.KindSession)).Exec(ctx)
+	return n > 0, err
+}
