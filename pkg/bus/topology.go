@@ -58,6 +58,12 @@ func (t Topology) StatusSubject(storeID string) string { return t.Prefix + ".sta
 // AuditSubject is where audit events about a store are published.
 func (t Topology) AuditSubject(storeID string) string { return t.Prefix + ".audit." + storeID }
 
+// StoreChangedSubject is where an api replica tells the others that it
+// changed a store, so that their WatchStores streams send it too. It is
+// plain NATS, outside every stream: a change missed while disconnected is
+// made good by the watchers' new snapshot.
+func (t Topology) StoreChangedSubject(storeID string) string { return t.Prefix + ".changed." + storeID }
+
 // Durable consumer names.
 const (
 	// OrchestratorConsumer is shared by every orchestrator replica.

@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -131,7 +132,12 @@ func Run(ctx context.Context, o Options) error {
 	published := rpc.Register(prometheus.DefaultRegisterer, prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."}))
 	relay := outbox.NewRelay(client, js, log, published)
 	hub := &watch.Hub{}
-	storeSvc := &stores.Service{Client: client, Dialect: db.Dialect, Topology: topo, Notifier: hub, Kick: relay.Kick}
+	peers := &watch.Peers{
+		Hub: hub, Conn: nc, Topology: topo, Origin: rand.Text(), Log: log,
+		Load: func(ctx context.Context, id string) (*ent.Store, error) { return client.Store.Get(ctx, id) },
+	}
+	nc.SetReconnectHandler(func(*nats.Conn) { hub.DropAll() })
+	storeSvc := &stores.Service{Client: client, Dialect: db.Dialect, Topology: topo, Notifier: peers, Kick: relay.Kick}
 
 	grpcSrv := rpc.NewServer(rpc.Options{
 		Service: "api", Auth: userSvc, Public: []string{storev1.UserService_SignIn_FullMethodName},
@@ -156,8 +162,13 @@ func Run(ctx context.Context, o Options) error {
 	metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	wg.Go(func() { relay.Run(ctx) })
+	wg.Go(func() {
+		if err := peers.Run(ctx); err != nil {
+			errs <- fmt.Errorf("store change fan-out: %w", err)
+		}
+	})
 	wg.Go(func() { consumeStatus(ctx, js, topo, storeSvc, log) })
 	wg.Go(func() {
 		if err := grpcSrv.Serve(grpcLis); err != nil {

@@ -111,7 +111,8 @@ func (s *Service) CreateToken(ctx context.Context, caller rpc.Principal, u NewUs
 }
 
 // Bootstrap creates the first admin and returns its token when the
-// database has no user yet; otherwise it returns "".
+// database has no user yet; otherwise, or when another replica did it
+// first, it returns "".
 func (s *Service) Bootstrap(ctx context.Context) (string, error) {
 	n, err := s.Client.User.Query().Count(ctx)
 	if err != nil || n > 0 {
@@ -119,6 +120,9 @@ func (s *Service) Bootstrap(ctx context.Context) (string, error) {
 	}
 	token, _, err := s.CreateToken(ctx, rpc.Principal{Name: BootstrapAdmin, Admin: true},
 		NewUser{Name: BootstrapAdmin, Admin: true}, "generated on first start")
+	if ent.IsConstraintError(err) {
+		return "", nil // another api replica, starting at the same time, created it
+	}
 	return token, err
 }
 

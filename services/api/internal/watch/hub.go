@@ -1,4 +1,5 @@
-// Package watch fans committed store changes out to WatchStores streams.
+// Package watch fans committed store changes out to WatchStores streams,
+// those of this api replica (Hub) and, through NATS, of the others (Peers).
 package watch
 
 import (
@@ -41,6 +42,18 @@ func (h *Hub) Notify(st *ent.Store) {
 			delete(h.subs, ch)
 			close(ch)
 		}
+	}
+}
+
+// DropAll cuts every subscriber off, as if it lagged behind: each starts
+// again from a fresh snapshot. The api calls it when it reconnects to NATS,
+// since changes announced meanwhile by other replicas may be lost.
+func (h *Hub) DropAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		delete(h.subs, ch)
+		close(ch)
 	}
 }
 
