@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -660,6 +661,36 @@ func TestPlatformConfiguresSignIn(t *testing.T) {
 	}
 	if strings.Contains(rel.Manifest, "--oidc-") || strings.Contains(rel.Manifest, "OIDC") {
 		t.Error("sign-in is configured although signIn.enabled is false")
+	}
+}
+
+// TestPlatformSpreadsCallsOverReplicas checks that the services calling
+// the api and the audit service dial a headless Service of their pods
+// (dns:///…), so that round robin reaches every replica, and that each
+// such Service selects the right pods and port.
+func TestPlatformSpreadsCallsOverReplicas(t *testing.T) {
+	for _, c := range platformCases(t) {
+		t.Run(c.file, func(t *testing.T) {
+			deployments := map[string]*appsv1.Deployment{}
+			for _, d := range c.objs.deployments {
+				deployments[strings.TrimPrefix(d.Name, "platform-")] = d
+			}
+			for _, call := range []struct{ caller, flag, callee, port string }{
+				{"gateway", "--api-addr", "api", "9090"},
+				{"gateway", "--audit-addr", "audit", "9092"},
+				{"audit", "--api-addr", "api", "9090"},
+			} {
+				want := "dns:///platform-" + call.callee + "-pods:" + call.port
+				if args := deployments[call.caller].Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, call.flag+"="+want) {
+					t.Errorf("%s args %q lack %s=%s", call.caller, args, call.flag, want)
+				}
+				svc := findService(c.objs, "platform-"+call.callee+"-pods")
+				if svc == nil || svc.Spec.ClusterIP != corev1.ClusterIPNone || !selects(svc.Spec.Selector, deployments[call.callee].Spec.Template.Labels) ||
+					len(svc.Spec.Ports) != 1 || strconv.Itoa(int(svc.Spec.Ports[0].Port)) != call.port {
+					t.Errorf("Service platform-%s-pods = %+v; want a headless Service of the %s pods on port %s", call.callee, svc, call.callee, call.port)
+				}
+			}
+		})
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -96,6 +97,10 @@ type Options struct {
 	Registry prometheus.Registerer
 	Logger   *slog.Logger
 }
+
+// MaxConnectionAge is how long a client connection may serve new calls
+// before the server asks the client to reconnect.
+const MaxConnectionAge = 5 * time.Minute
 
 // Server is a gRPC server with health and reflection registered.
 type Server struct {
@@ -173,7 +178,10 @@ func NewServer(opts Options) *Server {
 		}
 		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
 	}
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream),
+		// Clients reconnect now and then, and so find new replicas; streams
+		// in flight (WatchStores) are not cut: the grace is unbounded.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: MaxConnectionAge}))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)

@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
@@ -112,7 +111,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.BusReplicas, "bus-replicas", d.BusReplicas, "replicas of the NATS streams (3 on a production cluster)")
 	fs.StringVar(&o.GRPCAddr, "grpc-addr", d.GRPCAddr, "listen address of the gRPC AuditService")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of /metrics and /healthz; empty disables them")
-	fs.StringVar(&o.APIAddr, "api-addr", d.APIAddr, "gRPC address of the api, which authenticates callers' tokens")
+	fs.StringVar(&o.APIAddr, "api-addr", d.APIAddr, "gRPC target of the api, which authenticates callers' tokens; dns:///<headless service>:9090 spreads calls over its replicas")
 	fs.IntVar(&o.Concurrency, "concurrency", d.Concurrency, "audit events recorded at once")
 }
 
@@ -179,7 +178,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	authenticator := opts.Authenticator
 	if authenticator == nil {
-		conn, err := grpc.NewClient(opts.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(opts.APIAddr, rpc.ClientOptions()...)
 		if err != nil {
 			return fmt.Errorf("cannot create a client of the api at %s: %w", opts.APIAddr, err)
 		}

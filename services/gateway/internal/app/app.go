@@ -20,7 +20,6 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/storeprov/storeprov/gen/openapi"
@@ -52,8 +51,8 @@ type Options struct {
 // BindFlags registers the options as flags.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":3000", "HTTP listen address for REST, the OpenAPI document and the dashboard")
-	fs.StringVar(&o.APIAddr, "api-addr", "localhost:9090", "gRPC address of the api service")
-	fs.StringVar(&o.AuditAddr, "audit-addr", "localhost:9092", "gRPC address of the audit service")
+	fs.StringVar(&o.APIAddr, "api-addr", "localhost:9090", "gRPC target of the api service; dns:///<headless service>:9090 spreads calls over its replicas")
+	fs.StringVar(&o.AuditAddr, "audit-addr", "localhost:9092", "gRPC target of the audit service; dns:///<headless service>:9092 spreads calls over its replicas")
 	fs.StringVar(&o.SignIn.Issuer, "oidc-issuer", "", "OpenID Connect issuer URL the dashboard signs in with (empty: API tokens only); give the api the same")
 	fs.StringVar(&o.SignIn.ClientID, "oidc-client-id", "", "this gateway's client ID at the issuer")
 	fs.StringVar(&o.ClientSecretFile, "oidc-client-secret-file", "", "file holding the client secret (default: $STOREPROV_OIDC_CLIENT_SECRET)")
@@ -94,7 +93,7 @@ func Handler(ctx context.Context, o Options) (http.Handler, error) {
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 	)
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	dial := rpc.ClientOptions()
 	registrations := []struct {
 		name     string
 		addr     string
