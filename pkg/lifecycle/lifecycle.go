@@ -12,17 +12,24 @@ import (
 
 // Audit actions.
 const (
-	ActionCreate  = "create"  // a user asked for a store
-	ActionDelete  = "delete"  // a user asked to delete a store
-	ActionRetry   = "retry"   // a user retried a failed store
-	ActionUpgrade = "upgrade" // a user asked for a new chart version or values
-	ActionReady   = "ready"   // the store became READY
-	ActionFailure = "failure" // provisioning or deletion failed
-	ActionDeleted = "deleted" // everything the store owned is gone
+	ActionCreate   = "create"   // a user asked for a store
+	ActionDelete   = "delete"   // a user asked to delete a store
+	ActionRetry    = "retry"    // a user retried a failed store
+	ActionUpgrade  = "upgrade"  // a user asked for a new chart version or values
+	ActionReady    = "ready"    // the store became READY
+	ActionFailure  = "failure"  // provisioning or deletion failed
+	ActionDeleted  = "deleted"  // everything the store owned is gone
+	ActionRepaired = "repaired" // a resync found a READY store drifted and repaired it
 )
 
 // SystemActor is the actor of what the orchestrator does on its own.
 const SystemActor = "system:orchestrator"
+
+// ResyncActor is the actor of the commands the api's periodic resync
+// queues. A resync command carries a store's current generation; for a
+// generation the orchestrator already applied, it asks to verify the store
+// and repair its drift, publishing nothing when nothing drifted.
+const ResyncActor = "system:resync"
 
 // Status reasons, in StoreStatusChanged.reason and Store.failure_reason.
 const (
@@ -50,6 +57,13 @@ const (
 	// previous revision; the message says why.
 	ReasonUpgradeRolledBack = "UpgradeRolledBack" // the upgraded release did not become ready and was rolled back
 	ReasonUpgradeFailed     = "UpgradeFailed"     // the upgrade could not be applied; nothing changed
+
+	// A resync found a READY store drifted (objects deleted or changed out
+	// of band, workloads not ready) and repaired it; the message says what.
+	ReasonDriftRepaired = "DriftRepaired"
+	// A resync found the namespace of a READY store gone, and its data with
+	// it: it is not provisioned again behind the owner's back.
+	ReasonStoreLost = "StoreLost"
 )
 
 // StatusEventID is the Nats-Msg-Id of a status change, so the same change
@@ -67,4 +81,18 @@ func AuditEventID(storeID string, generation int64, action string) string {
 // CommandID is the Nats-Msg-Id of the provisioning command of a generation.
 func CommandID(storeID string, generation int64) string {
 	return fmt.Sprintf("command/%s/%d", storeID, generation)
+}
+
+// ResyncCommandID is the Nats-Msg-Id of the resync command of a generation
+// queued in resync period slot (the period's start in Unix seconds), so
+// that api replicas resyncing in the same period queue it once.
+func ResyncCommandID(storeID string, generation, slot int64) string {
+	return fmt.Sprintf("%s/resync/%d", CommandID(storeID, generation), slot)
+}
+
+// RepairAuditEventID is the id of the audit event of a drift repaired by
+// the resync command issued at issueUnixNano: each repair is recorded once,
+// however often its command is delivered.
+func RepairAuditEventID(storeID string, generation, issueUnixNano int64) string {
+	return fmt.Sprintf("%s/%d", AuditEventID(storeID, generation, ActionRepaired), issueUnixNano)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	"github.com/storeprov/storeprov/services/api/internal/outbox"
+	"github.com/storeprov/storeprov/services/api/internal/resync"
 	"github.com/storeprov/storeprov/services/api/internal/server"
 	"github.com/storeprov/storeprov/services/api/internal/statusfeed"
 	"github.com/storeprov/storeprov/services/api/internal/stores"
@@ -52,6 +53,8 @@ type Options struct {
 	// Issuer disables it.
 	OIDC   OIDCOptions
 	Logger *slog.Logger
+	// Resync configures the periodic resync of stores.
+	Resync resync.Options
 	// OnReady, when set, is called with the bound addresses once serving.
 	OnReady func(Addrs)
 }
@@ -82,6 +85,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.OIDC.ClientID, "oidc-client-id", "", "client ID the issuer's ID tokens must be issued for (the gateway's)")
 	fs.StringVar(&o.OIDC.AdminEmails, "oidc-admin-emails", "", "comma-separated verified emails of users who are admins")
 	fs.DurationVar(&o.OIDC.SessionTTL, "oidc-session-ttl", 12*time.Hour, "how long a sign-in session lasts")
+	o.Resync.BindFlags(fs)
 }
 
 // Run serves until ctx is done, then shuts down gracefully.
@@ -89,6 +93,9 @@ func Run(ctx context.Context, o Options) error {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if err := o.Resync.Validate(); err != nil {
+		return err
 	}
 	signIn, err := o.OIDC.build()
 	if err != nil {
@@ -164,6 +171,8 @@ func Run(ctx context.Context, o Options) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	wg.Go(func() { relay.Run(ctx) })
+	resyncer := &resync.Resyncer{Client: client, JS: js, Topology: topo, Interval: o.Resync.Interval, Log: log}
+	wg.Go(func() { resyncer.Run(ctx) })
 	wg.Go(func() {
 		if err := peers.Run(ctx); err != nil {
 			errs <- fmt.Errorf("store change fan-out: %w", err)

@@ -241,20 +241,7 @@ func (s *Service) transition(ctx context.Context, caller rpc.Principal, id strin
 // to the outbox.
 func (s *Service) announce(ctx context.Context, tx *ent.Tx, st *ent.Store, action eventsv1.Action, actor, auditAction, detail string) error {
 	now := timestamppb.New(s.now())
-	cmd := &eventsv1.ProvisionCommand{
-		StoreId:    st.ID,
-		Generation: st.Generation,
-		Action:     action,
-		Spec: &eventsv1.StoreSpec{
-			DisplayName:  st.DisplayName,
-			Engine:       storev1.Engine(storev1.Engine_value[st.Engine]),
-			Owner:        st.Owner,
-			ChartVersion: st.DesiredChartVersion,
-			Values:       st.ChartValues,
-		},
-		Actor:     actor,
-		IssueTime: now,
-	}
+	cmd := Command(st, action, actor, now.AsTime())
 	audit := &eventsv1.AuditEvent{Entry: &auditv1.AuditEntry{
 		Id:         lifecycle.AuditEventID(st.ID, st.Generation, auditAction),
 		Action:     auditAction,
@@ -287,6 +274,26 @@ func (s *Service) announce(ctx context.Context, tx *ent.Tx, st *ent.Store, actio
 		}
 	}
 	return nil
+}
+
+// Command is the provisioning command that converges st to its current
+// generation and desired spec, asked for by actor at issueTime (from which
+// the orchestrator measures the provisioning deadline).
+func Command(st *ent.Store, action eventsv1.Action, actor string, issueTime time.Time) *eventsv1.ProvisionCommand {
+	return &eventsv1.ProvisionCommand{
+		StoreId:    st.ID,
+		Generation: st.Generation,
+		Action:     action,
+		Spec: &eventsv1.StoreSpec{
+			DisplayName:  st.DisplayName,
+			Engine:       storev1.Engine(storev1.Engine_value[st.Engine]),
+			Owner:        st.Owner,
+			ChartVersion: st.DesiredChartVersion,
+			Values:       st.ChartValues,
+		},
+		Actor:     actor,
+		IssueTime: timestamppb.New(issueTime),
+	}
 }
 
 // ApplyStatus records a status change reported by the orchestrator, unless

@@ -36,6 +36,7 @@ export const auditActions: { value: string; label: string }[] = [
   { value: "ready", label: "Became ready" },
   { value: "failure", label: "Failed" },
   { value: "deleted", label: "Deleted" },
+  { value: "repaired", label: "Drift repaired" },
 ];
 
 /** actionLabel describes an audit action; unknown actions show as they are. */

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -20,8 +21,8 @@ type Observation struct {
 }
 
 // Observe reads which of the store's namespace and guardrails exist; it
-// changes nothing. It checks presence only, not contents: Ensure restores
-// drifted values. An error means the cluster could not be read.
+// changes nothing. It checks presence, and the contents of the quota
+// only: Ensure restores every drifted value. An error means the cluster could not be read.
 func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, error) {
 	if err := ValidateStoreID(storeID); err != nil {
 		return Observation{}, err
@@ -53,7 +54,12 @@ func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, 
 		get  func() error
 	}{
 		{"resource quota store-quota", func() error {
-			_, err := core.ResourceQuotas(ns).Get(ctx, "store-quota", metav1.GetOptions{})
+			q, err := core.ResourceQuotas(ns).Get(ctx, "store-quota", metav1.GetOptions{})
+			if err == nil && !sameQuantities(q.Spec.Hard, g.Plan.Quota) {
+				// A raised quota is a store escaping its plan; a lowered
+				// one starves it. Either is drift that Ensure restores.
+				obs.Missing = append(obs.Missing, "resource quota store-quota (changed out of band)")
+			}
 			return err
 		}},
 		{"limit range store-limits", func() error {
@@ -99,3 +105,18 @@ func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, 
 // is wrong, when id cannot name a store namespace: it must be 1 to 40
 // lowercase letters, digits and inner '-'.
 func ValidateStoreID(id string) error { return validateStoreID(id) }
+
+// sameQuantities reports whether have holds exactly the resources of want,
+// each of an equal quantity.
+func sameQuantities(have, want corev1.ResourceList) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	for name, q := range want {
+		h, ok := have[name]
+		if !ok || h.Cmp(q) != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -202,6 +202,95 @@ func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionComma
 	}
 }
 
+// Verify checks a store whose generation cmd was already applied (the
+// worker calls it for a resync command) and repairs what drifted since:
+// it applies the guardrails again (restoring a quota, limits or policies
+// changed or deleted out of band) and, through the release step, recreates
+// release objects deleted out of band (an upgrade at the same chart and
+// values) and nudges workloads that are not ready.
+//
+// It never publishes PROVISIONING, and publishes nothing at all when it
+// found nothing drifted: a healthy store's status and audit log stay as
+// they are. When it repaired drift it publishes READY with reason
+// DriftRepaired and audits the repair. A store it cannot repair gets the
+// error the worker classifies as for Reconcile: a terminal *Error, or a
+// transient one whose retries end in FAILED, never a READY store left
+// broken.
+func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
+	if err := Validate(cmd); err != nil {
+		return err
+	}
+	if cmd.GetAction() != eventsv1.Action_ACTION_PROVISION {
+		return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: fmt.Errorf(
+			"resync command for store %s has action %s: only a provisioned store is verified", cmd.GetStoreId(), cmd.GetAction())}
+	}
+	before, err := r.DetermineState(ctx, cmd)
+	if err != nil {
+		return classify(err)
+	}
+	if before.Kind == Terminating {
+		return &Error{Reason: lifecycle.ReasonNamespaceTerminating, Err: fmt.Errorf(
+			"store %s is being deleted out of band: namespace %s is terminating", cmd.GetStoreId(), kube.NamespaceFor(cmd.GetStoreId()))}
+	}
+	if before.Kind == Absent {
+		// Installing again would bring up an empty store with new
+		// credentials and call it repaired: the owner decides instead.
+		return &Error{Reason: lifecycle.ReasonStoreLost, Terminal: true, Err: fmt.Errorf(
+			"namespace %s was deleted out of band, and the store's data with it: retry the store to provision it again, empty, or delete it",
+			kube.NamespaceFor(cmd.GetStoreId()))}
+	}
+	// The repair may take as long as a provision, from now: the command's
+	// issue time is when the resync queued it.
+	stepCtx, cancel := context.WithTimeout(ctx, r.Options.ProvisionTimeout)
+	defer cancel()
+	var kept *UpgradeFailure
+	for _, s := range r.Steps {
+		err := s.Ensure(stepCtx, cmd)
+		switch {
+		case err == nil, errors.As(err, &kept):
+			// A store kept on its ready revision after a failed upgrade
+			// (before, or while repairing) is ready on it.
+			continue
+		case errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+			return r.timedOutAfter(ctx, cmd, err)
+		}
+		return classify(err)
+	}
+	after, err := r.DetermineState(ctx, cmd)
+	switch {
+	case err != nil:
+		return classify(err)
+	case after.Kind != InSync:
+		return classify(fmt.Errorf("store %s is not ready after its repair: missing %s", cmd.GetStoreId(), strings.Join(after.Missing, ", ")))
+	case before.Kind == InSync:
+		return nil
+	}
+	url := fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain)
+	msg := "repaired drift: " + strings.Join(before.Missing, ", ")
+	if len(before.Missing) == 0 {
+		msg = "repaired drift: store " + before.Kind.String()
+	}
+	reason, message := lifecycle.ReasonDriftRepaired, msg
+	if kept != nil {
+		// Still READY with the failed upgrade's reason, which the api
+		// keeps as the store's failure reason.
+		reason, message = kept.Reason, kept.Message
+		msg += "; the store stays on its ready revision: " + kept.Error()
+	}
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, reason, message, url, after.ChartVersion); err != nil {
+		return classify(err)
+	}
+	return classify(r.Reporter.Audit(ctx, &auditv1.AuditEntry{
+		Id:         lifecycle.RepairAuditEventID(cmd.GetStoreId(), cmd.GetGeneration(), cmd.GetIssueTime().AsTime().UnixNano()),
+		Action:     lifecycle.ActionRepaired,
+		Actor:      lifecycle.SystemActor,
+		StoreId:    cmd.GetStoreId(),
+		Time:       timestamppb.New(r.now()),
+		Detail:     msg,
+		StoreOwner: cmd.GetSpec().GetOwner(),
+	}))
+}
+
 // Fail publishes the store as FAILED with reason and message, and an
 // audit "failure", for the generation of cmd. The caller calls it when it
 // gives up on cmd; an error means the events may not be stored.

@@ -61,10 +61,17 @@ type rejectedError struct{ err error }
 func (e *rejectedError) Error() string { return e.err.Error() }
 func (e *rejectedError) Unwrap() error { return e.err }
 
-// staleError reports a command made obsolete by one already applied.
-type staleError struct{ applied lease.Record }
+// staleError reports a command made obsolete by one already applied, or
+// a resync command dropped because another worker holds the store (busy).
+type staleError struct {
+	applied lease.Record
+	busy    *lease.HeldError
+}
 
 func (e *staleError) Error() string {
+	if e.busy != nil {
+		return "resync skipped: " + e.busy.Error()
+	}
 	return fmt.Sprintf("generation %d (%s) was applied already", e.applied.AppliedGeneration, e.applied.AppliedAction)
 }
 
@@ -86,7 +93,7 @@ type policy struct {
 //
 //	nil                          → done (ack)
 //	*rejectedError               → rejected (terminate, no status)
-//	*staleError                  → stale (ack)
+//	*staleError                  → stale (ack; a resync whose store is busy too)
 //	shutdown, lease held or lost → later (nak soon), requeued on the last delivery
 //	terminal *reconcile.Error    → failed (FAILED with its reason, ack)
 //	anything else, last delivery → exhausted (FAILED, terminate)

@@ -34,6 +34,7 @@ func TestDecideMapsErrorTypesToAckDecisions(t *testing.T) {
 		{"undecodable", "cannot become valid by redelivery", &rejectedError{errors.New("bad bytes")}, 1,
 			decision{outcome: outcomeRejected, reason: "undecodable", message: "bad bytes"}},
 		{"stale", "a newer command was applied", &staleError{}, 1, decision{outcome: outcomeStale}},
+		{"resync of a busy store", "the holder is on it; the next resync looks again", &staleError{busy: &lease.HeldError{StoreID: "a"}}, 1, decision{outcome: outcomeStale}},
 		{"terminal", "a user must fix it", &reconcile.Error{Reason: lifecycle.ReasonCredentialsLost, Terminal: true, Err: kube.ErrCredentialsLost}, 1,
 			decision{outcome: outcomeFailed, reason: lifecycle.ReasonCredentialsLost, message: kube.ErrCredentialsLost.Error()}},
 		{"terminal on the last delivery", "terminal wins over exhausted", &reconcile.Error{Reason: lifecycle.ReasonTimeout, Terminal: true, Err: errors.New("late")}, 8,

@@ -34,6 +34,9 @@ type Reconciler interface {
 	// Reconcile returns nil once the outcome is published, or an error the
 	// worker classifies (a *reconcile.Error says whether it is terminal).
 	Reconcile(ctx context.Context, cmd *eventsv1.ProvisionCommand) error
+	// Verify checks and repairs a store whose generation cmd was already
+	// applied, for a resync command; it returns errors as Reconcile does.
+	Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand) error
 	// Fail publishes the store as FAILED; the worker calls it when it
 	// gives up on cmd.
 	Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, reason, message string) error
@@ -208,14 +211,28 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 	} else {
 		err = reconcile.Validate(&cmd)
 	}
+	resync := cmd.GetActor() == lifecycle.ResyncActor
 	if err == nil {
 		held, err = w.leases.Acquire(ctx, cmd.GetStoreId(), w.opts.ID)
+		if h, ok := errors.AsType[*lease.HeldError](err); ok && resync {
+			// The holder is working on the store right now; waiting for it
+			// would only delay the commands behind this one, and the next
+			// resync looks at the store again.
+			err = &staleError{busy: h}
+		}
 	}
 	if err == nil {
 		hb.setLease(held)
-		if rec := held.Record(); rec.Supersedes(cmd.GetGeneration(), cmd.GetAction()) {
+		rec := held.Record()
+		switch {
+		case resync && verifiable(rec, &cmd):
+			err = w.reconciler.Verify(ctx, &cmd)
+			w.metrics.Duration.WithLabelValues(actionLabel(&cmd)).Observe(time.Since(start).Seconds())
+		case rec.Supersedes(cmd.GetGeneration(), cmd.GetAction()):
 			err = &staleError{applied: rec}
-		} else {
+		default:
+			// A command never applied (lost, or given up on): a resync
+			// re-enqueued it, and it is reconciled as the original.
 			err = w.reconciler.Reconcile(ctx, &cmd)
 			w.metrics.Duration.WithLabelValues(actionLabel(&cmd)).Observe(time.Since(start).Seconds())
 		}
@@ -399,6 +416,15 @@ func (l limits) ackWait(delivered int) time.Duration {
 // redeliver at once.
 func (l limits) nakDelay(want time.Duration, delivered int) time.Duration {
 	return want - (l.ackWait(delivered) - l.ackWaits[0])
+}
+
+// verifiable reports whether a resync command asks to verify a store
+// whose generation was applied: a provision of exactly the generation the
+// record holds as provisioned. A newer generation or a delete makes it
+// stale; an older record means the command was never applied.
+func verifiable(rec lease.Record, cmd *eventsv1.ProvisionCommand) bool {
+	return cmd.GetAction() == eventsv1.Action_ACTION_PROVISION &&
+		rec.AppliedGeneration == cmd.GetGeneration() && rec.AppliedAction == lease.ActionProvision
 }
 
 func actionLabel(cmd *eventsv1.ProvisionCommand) string {

@@ -127,8 +127,9 @@ export function StoreDetailPage({ id }: { id: string }) {
 /** The audit actions that may record how a store came to be in each phase. */
 const actionsOfPhase: Partial<Record<Phase, string[]>> = {
   PHASE_PROVISIONING: ["create", "retry", "upgrade"],
-  // "failure" too: a READY store whose upgrade was rolled back.
-  PHASE_READY: ["ready", "failure"],
+  // "failure" too: a READY store whose upgrade was rolled back; "repaired":
+  // a READY store whose drift a resync repaired.
+  PHASE_READY: ["ready", "failure", "repaired"],
   PHASE_FAILED: ["failure"],
   PHASE_DELETING: ["delete"],
   PHASE_DELETED: ["deleted"],
