@@ -339,16 +339,23 @@ func reachable(url string) bool {
 	return true
 }
 
-// freePorts replaces each zero port with one that is free now.
+// freePorts replaces each zero port with one that is free now. The
+// listeners stay open until every port is chosen, so no two are the same.
 func freePorts(ports ...*int) error {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
 	for _, p := range ports {
 		if *p == 0 {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				return err
 			}
+			held = append(held, l)
 			*p = l.Addr().(*net.TCPAddr).Port
-			l.Close()
 		}
 	}
 	return nil
