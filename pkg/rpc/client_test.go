@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -40,14 +41,29 @@ func TestClientOptionsSpreadCallsOverReplicas(t *testing.T) {
 	}
 	defer conn.Close()
 	health := healthpb.NewHealthClient(conn)
-	for range 20 {
+	call := func() {
+		t.Helper()
 		if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Round robin uses a replica once its connection is up: the first calls
+	// may all go to the one that connected first.
+	deadline := time.Now().Add(10 * time.Second)
+	for handled(t, registries[0]) == 0 || handled(t, registries[1]) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s the replicas handled %v and %v calls; want both some", handled(t, registries[0]), handled(t, registries[1]))
+		}
+		call()
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := []float64{handled(t, registries[0]), handled(t, registries[1])}
+	for range 20 {
+		call()
+	}
 	for i, reg := range registries {
-		if n := handled(t, reg); n < 5 {
-			t.Errorf("replica %d handled %v of 20 calls; want them spread over both", i, n)
+		if n := handled(t, reg) - before[i]; n < 8 {
+			t.Errorf("replica %d handled %v of 20 calls; want them spread evenly over both", i, n)
 		}
 	}
 }
