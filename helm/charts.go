@@ -3,11 +3,10 @@
 // chart file on disk at run time.
 //
 // FS holds one directory per chart, named like the chart (WordPress,
-// Medusa, Platform), dot files included. To load a chart, read the files
-// under its directory and pass them to loader.LoadFiles (helm.sh/helm/v3/
-// pkg/chart/loader) with names relative to that directory, e.g. "Chart.yaml"
-// and "templates/ingress.yaml". Files under ci/ are values files for the
-// chart tests; a loaded chart carries them as inert chart files.
+// Medusa, Platform), dot files included. Files gives a chart's files for
+// loader.LoadFiles (helm.sh/helm/v3/pkg/chart/loader). Files under ci/ are
+// values files for the chart tests; a loaded chart carries them as inert
+// chart files.
 //
 // The store charts (WordPress, Medusa) install a store into a namespace the
 // orchestrator prepared: they read credentials only from the Secrets
@@ -18,7 +17,14 @@
 // baseDomain; the store is served at store-<storeId>.<baseDomain>.
 package charts
 
-import "embed"
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/chart/loader"
+)
 
 // Names of the embedded charts, which are also their directories in FS.
 const (
@@ -39,3 +45,25 @@ const (
 //
 //go:embed all:wordpress-store all:medusa-store all:platform
 var FS embed.FS
+
+// Files returns the files of the embedded chart name, named relative to its
+// directory ("Chart.yaml", "templates/ingress.yaml"), as loader.LoadFiles
+// takes them. Each call returns new buffers.
+func Files(name string) ([]*loader.BufferedFile, error) {
+	var files []*loader.BufferedFile
+	err := fs.WalkDir(FS, name, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(FS, p)
+		if err != nil {
+			return err
+		}
+		files = append(files, &loader.BufferedFile{Name: strings.TrimPrefix(p, name+"/"), Data: data})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read embedded chart %s: %w", name, err)
+	}
+	return files, nil
+}

@@ -108,20 +108,9 @@ var secretKeys = map[string][]string{
 // loadChart loads a chart from the embedded FS, as the orchestrator does.
 func loadChart(t *testing.T, name string) *chart.Chart {
 	t.Helper()
-	var files []*loader.BufferedFile
-	err := fs.WalkDir(charts.FS, name, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := fs.ReadFile(charts.FS, p)
-		if err != nil {
-			return err
-		}
-		files = append(files, &loader.BufferedFile{Name: strings.TrimPrefix(p, name+"/"), Data: data})
-		return nil
-	})
+	files, err := charts.Files(name)
 	if err != nil {
-		t.Fatalf("cannot read chart %s from the embedded FS: %v", name, err)
+		t.Fatal(err)
 	}
 	c, err := loader.LoadFiles(files)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -286,6 +287,9 @@ type store struct {
 	Owner              string `json:"owner"`
 	URL                string `json:"url"`
 	FailureReason      string `json:"failureReason"`
+	FailureMessage     string `json:"failureMessage"`
+	ChartVersion       string `json:"chartVersion"`
+	Generation         string `json:"generation"`
 	ObservedGeneration string `json:"observedGeneration"`
 }
 
@@ -348,19 +352,27 @@ func (c *restClient) waitPhase(id, phase string) store {
 
 func (c *restClient) waitAudit(id, action string) []auditEntry {
 	c.t.Helper()
+	_, entries := c.waitAuditEntry(id, fmt.Sprintf("%q", action), func(e auditEntry) bool { return e.Action == action })
+	return entries
+}
+
+// waitAuditEntry waits until the store's audit log has an entry that match
+// accepts (what describes it) and returns it with every entry.
+func (c *restClient) waitAuditEntry(id, what string, match func(auditEntry) bool) (auditEntry, []auditEntry) {
+	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	var resp struct{ Entries []auditEntry }
 	for time.Now().Before(deadline) {
 		c.do("GET", "/v1/auditEntries?storeId="+id, "", 200, &resp)
 		for _, e := range resp.Entries {
-			if e.Action == action {
-				return resp.Entries
+			if match(e) {
+				return e, resp.Entries
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	c.t.Fatalf("no audit entry %q for %s: %+v", action, id, resp.Entries)
-	return nil
+	c.t.Fatalf("no audit entry %s for %s: %+v", what, id, resp.Entries)
+	return auditEntry{}, nil
 }
 
 // watcher reads the streaming watch endpoint in the background.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,22 +17,11 @@ import (
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
 )
 
-// storeState is what these tests read of a store through REST.
-type storeState struct {
-	ID                 string
-	Phase              string
-	ChartVersion       string
-	FailureReason      string
-	FailureMessage     string
-	Generation         string
-	ObservedGeneration string
-}
-
 // waitObserved waits until the store reports on generation in phase.
-func (c *restClient) waitObserved(id string, generation int, phase string, timeout time.Duration) storeState {
+func (c *restClient) waitObserved(id string, generation int, phase string, timeout time.Duration) store {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
-	var st storeState
+	var st store
 	for time.Now().Before(deadline) {
 		c.do("GET", "/v1/stores/"+id, "", 200, &st)
 		if st.ObservedGeneration == strconv.Itoa(generation) && st.Phase == phase {
@@ -48,19 +38,10 @@ func (c *restClient) waitObserved(id string, generation int, phase string, timeo
 // that contains substr, waiting for it.
 func (c *restClient) auditDetail(id, action, substr string) string {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var resp struct{ Entries []auditEntry }
-	for time.Now().Before(deadline) {
-		c.do("GET", "/v1/auditEntries?storeId="+id, "", 200, &resp)
-		for _, e := range resp.Entries {
-			if e.Action == action && strings.Contains(e.Detail, substr) {
-				return e.Detail
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	c.t.Fatalf("no audit entry %q saying %q for %s: %+v", action, substr, id, resp.Entries)
-	return ""
+	e, _ := c.waitAuditEntry(id, fmt.Sprintf("%q saying %q", action, substr), func(e auditEntry) bool {
+		return e.Action == action && strings.Contains(e.Detail, substr)
+	})
+	return e.Detail
 }
 
 // tinyPlan is the standard plan with too little CPU for a store: its

@@ -68,18 +68,14 @@ func File(t testing.TB, name, file string) []byte {
 func Write(t testing.TB, dir, name, version string, files map[string][]byte) string {
 	t.Helper()
 	out := filepath.Join(dir, name+"-"+version)
-	err := fs.WalkDir(charts.FS, name, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := fs.ReadFile(charts.FS, p)
-		if err != nil {
-			return err
-		}
-		return writeFile(filepath.Join(out, filepath.FromSlash(strings.TrimPrefix(p, name+"/"))), data)
-	})
+	embedded, err := charts.Files(name)
 	if err != nil {
-		t.Fatalf("cannot copy chart %s: %v", name, err)
+		t.Fatal(err)
+	}
+	for _, f := range embedded {
+		if err := writeFile(filepath.Join(out, filepath.FromSlash(f.Name)), f.Data); err != nil {
+			t.Fatalf("cannot copy chart %s: %v", name, err)
+		}
 	}
 	chartYAML := versionLine.ReplaceAll(File(t, name, "Chart.yaml"), []byte("version: "+version))
 	if err := writeFile(filepath.Join(out, "Chart.yaml"), chartYAML); err != nil {

@@ -16,7 +16,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -64,7 +63,11 @@ type entry struct {
 func Embedded() *Catalog {
 	c := &Catalog{versions: map[string][]entry{}}
 	for _, name := range storeCharts {
-		if err := c.add(embeddedFiles(name), "embedded"); err != nil {
+		files, err := charts.Files(name)
+		if err == nil {
+			err = c.add(files, "embedded")
+		}
+		if err != nil {
 			panic(fmt.Sprintf("embedded chart %s: %v", name, err))
 		}
 	}
@@ -221,25 +224,4 @@ func newest(vs []entry) int {
 		}
 	}
 	return len(vs) - 1
-}
-
-// embeddedFiles reads the files of an embedded chart, named relative to
-// its directory.
-func embeddedFiles(name string) []*loader.BufferedFile {
-	var files []*loader.BufferedFile
-	err := fs.WalkDir(charts.FS, name, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := fs.ReadFile(charts.FS, p)
-		if err != nil {
-			return err
-		}
-		files = append(files, &loader.BufferedFile{Name: strings.TrimPrefix(p, name+"/"), Data: data})
-		return nil
-	})
-	if err != nil {
-		panic(fmt.Sprintf("cannot read embedded chart %s: %v", name, err))
-	}
-	return files
 }
