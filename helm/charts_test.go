@@ -418,8 +418,8 @@ func TestPodsMeetRestrictedPodSecurity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The namespace enforces baseline and warns on restricted: meeting
-	// restricted means no warnings at all.
+	// Store namespaces enforce restricted: a pod that does not meet it is
+	// refused.
 	restricted := psa.LevelVersion{Level: psa.LevelRestricted, Version: psa.LatestVersion()}
 	for _, c := range renderCases(t) {
 		t.Run(c.String(), func(t *testing.T) {

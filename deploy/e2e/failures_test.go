@@ -47,7 +47,7 @@ func (c *restClient) auditDetail(id, action, substr string) string {
 // tinyPlan is the standard plan with too little CPU for a store: its
 // second pod is refused by the quota.
 const tinyPlan = `tiny:
-  podSecurity: baseline
+  podSecurity: restricted
   quota:
     requests.cpu: 300m
     requests.memory: 4Gi

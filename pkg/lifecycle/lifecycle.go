@@ -44,6 +44,7 @@ const (
 	ReasonNamespaceStuck       = "NamespaceStuck"       // deletion did not finish; message names the blocker
 	ReasonRetriesExhausted     = "RetriesExhausted"     // transient errors outlasted every redelivery
 	ReasonInvalidSpec          = "InvalidSpec"          // the command cannot succeed as written
+	ReasonNamespaceConflict    = "NamespaceConflict"    // store-<id> exists and is not the platform's; left untouched
 
 	// Why a store's workloads did not become ready, read from the cluster.
 	ReasonPodsRejected     = "PodsRejected"     // admission refused the pods (LimitRange, Pod Security)

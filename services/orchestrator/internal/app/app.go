@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -58,6 +59,9 @@ type Options struct {
 	IngressNamespaceLabels map[string]string
 	// AllowInternetEgress lets a store's web tier reach public addresses.
 	AllowInternetEgress bool
+	// ClusterCIDRs are the cluster's pod and service ranges, closed to a
+	// store's internet egress.
+	ClusterCIDRs []string
 	// StoreValuesFile is a YAML file of chart values every store's release
 	// gets (ingress class and TLS, storage class…), under the values of
 	// each store's command; empty means none.
@@ -100,7 +104,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Plan, "plan", "standard", "plan applied to every store namespace")
 	o.IngressNamespaceLabels = map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"}
 	fs.Var((*labels)(&o.IngressNamespaceLabels), "ingress-namespace-labels", "comma-separated key=value labels of the ingress controller's namespace, the only one allowed to reach store web pods")
-	fs.BoolVar(&o.AllowInternetEgress, "allow-internet-egress", true, "let store web pods reach public addresses (plugin downloads); private ranges stay closed")
+	fs.BoolVar(&o.AllowInternetEgress, "allow-internet-egress", true, "let store web pods reach public addresses (plugin downloads); private, shared, link-local and loopback ranges stay closed")
+	fs.Var((*cidrs)(&o.ClusterCIDRs), "cluster-cidrs", "comma-separated pod and service CIDRs of the cluster, also closed to store internet egress (needed when they lie outside the private ranges)")
 	fs.StringVar(&o.StoreValuesFile, "store-values", "", "YAML file of chart values for every store (ingress.className, ingress.tls.enabled, storageClass…); storeId, baseDomain and title are set per store")
 	fs.StringVar(&o.ChartsDir, "charts-dir", "", "directory of more store chart versions (chart directories or .tgz packages), read at start, besides the embedded ones; a store that asks for no version gets the newest")
 	fs.IntVar(&o.HelmMaxHistory, "helm-max-history", helmaction.DefaultMaxHistory, "release revisions Helm keeps per store (each is a Secret counted by the store's quota)")
@@ -181,6 +186,7 @@ func Run(ctx context.Context, opts Options) error {
 		Network: kube.Network{
 			IngressNamespaceLabels: opts.IngressNamespaceLabels,
 			AllowInternetEgress:    opts.AllowInternetEgress,
+			ClusterCIDRs:           opts.ClusterCIDRs,
 		},
 	}
 	helm, err := helmaction.New(restConfig, helmaction.Options{MaxHistory: opts.HelmMaxHistory, Charts: storeCharts, Log: log})
@@ -344,5 +350,32 @@ func (l *labels) Set(s string) error {
 		out[k] = v
 	}
 	*l = out
+	return nil
+}
+
+// cidrs is a flag of comma-separated CIDRs, each checked and written in
+// its canonical form (10.96.0.0/12).
+type cidrs []string
+
+func (c *cidrs) String() string {
+	if c == nil {
+		return ""
+	}
+	return strings.Join(*c, ",")
+}
+
+func (c *cidrs) Set(s string) error {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(part)
+		if err != nil {
+			return fmt.Errorf("%q is not a CIDR: write ranges as 10.244.0.0/16,10.96.0.0/12", part)
+		}
+		out = append(out, prefix.Masked().String())
+	}
+	*c = out
 	return nil
 }

@@ -66,7 +66,7 @@ func TestPlatformRBACSufficesToProvisionAndDelete(t *testing.T) {
 		checkForbidden(t, sa, ns)
 	})
 	t.Run("outside store namespaces", func(t *testing.T) {
-		checkConfined(t, sa, ns)
+		checkConfined(t, admin, sa, ns)
 	})
 
 	bustest.Each(t, func(t *testing.T, env *bustest.Env) {
@@ -342,13 +342,32 @@ func waitUntilPolicyDenies(t *testing.T, sa kubernetes.Interface, ns string) {
 }
 
 // checkConfined tries writes the ClusterRole allows but the admission
-// policy refuses, because they are not in a store namespace.
-func checkConfined(t *testing.T, sa kubernetes.Interface, ns string) {
+// policy refuses, because they are not in a store namespace, or would
+// adopt a namespace the orchestrator did not create.
+func checkConfined(t *testing.T, admin, sa kubernetes.Interface, ns string) {
 	t.Helper()
 	ctx := context.Background()
 	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 	storeLabels := func(level string) map[string]string {
-		return map[string]string{kube.LabelManagedBy: kube.ManagedByValue, "pod-security.kubernetes.io/enforce": level}
+		return map[string]string{kube.LabelManagedBy: kube.ManagedByValue, kube.LabelStoreID: "x", "pod-security.kubernetes.io/enforce": level}
+	}
+	// A namespace named like a store's that someone else made, and one the
+	// orchestrator made for store x.
+	foreign := sandboxtest.Namespace(t, "store-foreign", nil)
+	owned := "store-x" + sandboxtest.RandomSuffix()
+	sandboxtest.CleanupNamespace(t, owned)
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: owned, Labels: storeLabels("restricted")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	relabel := func(name string, labels map[string]string) error {
+		obj, err := sa.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		obj.Labels = labels
+		_, err = sa.CoreV1().Namespaces().Update(ctx, obj, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err
 	}
 	attempts := []struct {
 		name string
@@ -384,6 +403,22 @@ func checkConfined(t *testing.T, sa kubernetes.Interface, ns string) {
 				Name: "store-x" + sandboxtest.RandomSuffix(), Labels: storeLabels("privileged")}}, dryRun)
 			return err
 		}},
+		{"create a store namespace that enforces only baseline", func() error {
+			_, err := sa.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+				Name: "store-x" + sandboxtest.RandomSuffix(), Labels: storeLabels("baseline")}}, dryRun)
+			return err
+		}},
+		{"adopt a store-* namespace someone else made by labelling it", func() error {
+			return relabel(foreign, storeLabels("restricted"))
+		}},
+		{"delete a store-* namespace someone else made", func() error {
+			return sa.CoreV1().Namespaces().Delete(ctx, foreign, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		}},
+		{"hand a store's namespace to another store", func() error {
+			labels := storeLabels("restricted")
+			labels[kube.LabelStoreID] = "y"
+			return relabel(owned, labels)
+		}},
 	}
 	for _, a := range attempts {
 		if err := a.do(); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), policyDenial) {
@@ -392,9 +427,15 @@ func checkConfined(t *testing.T, sa kubernetes.Interface, ns string) {
 	}
 	// The same request for a proper store namespace passes.
 	_, err := sa.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name: "store-x" + sandboxtest.RandomSuffix(), Labels: storeLabels("baseline")}}, dryRun)
+		Name: "store-x" + sandboxtest.RandomSuffix(), Labels: storeLabels("restricted")}}, dryRun)
 	if err != nil {
 		t.Errorf("creating a labelled store namespace (dry run): %v, want it allowed", err)
+	}
+	if err := relabel(owned, storeLabels("restricted")); err != nil {
+		t.Errorf("updating its own store namespace (dry run): %v, want it allowed", err)
+	}
+	if err := sa.CoreV1().Namespaces().Delete(ctx, owned, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Errorf("deleting its own store namespace (dry run): %v, want it allowed", err)
 	}
 }
 

@@ -33,7 +33,9 @@ func (e *TerminatingError) Error() string {
 }
 
 // DeleteNamespace deletes the store's namespace and waits, watching it,
-// until it is gone. A namespace already gone is not an error. If it is
+// until it is gone. A namespace already gone is not an error; one the
+// platform did not create for this store is ErrNamespaceConflict and is
+// not deleted. If it is
 // still there after timeout, it returns a *TerminatingError naming what
 // blocks it; calling again later resumes the wait.
 func (g *Guardrails) DeleteNamespace(ctx context.Context, storeID string, timeout time.Duration) error {
@@ -42,8 +44,23 @@ func (g *Guardrails) DeleteNamespace(ctx context.Context, storeID string, timeou
 	}
 	ns := NamespaceFor(storeID)
 	nsClient := g.Client.CoreV1().Namespaces()
+	existing, err := nsClient.Get(ctx, ns, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read namespace %s: %w", ns, err)
+	}
+	if err := checkOwned(existing, storeID); err != nil {
+		return err
+	}
+	// The precondition deletes the namespace just judged ours, never one
+	// recreated under the same name since.
 	background := metav1.DeletePropagationBackground
-	err := nsClient.Delete(ctx, ns, metav1.DeleteOptions{PropagationPolicy: &background})
+	err = nsClient.Delete(ctx, ns, metav1.DeleteOptions{
+		PropagationPolicy: &background,
+		Preconditions:     &metav1.Preconditions{UID: &existing.UID},
+	})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

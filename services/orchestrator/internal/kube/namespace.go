@@ -53,6 +53,11 @@ var (
 	// generated. It is not regenerated: the store's data still uses the old
 	// credentials, so a new password would lock it out.
 	ErrCredentialsLost = errors.New("store credentials were deleted")
+	// ErrNamespaceConflict means a namespace named like the store's exists
+	// but was not created by the platform for this store: it lacks the
+	// managed-by label or names another store. The platform never adopts,
+	// changes or deletes such a namespace.
+	ErrNamespaceConflict = errors.New("namespace belongs to someone else")
 )
 
 // NamespaceFor returns the namespace of a store.
@@ -64,8 +69,13 @@ type Network struct {
 	// the only one allowed to reach a store's web tier.
 	IngressNamespaceLabels map[string]string
 	// AllowInternetEgress lets the web tier reach public addresses (plugin
-	// and package downloads). Private ranges stay closed.
+	// and package downloads). Private, shared (100.64.0.0/10), link-local
+	// (169.254.0.0/16, where clouds serve instance metadata) and loopback
+	// ranges stay closed, and so do ClusterCIDRs.
 	AllowInternetEgress bool
+	// ClusterCIDRs are the cluster's pod and service ranges, also closed to
+	// internet egress when they lie outside the private ranges.
+	ClusterCIDRs []string
 }
 
 // Guardrails ensures and removes store namespaces.
@@ -81,8 +91,10 @@ type Guardrails struct {
 // state: it creates what is missing, restores what was changed or deleted
 // out of band, and generates credentials only the first time. It is safe
 // to call concurrently and after a partial failure. It returns
-// ErrNamespaceTerminating while the namespace is being deleted and
-// ErrCredentialsLost if a credentials Secret was deleted.
+// ErrNamespaceTerminating while the namespace is being deleted,
+// ErrCredentialsLost if a credentials Secret was deleted, and
+// ErrNamespaceConflict, changing nothing, when a namespace of that name
+// exists that the platform did not create for this store.
 func (g *Guardrails) Ensure(ctx context.Context, storeID string) error {
 	if err := validateStoreID(storeID); err != nil {
 		return err
@@ -111,28 +123,59 @@ func (g *Guardrails) Ensure(ctx context.Context, storeID string) error {
 	return nil
 }
 
+// applyNamespace creates the store's namespace when it is absent and
+// converges the labels of one the platform created for this store. A
+// namespace it did not create is ErrNamespaceConflict and is left as it
+// is: creating (never applying over) an absent one closes the race with
+// someone creating it in between.
 func (g *Guardrails) applyNamespace(ctx context.Context, storeID string) error {
 	ns := NamespaceFor(storeID)
-	existing, err := g.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	switch {
-	case err == nil && existing.DeletionTimestamp != nil:
-		return fmt.Errorf("cannot ensure namespace %s: %w", ns, ErrNamespaceTerminating)
-	case err != nil && !apierrors.IsNotFound(err):
-		return fmt.Errorf("cannot read namespace %s: %w", ns, err)
-	}
-	level := g.Plan.PodSecurity
-	cfg := applycorev1.Namespace(ns).WithLabels(map[string]string{
+	labels := map[string]string{
 		LabelManagedBy:                               ManagedByValue,
 		LabelStoreID:                                 storeID,
-		"pod-security.kubernetes.io/enforce":         level,
+		"pod-security.kubernetes.io/enforce":         g.Plan.PodSecurity,
 		"pod-security.kubernetes.io/enforce-version": "latest",
 		"pod-security.kubernetes.io/warn":            "restricted",
 		"pod-security.kubernetes.io/audit":           "restricted",
-	})
-	if _, err := g.Client.CoreV1().Namespaces().Apply(ctx, cfg, applyOptions); err != nil {
+	}
+	existing, err := g.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}
+		_, err = g.Client.CoreV1().Namespaces().Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager})
+		if !apierrors.IsAlreadyExists(err) {
+			if err != nil {
+				return fmt.Errorf("cannot create namespace %s: %w", ns, err)
+			}
+			return nil
+		}
+		// Created by someone else since the read: judge theirs.
+		existing, err = g.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read namespace %s: %w", ns, err)
+	}
+	if err := checkOwned(existing, storeID); err != nil {
+		return err
+	}
+	if existing.DeletionTimestamp != nil {
+		return fmt.Errorf("cannot ensure namespace %s: %w", ns, ErrNamespaceTerminating)
+	}
+	if _, err := g.Client.CoreV1().Namespaces().Apply(ctx, applycorev1.Namespace(ns).WithLabels(labels), applyOptions); err != nil {
 		return fmt.Errorf("cannot apply namespace %s: %w", ns, err)
 	}
 	return nil
+}
+
+// checkOwned returns an error wrapping ErrNamespaceConflict unless ns was
+// created by the platform for storeID.
+func checkOwned(ns *corev1.Namespace, storeID string) error {
+	managedBy, store := ns.Labels[LabelManagedBy], ns.Labels[LabelStoreID]
+	if managedBy == ManagedByValue && store == storeID {
+		return nil
+	}
+	return fmt.Errorf("%w: namespace %s exists with labels %s=%q and %s=%q, not created by storeprov for store %s; "+
+		"the platform leaves it untouched: remove or rename it, then retry the store",
+		ErrNamespaceConflict, ns.Name, LabelManagedBy, managedBy, LabelStoreID, store, storeID)
 }
 
 func (g *Guardrails) applyQuota(ctx context.Context, storeID string) error {

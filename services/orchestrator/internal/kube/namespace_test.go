@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,7 +66,7 @@ func TestEnsureCreatesNamespaceWithGuardrails(t *testing.T) {
 	wantLabels := map[string]string{
 		"app.kubernetes.io/managed-by":       "storeprov",
 		"storeprov.dev/store-id":             id,
-		"pod-security.kubernetes.io/enforce": "baseline",
+		"pod-security.kubernetes.io/enforce": "restricted",
 		"pod-security.kubernetes.io/warn":    "restricted",
 		"pod-security.kubernetes.io/audit":   "restricted",
 	}
@@ -242,8 +243,8 @@ func TestEnsureRestoresDriftButNotCredentials(t *testing.T) {
 		t.Errorf("default-deny policy not restored: %v", err)
 	}
 	nsObj, _ := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if got := nsObj.Labels["pod-security.kubernetes.io/enforce"]; got != "baseline" {
-		t.Errorf("pod security label = %q, want baseline restored", got)
+	if got := nsObj.Labels["pod-security.kubernetes.io/enforce"]; got != "restricted" {
+		t.Errorf("pod security label = %q, want restricted restored", got)
 	}
 	if got := string(secretData(t, cs, ns, kube.SecretAdmin)[kube.KeyAdminPassword]); got != "rotated-by-the-owner" {
 		t.Errorf("admin password overwritten by reconcile: %q", got)
@@ -303,10 +304,24 @@ func TestInternetEgressFollowsConfiguration(t *testing.T) {
 	ctx := context.Background()
 	cs := sandboxtest.Clientset(t)
 	g := newGuardrails(t, cs)
+	g.Network.ClusterCIDRs = []string{"10.96.0.0/12", "198.18.0.0/15"}
 	id := newStore(t)
 	ns := kube.NamespaceFor(id)
 	if err := g.Ensure(ctx, id); err != nil {
 		t.Fatal(err)
+	}
+	egress, err := cs.NetworkingV1().NetworkPolicies(ns).Get(ctx, kube.PolicyInternetEgress, metav1.GetOptions{})
+	must(t, err)
+	block := egress.Spec.Egress[0].To[0].IPBlock
+	// Private, shared, cloud metadata, loopback, and the cluster's range
+	// outside them.
+	for _, closed := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8", "198.18.0.0/15"} {
+		if !slices.Contains(block.Except, closed) {
+			t.Errorf("internet egress does not exclude %s: except %v", closed, block.Except)
+		}
+	}
+	if block.CIDR != "0.0.0.0/0" || len(block.Except) != 7 {
+		t.Errorf("internet egress = %s except %v, want 0.0.0.0/0 except 7 ranges", block.CIDR, block.Except)
 	}
 	g.Network.AllowInternetEgress = false
 	if err := g.Ensure(ctx, id); err != nil {
@@ -449,5 +464,52 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A namespace named like a store's that the platform did not create for
+// that store is never adopted, changed or deleted.
+func TestForeignNamespaceIsLeftUntouched(t *testing.T) {
+	ctx := context.Background()
+	cs := sandboxtest.Clientset(t)
+	g := newGuardrails(t, cs)
+	cases := map[string]map[string]string{
+		"unlabelled":        nil,
+		"another's label":   {"app.kubernetes.io/managed-by": "someone-else", "team": "frontend"},
+		"another store's":   {"app.kubernetes.io/managed-by": "storeprov", "storeprov.dev/store-id": "other"},
+		"managed, no store": {"app.kubernetes.io/managed-by": "storeprov"},
+	}
+	for name, labels := range cases {
+		t.Run(name, func(t *testing.T) {
+			id := newStore(t)
+			ns := kube.NamespaceFor(id)
+			created, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{})
+			must(t, err)
+
+			if err := g.Ensure(ctx, id); !errors.Is(err, kube.ErrNamespaceConflict) {
+				t.Fatalf("Ensure = %v, want ErrNamespaceConflict", err)
+			}
+			if _, err := g.Observe(ctx, id); !errors.Is(err, kube.ErrNamespaceConflict) {
+				t.Errorf("Observe = %v, want ErrNamespaceConflict", err)
+			}
+			if err := g.DeleteNamespace(ctx, id, 5*time.Second); !errors.Is(err, kube.ErrNamespaceConflict) {
+				t.Errorf("DeleteNamespace = %v, want ErrNamespaceConflict", err)
+			}
+			after, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			must(t, err)
+			if after.DeletionTimestamp != nil || after.ResourceVersion != created.ResourceVersion {
+				t.Errorf("namespace %s was changed (resourceVersion %s → %s, deleting %v), want it untouched",
+					ns, created.ResourceVersion, after.ResourceVersion, after.DeletionTimestamp != nil)
+			}
+			quotas, err := cs.CoreV1().ResourceQuotas(ns).List(ctx, metav1.ListOptions{})
+			must(t, err)
+			policies, err := cs.NetworkingV1().NetworkPolicies(ns).List(ctx, metav1.ListOptions{})
+			must(t, err)
+			secrets, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelManagedBy + "=storeprov"})
+			must(t, err)
+			if n := len(quotas.Items) + len(policies.Items) + len(secrets.Items); n != 0 {
+				t.Errorf("%d objects written into the foreign namespace, want none", n)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -21,15 +22,29 @@ const (
 	PolicyWebToDatabase       = "allow-web-to-database"
 	PolicyWebToDatabaseEgress = "allow-web-to-database-egress"
 	PolicyInternetEgress      = "allow-web-internet-egress"
-	privateRange10            = "10.0.0.0/8"
-	privateRange172           = "172.16.0.0/12"
-	privateRange192           = "192.168.0.0/16"
-	linkLocalRange            = "169.254.0.0/16"
 	everywhereCIDR            = "0.0.0.0/0"
 	dnsPort                   = 53
 	kubeSystemNamespace       = "kube-system"
 	namespaceNameLabelKey     = "kubernetes.io/metadata.name"
 )
+
+// closedRanges are never reachable through internet egress: private
+// (RFC 1918), shared address space (RFC 6598, used by carrier NAT and some
+// clusters' pod networks), link-local (cloud instance metadata at
+// 169.254.169.254) and loopback.
+var closedRanges = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8"}
+
+// egressExceptions are closedRanges and the cluster's own ranges outside
+// them, in that order, each once.
+func (n Network) egressExceptions() []string {
+	except := slices.Clone(closedRanges)
+	for _, c := range n.ClusterCIDRs {
+		if !slices.Contains(except, c) {
+			except = append(except, c)
+		}
+	}
+	return except
+}
 
 // applyNetworkPolicies converges the store's policies: deny everything,
 // then allow DNS, the ingress controller to the web tier, the web tier to
@@ -82,7 +97,7 @@ func (g *Guardrails) applyNetworkPolicies(ctx context.Context, storeID string) e
 			WithEgress(applynetworkingv1.NetworkPolicyEgressRule().
 				WithTo(applynetworkingv1.NetworkPolicyPeer().WithIPBlock(
 					applynetworkingv1.IPBlock().WithCIDR(everywhereCIDR).
-						WithExcept(privateRange10, privateRange172, privateRange192, linkLocalRange))))
+						WithExcept(g.Network.egressExceptions()...))))
 	}
 	for name, sp := range policies {
 		p := applynetworkingv1.NetworkPolicy(name, ns).WithLabels(ownerLabels(storeID)).WithSpec(sp)

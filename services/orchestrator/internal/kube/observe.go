@@ -22,7 +22,9 @@ type Observation struct {
 
 // Observe reads which of the store's namespace and guardrails exist; it
 // changes nothing. It checks presence, and the contents of the quota
-// only: Ensure restores every drifted value. An error means the cluster could not be read.
+// only: Ensure restores every drifted value. An error means the cluster
+// could not be read, or wraps ErrNamespaceConflict when the namespace is
+// not the platform's for this store.
 func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, error) {
 	if err := ValidateStoreID(storeID); err != nil {
 		return Observation{}, err
@@ -34,6 +36,9 @@ func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, 
 	}
 	if err != nil {
 		return Observation{}, fmt.Errorf("cannot read namespace %s: %w", ns, err)
+	}
+	if err := checkOwned(nsObj, storeID); err != nil {
+		return Observation{}, err
 	}
 	obs := Observation{Exists: true, Terminating: nsObj.DeletionTimestamp != nil}
 

@@ -40,6 +40,8 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, kube.ErrInvalidStoreID):
 		return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: err}
+	case errors.Is(err, kube.ErrNamespaceConflict):
+		return &Error{Reason: lifecycle.ReasonNamespaceConflict, Terminal: true, Err: err}
 	case errors.Is(err, kube.ErrCredentialsLost):
 		return &Error{Reason: lifecycle.ReasonCredentialsLost, Terminal: true, Err: err}
 	case errors.As(err, &te):

@@ -182,11 +182,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionComma
 	if err := Validate(cmd); err != nil {
 		return err
 	}
+	deleting := cmd.GetAction() == eventsv1.Action_ACTION_DELETE
 	st, err := r.DetermineState(ctx, cmd)
+	if deleting && errors.Is(err, kube.ErrNamespaceConflict) {
+		// The store never owned that namespace: nothing of it to remove.
+		return r.deletedUntouched(ctx, cmd, err)
+	}
 	if err != nil {
 		return classify(err)
 	}
-	deleting := cmd.GetAction() == eventsv1.Action_ACTION_DELETE
 	switch {
 	case deleting && st.Kind == Absent:
 		return r.deleted(ctx, cmd)
@@ -413,6 +417,16 @@ func (r *Reconciler) delete(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 
 func (r *Reconciler) deleted(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
 	msg := fmt.Sprintf("namespace %s and everything in it are gone", kube.NamespaceFor(cmd.GetStoreId()))
+	if err := r.status(ctx, cmd, storev1.Phase_PHASE_DELETED, lifecycle.ReasonDeleted, msg, ""); err != nil {
+		return classify(err)
+	}
+	return classify(r.audit(ctx, cmd, lifecycle.ActionDeleted, msg))
+}
+
+// deletedUntouched reports a store deleted whose namespace name is taken
+// by a namespace the platform does not own (conflict): it removes nothing.
+func (r *Reconciler) deletedUntouched(ctx context.Context, cmd *eventsv1.ProvisionCommand, conflict error) error {
+	msg := fmt.Sprintf("nothing to remove: %v", conflict)
 	if err := r.status(ctx, cmd, storev1.Phase_PHASE_DELETED, lifecycle.ReasonDeleted, msg, ""); err != nil {
 		return classify(err)
 	}
