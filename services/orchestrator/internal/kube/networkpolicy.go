@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,13 +35,23 @@ const (
 // 169.254.169.254) and loopback.
 var closedRanges = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8"}
 
-// egressExceptions are closedRanges and the cluster's own ranges outside
-// them, in that order, each once.
+// egressExceptions are closedRanges and the cluster's own IPv4 ranges
+// outside them, in that order: an exception must lie inside 0.0.0.0/0, and
+// internet egress opens no IPv6 at all.
 func (n Network) egressExceptions() []string {
 	except := slices.Clone(closedRanges)
 	for _, c := range n.ClusterCIDRs {
-		if !slices.Contains(except, c) {
-			except = append(except, c)
+		prefix, err := netip.ParsePrefix(c)
+		if err != nil || !prefix.Addr().Is4() {
+			continue
+		}
+		prefix = prefix.Masked()
+		covered := slices.ContainsFunc(except, func(e string) bool {
+			closed := netip.MustParsePrefix(e)
+			return closed.Bits() <= prefix.Bits() && closed.Contains(prefix.Addr())
+		})
+		if !covered {
+			except = append(except, prefix.String())
 		}
 	}
 	return except
