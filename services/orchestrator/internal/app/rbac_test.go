@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -360,13 +361,10 @@ func checkConfined(t *testing.T, admin, sa kubernetes.Interface, ns string) {
 		Name: owned, Labels: storeLabels("restricted")}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// relabel applies labels as the orchestrator does (server-side apply).
 	relabel := func(name string, labels map[string]string) error {
-		obj, err := sa.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		obj.Labels = labels
-		_, err = sa.CoreV1().Namespaces().Update(ctx, obj, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		_, err := sa.CoreV1().Namespaces().Apply(ctx, applycorev1.Namespace(name).WithLabels(labels),
+			metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
 		return err
 	}
 	attempts := []struct {
