@@ -213,8 +213,14 @@ func TestStatusEventsApplyOnlyWhenNewer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A generation the api never issued is a forgery: were it applied,
+		// the store would be READY and the FAILED event below dropped as old.
+		publishStatus(t, e, st.GetId(), 7, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "")
 		publishStatus(t, e, st.GetId(), 1, storev1.Phase_PHASE_FAILED, lifecycle.ReasonQuotaExceeded, "exceeded quota: pods")
 		failed := waitPhase(t, e, st.GetId(), storev1.Phase_PHASE_FAILED)
+		if failed.GetObservedGeneration() != 1 {
+			t.Errorf("failed store observed generation %d, want 1: a status of a generation never issued was applied", failed.GetObservedGeneration())
+		}
 		if failed.GetFailureReason() != lifecycle.ReasonQuotaExceeded || failed.GetFailureMessage() != "exceeded quota: pods" {
 			t.Errorf("failed store = %v", failed)
 		}

@@ -297,8 +297,10 @@ func Command(st *ent.Store, action eventsv1.Action, actor string, issueTime time
 }
 
 // ApplyStatus records a status change reported by the orchestrator, unless
-// it is older than what the store holds: an older generation, an earlier
-// time, or a store already DELETED. It reports whether the store changed.
+// it is older than what the store holds (an older generation, an earlier
+// time, or a store already DELETED) or speaks of a generation the api never
+// issued, which no orchestrator can have worked on: a forgery. It reports
+// whether the store changed.
 func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChanged) (bool, error) {
 	var updated *ent.Store
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
@@ -312,6 +314,7 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 		evTime := ev.GetTime().AsTime()
 		switch {
 		case ev.GetObservedGeneration() < st.Generation,
+			ev.GetObservedGeneration() > st.Generation,
 			st.Phase == storev1.Phase_PHASE_DELETED.String(),
 			st.StatusTime != nil && st.ObservedGeneration == ev.GetObservedGeneration() && evTime.Before(*st.StatusTime),
 			ev.GetPhase() == storev1.Phase_PHASE_UNSPECIFIED:
