@@ -533,3 +533,35 @@ func TestStoreInSyncAfterItsDeadlineIsReadyNotFailed(t *testing.T) {
 		t.Errorf("release history (-want +got):\n%s", diff)
 	}
 }
+
+// A namespace named store-<id> that the platform did not create fails the
+// store with NamespaceConflict; deleting the store then removes nothing.
+func TestForeignNamespaceFailsTheStoreAndSurvivesItsDelete(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	startWorker(t, env, setup{worker: fastRetries(), release: true})
+	id := newStore(t)
+	ns := kube.NamespaceFor(id)
+	cs := sandboxtest.Clientset(t)
+	ctx := context.Background()
+	foreign, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: ns, Labels: map[string]string{"team": "frontend"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := watch(t, env, id)
+	publish(t, env, storeCommand(id, 1, provision, storev1.Engine_ENGINE_WOOCOMMERCE), "")
+	failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, time.Minute)
+	if failed.GetReason() != lifecycle.ReasonNamespaceConflict || !strings.Contains(failed.GetMessage(), ns) {
+		t.Errorf("FAILED status = %s: %q; want NamespaceConflict naming %s", failed.GetReason(), failed.GetMessage(), ns)
+	}
+	publish(t, env, storeCommand(id, 2, eventsv1.Action_ACTION_DELETE, storev1.Engine_ENGINE_WOOCOMMERCE), "")
+	events.waitStatus(t, 2, storev1.Phase_PHASE_DELETED, time.Minute)
+	after, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the foreign namespace is gone: %v", err)
+	}
+	if after.ResourceVersion != foreign.ResourceVersion || after.DeletionTimestamp != nil {
+		t.Errorf("the foreign namespace was changed: labels %v, deleting %v", after.Labels, after.DeletionTimestamp != nil)
+	}
+}
