@@ -380,10 +380,13 @@ func TestUpgradeStoreQueuesANewGenerationOfAReadyStore(t *testing.T) {
 			values   map[string]string
 			contains string
 		}{
-			{"platform key", "", map[string]string{"existingSecret.database": "other"}, "outside what a woocommerce store may change"},
-			{"other engine's key", "", map[string]string{"medusa.replicas": "2"}, "keys start with wordpress, mariadb, setup"},
-			{"credential", "", map[string]string{"mariadb.rootPassword": "hunter2"}, "names a credential"},
-			{"not a path", "", map[string]string{"wordpress": "x"}, "dotted path"},
+			{"image", "", map[string]string{"wordpress.image.repository": "evil/miner"},
+				`values["wordpress.image.repository"]: is not a value a tenant may set; allowed: mariadb.resources.limits.cpu, `},
+			{"platform key", "", map[string]string{"existingSecret.database": "other"}, `values["existingSecret.database"]: is not a value a tenant may set`},
+			{"other engine's key", "", map[string]string{"medusa.replicas": "2"}, `values["medusa.replicas"]: is not a value a tenant may set`},
+			{"credential", "", map[string]string{"mariadb.rootPassword": "hunter2"}, `values["mariadb.rootPassword"]: is not a value a tenant may set`},
+			{"beyond the chart's bound", "", map[string]string{"wordpress.replicas": "4"}, `values["wordpress.replicas"]: must be at most 3`},
+			{"not a path", "", map[string]string{"wordpress..replicas": "x"}, "dotted path"},
 			{"not a version", "latest", nil, "chart_version"},
 		}
 		for _, tt := range refused {
