@@ -347,8 +347,11 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 // failure: an upgrade rolled back or refused, the store still serving its
 // previous revision.
 func keptAfterFailedUpgrade(ev *eventsv1.StoreStatusChanged) bool {
-	return ev.GetPhase() == storev1.Phase_PHASE_READY &&
-		(ev.GetReason() == lifecycle.ReasonUpgradeRolledBack || ev.GetReason() == lifecycle.ReasonUpgradeFailed)
+	switch ev.GetReason() {
+	case lifecycle.ReasonUpgradeRolledBack, lifecycle.ReasonUpgradeFailed, lifecycle.ReasonValuesRefused:
+		return ev.GetPhase() == storev1.Phase_PHASE_READY
+	}
+	return false
 }
 
 // detailOf is the audit detail of a transition: what an upgrade asks for.
