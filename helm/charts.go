@@ -14,7 +14,11 @@
 // existingSecret.admin), label every pod with storeprov.dev/tier (web or
 // database) for the namespace's NetworkPolicies, and fit the standard plan's
 // ResourceQuota and LimitRange. Both require the values storeId and
-// baseDomain; the store is served at store-<storeId>.<baseDomain>.
+// baseDomain; the store is served at store-<storeId>.<baseDomain>. Each
+// declares what a store's owner may override in TenantSchemaFile, read as
+// a TenantPolicy, and passes every text from values or the store to a
+// container's env, command or args through its envText helper, so that
+// the kubelet expands none of it.
 package charts
 
 import (

@@ -81,6 +81,9 @@ type chartSpec struct {
 	adminPath string
 	// database is the values key of the database's settings.
 	database string
+	// userText maps each env var that carries text of the store's owner
+	// to the values key of that text; a container gets it exactly.
+	userText map[string]string
 }
 
 var specs = []chartSpec{
@@ -89,6 +92,9 @@ var specs = []chartSpec{
 		tiers:     map[string]string{"wordpress": "web", "setup": "web", "mariadb": "database"},
 		adminPath: "/wp-admin/",
 		database:  "mariadb",
+		userText: map[string]string{
+			"STORE_TITLE": "title", "PRODUCT_NAME": "setup.product.name", "PRODUCT_DESCRIPTION": "setup.product.description",
+		},
 	},
 	{
 		name:      charts.Medusa,
@@ -106,7 +112,7 @@ var secretKeys = map[string][]string{
 }
 
 // loadChart loads a chart from the embedded FS, as the orchestrator does.
-func loadChart(t *testing.T, name string) *chart.Chart {
+func loadChart(t testing.TB, name string) *chart.Chart {
 	t.Helper()
 	files, err := charts.Files(name)
 	if err != nil {
@@ -148,7 +154,7 @@ func storeValues() map[string]any {
 
 // render installs the chart client-side, like `helm template`, and returns
 // the release with its manifest and notes.
-func render(t *testing.T, c *chart.Chart, release string, vals map[string]any) (*release.Release, error) {
+func render(t testing.TB, c *chart.Chart, release string, vals map[string]any) (*release.Release, error) {
 	t.Helper()
 	install := action.NewInstall(&action.Configuration{Log: t.Logf})
 	install.ClientOnly = true
@@ -178,7 +184,7 @@ type objects struct {
 
 // decode parses every manifest strictly (unknown or duplicate fields are
 // errors) into the typed Kubernetes objects.
-func decode(t *testing.T, manifest string) objects {
+func decode(t testing.TB, manifest string) objects {
 	t.Helper()
 	decoder := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
 	docs := releaseutil.SplitManifests(manifest)
@@ -228,7 +234,7 @@ type workload struct {
 	longRunning bool
 }
 
-func (o objects) workloads(t *testing.T) []workload {
+func (o objects) workloads(t testing.TB) []workload {
 	t.Helper()
 	var ws []workload
 	for _, d := range o.deployments {

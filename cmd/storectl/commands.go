@@ -122,9 +122,11 @@ func newRootCommand(out io.Writer) *cobra.Command {
 		Short: "Move a READY store to another chart version or other values",
 		Long: `Move a READY store to another chart version (default: the newest) or other
 Helm values, given as --set key=value by dotted path (repeatable), such as
---set wordpress.replicas=2 --set wordpress.resources.limits.memory=1Gi. The
-values replace the store's previous ones. If the upgraded store cannot become
-ready, it is rolled back and stays READY, with reason UpgradeRolledBack.`,
+--set wordpress.replicas=2 --set wordpress.resources.limits.memory=1Gi. Only
+the values the chart declares in its tenant-values.schema.json may be set; a
+refusal lists them. Images change with the chart version, never with values.
+The values replace the store's previous ones. If the upgraded store cannot
+become ready, it is rolled back and stays READY, with reason UpgradeRolledBack.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			values, err := parseSets(sets)

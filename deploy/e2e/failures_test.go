@@ -203,6 +203,15 @@ func TestUpgradeThatCannotBecomeReadyIsRolledBackThroughREST(t *testing.T) {
 	sandboxtest.CleanupNamespace(t, ns)
 	before := api.waitObserved(created.ID, 1, "PHASE_READY", time.Minute)
 
+	// A value no tenant may set is refused before anything is queued.
+	var refusal struct {
+		Message string `json:"message"`
+	}
+	api.do("POST", "/v1/stores/"+created.ID+":upgrade", `{"values":{"wordpress.image.repository":"evil/miner"}}`, 400, &refusal)
+	if want := `values["wordpress.image.repository"]: is not a value a tenant may set; allowed: `; !strings.Contains(refusal.Message, want) {
+		t.Errorf("upgrade with an image override answered %q, want it to say %q", refusal.Message, want)
+	}
+
 	// WordPress asks for more CPU than the quota has left: its new pod is
 	// refused and the upgrade can never become ready.
 	start := time.Now()

@@ -45,6 +45,11 @@ const (
 	ReasonRetriesExhausted     = "RetriesExhausted"     // transient errors outlasted every redelivery
 	ReasonInvalidSpec          = "InvalidSpec"          // the command cannot succeed as written
 	ReasonNamespaceConflict    = "NamespaceConflict"    // store-<id> exists and is not the platform's; left untouched
+	// The tenant policy of the chart version to install refuses the
+	// store's value overrides; the message names the key and what is
+	// allowed. A new store is FAILED; a READY store stays READY on its
+	// previous revision, as after UpgradeFailed.
+	ReasonValuesRefused = "ValuesRefused"
 
 	// Why a store's workloads did not become ready, read from the cluster.
 	ReasonPodsRejected     = "PodsRejected"     // admission refused the pods (LimitRange, Pod Security)

@@ -50,6 +50,20 @@ storeprov.dev/tier: {{ .tier }}
 {{- printf "%s://%s" $scheme (include "medusa-store.host" .) -}}
 {{- end -}}
 
+{{/*
+envText renders text as the value of a container's env var, or as an element
+of its command or args, so that the container gets it exactly as written. The
+kubelet expands those: "$(NAME)" becomes the value of an env var NAME declared
+before (a Secret's key, say) and "$$" becomes "$". Every "$" is doubled, so
+that nothing in the text is ever expanded, and the result is quoted for YAML.
+Use it for every such value that comes from values or the store (the title,
+the store's settings), never for the platform's own "$(VAR)" references.
+Call with the text: {{ include "medusa-store.envText" .Values.title }}.
+*/}}
+{{- define "medusa-store.envText" -}}
+{{- toString . | replace "$" "$$" | quote -}}
+{{- end -}}
+
 {{- define "medusa-store.title" -}}
 {{- .Values.title | default (printf "Store %s" .Values.storeId) -}}
 {{- end -}}
@@ -97,7 +111,7 @@ database and record or check migrations.
 */}}
 {{- define "medusa-store.pgEnv" -}}
 - name: PGHOST
-  value: {{ include "medusa-store.fullname" . }}-postgresql
+  value: {{ include "medusa-store.envText" (printf "%s-postgresql" (include "medusa-store.fullname" .)) }}
 - name: PGPORT
   value: "5432"
 - name: PGCONNECT_TIMEOUT
@@ -118,7 +132,7 @@ database and record or check migrations.
       name: {{ .Values.existingSecret.database }}
       key: password
 - name: MEDUSA_IMAGE
-  value: {{ include "medusa-store.image" .Values.medusa.image | quote }}
+  value: {{ include "medusa-store.envText" (include "medusa-store.image" .Values.medusa.image) }}
 {{- end -}}
 
 {{/*
@@ -170,15 +184,15 @@ owner) with distinct prefixes. Rotating root-password signs every user out.
 - name: PORT
   value: "9000"
 - name: MEDUSA_WORKER_MODE
-  value: {{ .Values.medusa.workerMode | quote }}
+  value: {{ include "medusa-store.envText" .Values.medusa.workerMode }}
 - name: MEDUSA_BACKEND_URL
-  value: {{ $url | quote }}
+  value: {{ include "medusa-store.envText" $url }}
 - name: STORE_CORS
-  value: {{ $url | quote }}
+  value: {{ include "medusa-store.envText" $url }}
 - name: ADMIN_CORS
-  value: {{ $url | quote }}
+  value: {{ include "medusa-store.envText" $url }}
 - name: AUTH_CORS
-  value: {{ $url | quote }}
+  value: {{ include "medusa-store.envText" $url }}
 # Medusa marks its session cookie Secure in production; browsers drop it on
 # plain http, so the admin could not sign in on a store without TLS.
 - name: MEDUSA_COOKIE_SECURE

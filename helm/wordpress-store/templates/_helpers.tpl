@@ -50,6 +50,20 @@ storeprov.dev/tier: {{ .tier }}
 {{- printf "%s://%s" $scheme (include "wordpress-store.host" .) -}}
 {{- end -}}
 
+{{/*
+envText renders text as the value of a container's env var, or as an element
+of its command or args, so that the container gets it exactly as written. The
+kubelet expands those: "$(NAME)" becomes the value of an env var NAME declared
+before (a Secret's key, say) and "$$" becomes "$". Every "$" is doubled, so
+that nothing in the text is ever expanded, and the result is quoted for YAML.
+Use it for every such value that comes from values or the store (the title,
+the store's settings), never for the platform's own "$(VAR)" references.
+Call with the text: {{ include "wordpress-store.envText" .Values.title }}.
+*/}}
+{{- define "wordpress-store.envText" -}}
+{{- toString . | replace "$" "$$" | quote -}}
+{{- end -}}
+
 {{- define "wordpress-store.title" -}}
 {{- .Values.title | default (printf "Store %s" .Values.storeId) -}}
 {{- end -}}
@@ -103,7 +117,7 @@ pod spec). Rotating root-password logs every user out.
 */}}
 {{- define "wordpress-store.wordpressEnv" -}}
 - name: WORDPRESS_DB_HOST
-  value: {{ include "wordpress-store.fullname" . }}-mariadb
+  value: {{ include "wordpress-store.envText" (printf "%s-mariadb" (include "wordpress-store.fullname" .)) }}
 - name: WORDPRESS_DB_NAME
   valueFrom:
     secretKeyRef:

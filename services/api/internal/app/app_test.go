@@ -326,14 +326,21 @@ func publishStatus(t *testing.T, e *apiEnv, id string, gen int64, phase storev1.
 
 func waitPhase(t *testing.T, e *apiEnv, id string, phase storev1.Phase) *storev1.Store {
 	t.Helper()
+	return waitStore(t, e, id, phase.String(), func(st *storev1.Store) bool { return st.GetPhase() == phase })
+}
+
+// waitStore reads the store until ok says it is as awaited (as want
+// says), or fails after a while.
+func waitStore(t *testing.T, e *apiEnv, id, want string, ok func(*storev1.Store) bool) *storev1.Store {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		st, err := e.stores.GetStore(e.admin(), &storev1.GetStoreRequest{Id: id})
-		if err == nil && st.GetPhase() == phase {
+		if err == nil && ok(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("store %s did not reach %s: %v, %v", id, phase, st, err)
+			t.Fatalf("store %s did not reach %s: %v, %v", id, want, st, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -386,10 +393,13 @@ func TestUpgradeStoreQueuesANewGenerationOfAReadyStore(t *testing.T) {
 			values   map[string]string
 			contains string
 		}{
-			{"platform key", "", map[string]string{"existingSecret.database": "other"}, "outside what a woocommerce store may change"},
-			{"other engine's key", "", map[string]string{"medusa.replicas": "2"}, "keys start with wordpress, mariadb, setup"},
-			{"credential", "", map[string]string{"mariadb.rootPassword": "hunter2"}, "names a credential"},
-			{"not a path", "", map[string]string{"wordpress": "x"}, "dotted path"},
+			{"image", "", map[string]string{"wordpress.image.repository": "evil/miner"},
+				`values["wordpress.image.repository"]: is not a value a tenant may set; allowed: mariadb.resources.limits.cpu, `},
+			{"platform key", "", map[string]string{"existingSecret.database": "other"}, `values["existingSecret.database"]: is not a value a tenant may set`},
+			{"other engine's key", "", map[string]string{"medusa.replicas": "2"}, `values["medusa.replicas"]: is not a value a tenant may set`},
+			{"credential", "", map[string]string{"mariadb.rootPassword": "hunter2"}, `values["mariadb.rootPassword"]: is not a value a tenant may set`},
+			{"beyond the chart's bound", "", map[string]string{"wordpress.replicas": "4"}, `values["wordpress.replicas"]: must be at most 3`},
+			{"not a path", "", map[string]string{"wordpress..replicas": "x"}, "dotted path"},
 			{"not a version", "latest", nil, "chart_version"},
 		}
 		for _, tt := range refused {
@@ -424,6 +434,14 @@ func TestUpgradeStoreQueuesANewGenerationOfAReadyStore(t *testing.T) {
 		kept := waitPhase(t, e, id, storev1.Phase_PHASE_READY)
 		if kept.GetObservedGeneration() != 2 || kept.GetFailureReason() != lifecycle.ReasonUpgradeRolledBack || kept.GetFailureMessage() == "" {
 			t.Errorf("store after a rolled-back upgrade = %v", kept)
+		}
+		// Refused by the tenant policy of the chart version the orchestrator
+		// installs: READY on the old revision as well, the refusal recorded.
+		publishStatus(t, e, id, 2, storev1.Phase_PHASE_READY, lifecycle.ReasonValuesRefused, `values["wordpress.replicas"]: must be at most 1`)
+		keptRefused := waitStore(t, e, id, "failure reason "+lifecycle.ReasonValuesRefused,
+			func(st *storev1.Store) bool { return st.GetFailureReason() == lifecycle.ReasonValuesRefused })
+		if keptRefused.GetPhase() != storev1.Phase_PHASE_READY || !strings.Contains(keptRefused.GetFailureMessage(), `values["wordpress.replicas"]`) {
+			t.Errorf("store after an upgrade whose values were refused = %v", keptRefused)
 		}
 
 		// An upgrade that FAILED may be upgraded again; a retry resends its spec.

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,6 +25,7 @@ import (
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	charts "github.com/storeprov/storeprov/helm"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/rpc"
@@ -168,9 +168,9 @@ func (s *Service) Retry(ctx context.Context, caller rpc.Principal, id string) (*
 // values (Helm value overrides by dotted path, replacing the previous
 // ones) under a new generation, PROVISIONING, with an "upgrade" command
 // and audit event. Only a READY store, or one that FAILED after an
-// upgrade, may be upgraded: ErrWrongPhase otherwise. A key outside the
-// engine's sections, a credential, or a malformed version is an
-// *InvalidFieldError.
+// upgrade, may be upgraded: ErrWrongPhase otherwise. A value the tenant
+// policy of the engine's chart refuses (see validateValues), or a
+// malformed version, is an *InvalidFieldError.
 func (s *Service) Upgrade(ctx context.Context, caller rpc.Principal, id, chartVersion string, values map[string]string) (*ent.Store, error) {
 	if err := validateChartVersion(chartVersion); err != nil {
 		return nil, err
@@ -350,8 +350,11 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 // failure: an upgrade rolled back or refused, the store still serving its
 // previous revision.
 func keptAfterFailedUpgrade(ev *eventsv1.StoreStatusChanged) bool {
-	return ev.GetPhase() == storev1.Phase_PHASE_READY &&
-		(ev.GetReason() == lifecycle.ReasonUpgradeRolledBack || ev.GetReason() == lifecycle.ReasonUpgradeFailed)
+	switch ev.GetReason() {
+	case lifecycle.ReasonUpgradeRolledBack, lifecycle.ReasonUpgradeFailed, lifecycle.ReasonValuesRefused:
+		return ev.GetPhase() == storev1.Phase_PHASE_READY
+	}
+	return false
 }
 
 // detailOf is the audit detail of a transition: what an upgrade asks for.
@@ -453,30 +456,8 @@ func newStoreID() string {
 	return string(id)
 }
 
-// Limits of an upgrade's values.
-const (
-	MaxValues           = 50
-	MaxValueLength      = 1024
-	maxValueKeySegments = 8
-)
-
-// valueSections are the top-level values of each engine's chart that a
-// user may override; ingress, storage, credentials and naming are the
-// platform's.
-var valueSections = map[storev1.Engine][]string{
-	storev1.Engine_ENGINE_WOOCOMMERCE: {"wordpress", "mariadb", "setup"},
-	storev1.Engine_ENGINE_MEDUSA:      {"medusa", "postgresql", "redis", "migrations", "adminUser", "dbClient"},
-}
-
-var (
-	// valueKeyPattern is a dotted path of names under a section.
-	valueKeyPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)+$`)
-	// credentialWords in a key name point at a credential, which only the
-	// platform's Secrets hold.
-	credentialWords = regexp.MustCompile(`(?i)password|passwd|secret|token|credential|apikey|privatekey|auth|salt|cert`)
-	// chartVersionPattern is a semantic version.
-	chartVersionPattern = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
-)
+// chartVersionPattern is a semantic version.
+var chartVersionPattern = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 
 func validateChartVersion(v string) error {
 	if v != "" && (len(v) > 64 || !chartVersionPattern.MatchString(v)) {
@@ -485,34 +466,30 @@ func validateChartVersion(v string) error {
 	return nil
 }
 
-// validateValues checks an upgrade's value overrides for engine: dotted
-// keys under the engine's sections, no credentials, bounded sizes.
+// validateValues checks an upgrade's value overrides against the tenant
+// policy of the embedded chart of engine (charts.TenantPolicy): the
+// values a store's owner may set, and their bounds. The orchestrator
+// checks them again against the chart version it installs.
 func validateValues(engine storev1.Engine, values map[string]string) error {
-	if len(values) > MaxValues {
-		return &InvalidFieldError{"values", fmt.Sprintf("has %d keys: give at most %d", len(values), MaxValues)}
+	var chartName string
+	switch engine {
+	case storev1.Engine_ENGINE_WOOCOMMERCE:
+		chartName = charts.WordPress
+	case storev1.Engine_ENGINE_MEDUSA:
+		chartName = charts.Medusa
+	default:
+		return fmt.Errorf("store has engine %s, which has no chart", engine)
 	}
-	sections := valueSections[engine]
-	keys := make([]string, 0, len(values))
-	for k := range values {
-		keys = append(keys, k)
+	policy, err := charts.TenantPolicyFor(chartName)
+	if err != nil {
+		return err
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		field := fmt.Sprintf("values[%q]", k)
-		section, _, _ := strings.Cut(k, ".")
-		switch {
-		case !valueKeyPattern.MatchString(k) || strings.Count(k, ".") >= maxValueKeySegments:
-			return &InvalidFieldError{field, "is not a dotted path of names such as wordpress.replicas or wordpress.resources.limits.memory"}
-		case !slices.Contains(sections, section):
-			return &InvalidFieldError{field, fmt.Sprintf("is outside what a %s store may change: keys start with %s",
-				strings.ToLower(strings.TrimPrefix(engine.String(), "ENGINE_")), strings.Join(sections, ", "))}
-		case credentialWords.MatchString(k):
-			return &InvalidFieldError{field, "names a credential: credentials come from the store's Secrets and cannot be set"}
-		case len(values[k]) > MaxValueLength:
-			return &InvalidFieldError{field, fmt.Sprintf("is %d bytes long: use at most %d", len(values[k]), MaxValueLength)}
-		case !utf8.ValidString(values[k]) || strings.ContainsFunc(values[k], unicode.IsControl):
-			return &InvalidFieldError{field, "contains control characters: use printable characters only"}
+	if err := policy.Check(values); err != nil {
+		var refused *charts.RefusedError
+		if errors.As(err, &refused) {
+			return &InvalidFieldError{refused.Field(), refused.Reason}
 		}
+		return err
 	}
 	return nil
 }

@@ -55,6 +55,8 @@ type entry struct {
 	files []*loader.BufferedFile
 	// source says where the version came from, for errors.
 	source string
+	// policy is what a tenant may set in the chart's values.
+	policy *charts.TenantPolicy
 }
 
 // Embedded returns the catalog of the store charts embedded in the
@@ -79,8 +81,8 @@ func Embedded() *Catalog {
 // applied) and each packaged chart (*.tgz, as `helm package` writes it).
 // Names starting with "." are skipped. An empty dir adds nothing. It
 // fails when dir cannot be read, holds no chart, or holds a chart that is
-// not a store chart, has no X.Y.Z version, or repeats a version already
-// held.
+// not a store chart, has no X.Y.Z version, repeats a version already held,
+// or has a charts.TenantSchemaFile that charts.LoadTenantPolicy refuses.
 func Load(dir string) (*Catalog, error) {
 	c := Embedded()
 	if dir == "" {
@@ -145,7 +147,11 @@ func (c *Catalog) add(files []*loader.BufferedFile, source string) error {
 				name, raw, e.source, source)
 		}
 	}
-	vs := append(c.versions[name], entry{version: v, files: files, source: source})
+	policy, err := charts.TenantPolicyOf(ch)
+	if err != nil {
+		return fmt.Errorf("chart %s: %w", source, err)
+	}
+	vs := append(c.versions[name], entry{version: v, files: files, source: source, policy: policy})
 	slices.SortStableFunc(vs, func(a, b entry) int {
 		return cmp.Or(a.version.Compare(b.version), strings.Compare(a.version.Original(), b.version.Original()))
 	})
@@ -179,6 +185,18 @@ func (c *Catalog) Resolve(name, version string) (string, error) {
 		return "", err
 	}
 	return e.version.Original(), nil
+}
+
+// TenantPolicy returns what a tenant may set in the values of chart name
+// at version (empty: the newest), as the chart's
+// charts.TenantSchemaFile declares it: a chart without one admits no
+// override. Its errors are Resolve's.
+func (c *Catalog) TenantPolicy(name, version string) (*charts.TenantPolicy, error) {
+	e, err := c.find(name, version)
+	if err != nil {
+		return nil, err
+	}
+	return e.policy, nil
 }
 
 // Newest returns the version of chart name that a store asking for no

@@ -166,6 +166,15 @@ func TestLoadRefusesADirectoryItCannotTrust(t *testing.T) {
 			wantErr: `has version "1.2": use a semantic version X.Y.Z`,
 		},
 		{
+			name: "a tenant schema that admits what it does not name",
+			write: func(t *testing.T, dir string) {
+				chartstest.Write(t, dir, charts.WordPress, "0.9.0", map[string][]byte{
+					charts.TenantSchemaFile: []byte(`{"type":"object","properties":{"wordpress":{"type":"object"}}}`),
+				})
+			},
+			wantErr: "the schema must set additionalProperties: false",
+		},
+		{
 			name: "a chart that does not load",
 			write: func(t *testing.T, dir string) {
 				chartstest.Write(t, dir, charts.WordPress, "0.9.0", map[string][]byte{"values.yaml": []byte("{{ not yaml")})
@@ -185,5 +194,51 @@ func TestLoadRefusesADirectoryItCannotTrust(t *testing.T) {
 				t.Errorf("Load = %v, %v; want an error saying %q", c, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestEachVersionHasTheTenantPolicyOfItsChart(t *testing.T) {
+	embedded := chartstest.Version(t, charts.WordPress)
+	stricter := chartstest.NextMinor(t, embedded)
+	without := chartstest.NextMinor(t, stricter)
+	dir := t.TempDir()
+	chartstest.Write(t, dir, charts.WordPress, stricter, map[string][]byte{charts.TenantSchemaFile: []byte(`{
+		"type": "object", "additionalProperties": false,
+		"properties": {"wordpress": {"type": "object", "additionalProperties": false,
+			"properties": {"replicas": {"type": "integer", "minimum": 1, "maximum": 2, "description": "WordPress pods, 1 or 2"}}}}}`)})
+	src := chartstest.Write(t, dir, charts.WordPress, without, nil)
+	if err := os.Remove(filepath.Join(src, charts.TenantSchemaFile)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		version   string
+		overrides map[string]string
+		wantErr   string
+	}{
+		{version: embedded, overrides: map[string]string{"wordpress.replicas": "3", "setup.currency": "EUR"}},
+		{version: stricter, overrides: map[string]string{"wordpress.replicas": "2"}},
+		{version: stricter, overrides: map[string]string{"wordpress.replicas": "3"}, wantErr: `values["wordpress.replicas"]: must be at most 2`},
+		{version: stricter, overrides: map[string]string{"setup.currency": "EUR"},
+			wantErr: `values["setup.currency"]: is not a value a tenant may set; allowed: wordpress.replicas`},
+		{version: without},
+		{version: without, overrides: map[string]string{"wordpress.replicas": "2"},
+			wantErr: `values["wordpress.replicas"]: is not a value a tenant may set; allowed: none: this chart version declares no values a tenant may set`},
+	}
+	for _, tt := range tests {
+		p, err := c.TenantPolicy(charts.WordPress, tt.version)
+		if err != nil {
+			t.Fatalf("TenantPolicy(%s) = %v", tt.version, err)
+		}
+		err = p.Check(tt.overrides)
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
+			t.Errorf("chart %s: Check(%v) = %v, want %q", tt.version, tt.overrides, err, tt.wantErr)
+		}
+	}
+	if _, err := c.TenantPolicy(charts.WordPress, "9.9.9"); !errors.Is(err, catalog.ErrVersionUnavailable) {
+		t.Errorf("TenantPolicy(9.9.9) = %v, want ErrVersionUnavailable", err)
 	}
 }

@@ -47,10 +47,10 @@ const ReleaseName = "store"
 // DefaultMaxHistory is the default of Options.MaxHistory.
 const DefaultMaxHistory = 5
 
-// ErrInvalidValues means the values do not fit the chart's schema, or set
-// a key the platform reserves. Retrying cannot help. A chart or version
-// the catalog does not hold is catalog.ErrUnknownChart or
-// catalog.ErrVersionUnavailable.
+// ErrInvalidValues means the values do not fit the chart's schema.
+// Retrying cannot help. A chart or version the catalog does not hold is
+// catalog.ErrUnknownChart or catalog.ErrVersionUnavailable; overrides the
+// chart's tenant policy refuses are a *charts.RefusedError (see Values).
 var ErrInvalidValues = errors.New("invalid chart values")
 
 // Options tune a Client.

@@ -21,46 +21,60 @@ import (
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
 )
 
-func TestValuesLayersOverridesAndRefusesReservedKeys(t *testing.T) {
-	base := map[string]any{"ingress": map[string]any{"className": "nginx"}, "storageClass": "fast"}
+func TestValuesLayersOverridesUnderThePlatformsValues(t *testing.T) {
+	base := map[string]any{
+		"ingress": map[string]any{"className": "nginx"}, "storageClass": "fast",
+		"wordpress": map[string]any{"resources": map[string]any{"limits": map[string]any{"cpu": "1", "memory": "1Gi"}}},
+	}
 	store := helmaction.StoreValues{StoreID: "s1", BaseDomain: "shops.test", Title: "Corner Shop"}
+	policy, err := charts.TenantPolicyFor(charts.WordPress)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name      string
 		overrides map[string]string
 		want      map[string]any
-		wantErr   bool
+		// wantErr is the message of the *charts.RefusedError expected.
+		wantErr string
 	}{
 		{
 			name: "no overrides", want: map[string]any{
 				"ingress": map[string]any{"className": "nginx"}, "storageClass": "fast",
-				"storeId": "s1", "baseDomain": "shops.test", "title": "Corner Shop",
+				"wordpress": map[string]any{"resources": map[string]any{"limits": map[string]any{"cpu": "1", "memory": "1Gi"}}},
+				"storeId":   "s1", "baseDomain": "shops.test", "title": "Corner Shop",
 			},
 		},
 		{
-			name: "overrides typed as helm --set types them",
+			name: "overrides typed as helm --set types them, merged into the base",
 			overrides: map[string]string{
-				"wordpress.replicas": "2", "ingress.tls.enabled": "true", "setup.currency": "EUR",
-				"wordpress.image.tag": "0123", "ingress.className": "traefik", "setup.woocommerceVersion": "9.1.2",
+				"wordpress.replicas": "2", "wordpress.resources.limits.cpu": "2", "setup.currency": "EUR", "setup.product.regularPrice": "0123",
 			},
 			want: map[string]any{
-				"ingress":      map[string]any{"className": "traefik", "tls": map[string]any{"enabled": true}},
-				"storageClass": "fast",
-				"wordpress":    map[string]any{"replicas": int64(2), "image": map[string]any{"tag": "0123"}},
-				"setup":        map[string]any{"currency": "EUR", "woocommerceVersion": "9.1.2"},
-				"storeId":      "s1", "baseDomain": "shops.test", "title": "Corner Shop",
+				"ingress": map[string]any{"className": "nginx"}, "storageClass": "fast",
+				"wordpress": map[string]any{
+					"replicas":  int64(2),
+					"resources": map[string]any{"limits": map[string]any{"cpu": int64(2), "memory": "1Gi"}},
+				},
+				"setup":   map[string]any{"currency": "EUR", "product": map[string]any{"regularPrice": "0123"}},
+				"storeId": "s1", "baseDomain": "shops.test", "title": "Corner Shop",
 			},
 		},
-		{name: "store id is the platform's", overrides: map[string]string{"storeId": "other"}, wantErr: true},
-		{name: "credentials secret is the platform's", overrides: map[string]string{"existingSecret.database": "stolen"}, wantErr: true},
-		{name: "malformed key", overrides: map[string]string{"wordpress..replicas": "1"}, wantErr: true},
-		{name: "key through a value", overrides: map[string]string{"storageClass.name": "x"}, wantErr: true},
+		{name: "store id is the platform's", overrides: map[string]string{"storeId": "other"},
+			wantErr: `values["storeId"]: is not a value a tenant may set; allowed: ` + strings.Join(policy.AllowedKeys(), ", ")},
+		{name: "image is the platform's", overrides: map[string]string{"wordpress.image.tag": "latest"},
+			wantErr: `values["wordpress.image.tag"]: is not a value a tenant may set; allowed: ` + strings.Join(policy.AllowedKeys(), ", ")},
+		{name: "malformed key", overrides: map[string]string{"wordpress..replicas": "1"},
+			wantErr: `values["wordpress..replicas"]: is not a dotted path of at most 8 names, such as wordpress.replicas`},
+		{name: "beyond the bound", overrides: map[string]string{"wordpress.replicas": "9"}, wantErr: `values["wordpress.replicas"]: must be at most 3`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := helmaction.Values(base, tt.overrides, store)
-			if tt.wantErr {
-				if !errors.Is(err, helmaction.ErrInvalidValues) {
-					t.Errorf("Values = %v, %v; want ErrInvalidValues", got, err)
+			got, err := helmaction.Values(base, tt.overrides, policy, store)
+			if tt.wantErr != "" {
+				var refused *charts.RefusedError
+				if !errors.As(err, &refused) || err.Error() != tt.wantErr {
+					t.Errorf("Values = %v, %v; want a *charts.RefusedError %s", got, err, tt.wantErr)
 				}
 				return
 			}
@@ -75,6 +89,20 @@ func TestValuesLayersOverridesAndRefusesReservedKeys(t *testing.T) {
 	if _, ok := base["storeId"]; ok {
 		t.Error("Values wrote into its base map")
 	}
+	if limits := base["wordpress"].(map[string]any)["resources"].(map[string]any)["limits"].(map[string]any); limits["cpu"] != "1" {
+		t.Errorf("Values wrote into its base map: wordpress.resources.limits.cpu = %v", limits["cpu"])
+	}
+}
+
+func TestValuesWithoutAPolicyAdmitNoOverride(t *testing.T) {
+	store := helmaction.StoreValues{StoreID: "s1", BaseDomain: "shops.test"}
+	if _, err := helmaction.Values(nil, nil, nil, store); err != nil {
+		t.Errorf("Values without overrides nor policy = %v, want nil", err)
+	}
+	var refused *charts.RefusedError
+	if _, err := helmaction.Values(nil, map[string]string{"wordpress.replicas": "2"}, nil, store); !errors.As(err, &refused) {
+		t.Errorf("Values with an override and no policy = %v, want a *charts.RefusedError", err)
+	}
 }
 
 // storeNamespace prepares a store namespace with the guardrails of pl and
@@ -85,7 +113,7 @@ func storeNamespace(t *testing.T, quota corev1.ResourceList) helmaction.Spec {
 	ns := kube.NamespaceFor(id)
 	sandboxtest.CleanupNamespace(t, ns)
 	ensureGuardrails(t, id, quota)
-	values, err := helmaction.Values(nil, nil, helmaction.StoreValues{StoreID: id, BaseDomain: "shops.test"})
+	values, err := helmaction.Values(nil, nil, nil, helmaction.StoreValues{StoreID: id, BaseDomain: "shops.test"})
 	if err != nil {
 		t.Fatal(err)
 	}

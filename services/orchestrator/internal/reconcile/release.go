@@ -78,8 +78,10 @@ type ReleaseStep struct {
 
 // UpgradeFailure is an upgrade of a READY store that did not take: it was
 // rolled back (ReasonUpgradeRolledBack) or refused before anything
-// changed (ReasonUpgradeFailed). The store is ready on its previous
-// revision; the reconciler publishes READY with this reason and message.
+// changed (ReasonValuesRefused for values the chart's tenant policy
+// refuses, ReasonUpgradeFailed otherwise). The store is ready on its
+// previous revision; the reconciler publishes READY with this reason and
+// message.
 type UpgradeFailure struct {
 	Generation   int64  `json:"generation"`
 	Reason       string `json:"reason"`
@@ -239,7 +241,11 @@ func (s *ReleaseStep) Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand
 	if err != nil {
 		if readyRevision > 0 {
 			// A READY store keeps running what it runs.
-			return s.keep(ctx, ns, cmd, lifecycle.ReasonUpgradeFailed, "the upgrade was refused: "+err.Error())
+			reason := lifecycle.ReasonUpgradeFailed
+			if re := (*Error)(nil); errors.As(err, &re) && re.Reason == lifecycle.ReasonValuesRefused {
+				reason = re.Reason
+			}
+			return s.keep(ctx, ns, cmd, reason, "the upgrade was refused: "+err.Error())
 		}
 		return err
 	}
@@ -594,8 +600,10 @@ func (s *ReleaseStep) deleteClaims(ctx context.Context, ns string) (int, error) 
 // version resolved in the catalog: the one the command names, or the
 // newest when it names none. A store that asks for no version thus follows
 // the newest chart the orchestrators have, at its next reconcile. An error
-// is a terminal InvalidSpec *Error; for a version the catalog does not
-// hold, it lists the versions it does.
+// is a terminal *Error: ValuesRefused when that chart version's tenant
+// policy refuses the command's values, naming the key; InvalidSpec
+// otherwise, listing the versions the catalog holds when it does not hold
+// the one asked for.
 func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand) (helmaction.Spec, error) {
 	invalid := func(err error) error { return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: err} }
 	var chartName string
@@ -607,14 +615,25 @@ func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand) (helmaction.Spec, err
 	default:
 		return helmaction.Spec{}, invalid(fmt.Errorf("store %s has engine %s: use ENGINE_WOOCOMMERCE or ENGINE_MEDUSA", cmd.GetStoreId(), e))
 	}
-	values, err := helmaction.Values(s.Values, cmd.GetSpec().GetValues(), helmaction.StoreValues{
-		StoreID: cmd.GetStoreId(), BaseDomain: s.BaseDomain, Title: cmd.GetSpec().GetDisplayName(),
-	})
+	version, err := s.Helm.Charts().Resolve(chartName, cmd.GetSpec().GetChartVersion())
 	if err != nil {
 		return helmaction.Spec{}, invalid(err)
 	}
-	version, err := s.Helm.Charts().Resolve(chartName, cmd.GetSpec().GetChartVersion())
+	// The api checked the values against its own chart; the version
+	// installed may be another, with another policy.
+	policy, err := s.Helm.Charts().TenantPolicy(chartName, version)
 	if err != nil {
+		return helmaction.Spec{}, invalid(err)
+	}
+	values, err := helmaction.Values(s.Values, cmd.GetSpec().GetValues(), policy, helmaction.StoreValues{
+		StoreID: cmd.GetStoreId(), BaseDomain: s.BaseDomain, Title: cmd.GetSpec().GetDisplayName(),
+	})
+	var refused *charts.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		return helmaction.Spec{}, &Error{Reason: lifecycle.ReasonValuesRefused, Terminal: true, Err: fmt.Errorf(
+			"chart %s %s refuses the store's values: %w", chartName, version, err)}
+	case err != nil:
 		return helmaction.Spec{}, invalid(err)
 	}
 	return helmaction.Spec{

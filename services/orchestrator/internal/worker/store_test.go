@@ -281,7 +281,7 @@ func TestPendingInstallOfAStoreThatNeverServedIsReinstalledOnFreshClaims(t *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	values, err := helmaction.Values(nil, nil, helmaction.StoreValues{StoreID: id, BaseDomain: "crashed.test"})
+	values, err := helmaction.Values(nil, nil, nil, helmaction.StoreValues{StoreID: id, BaseDomain: "crashed.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,6 +458,44 @@ func TestUpgradeToAnotherChartVersionRollsItOutAndAnUnknownOneChangesNothing(t *
 	}
 	if hist := helmHistory(t, fresh); len(hist) != 0 {
 		t.Errorf("release of a store with an unknown chart version: %v, want none", statuses(hist))
+	}
+}
+
+func TestValuesTheChartRefusesFailANewStoreAndLeaveAReadyOneAsItIs(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: time.Minute}})
+
+	// A new store whose values the chart's tenant policy refuses (the api
+	// refuses them too; this command did not come through it) fails at
+	// once, with nothing installed.
+	fresh := newStore(t)
+	freshEvents := watch(t, env, fresh)
+	publish(t, env, upgradeCommand(fresh, 1, map[string]string{"wordpress.image.repository": "evil/miner"}), "")
+	failed := freshEvents.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, time.Minute)
+	if failed.GetReason() != lifecycle.ReasonValuesRefused ||
+		!strings.Contains(failed.GetMessage(), `values["wordpress.image.repository"]: is not a value a tenant may set; allowed: `) {
+		t.Errorf("new store with an image override = %s: %q; want ValuesRefused naming the key", failed.GetReason(), failed.GetMessage())
+	}
+	if hist := helmHistory(t, fresh); len(hist) != 0 {
+		t.Errorf("release of a store whose values were refused: %v, want none", statuses(hist))
+	}
+	eventually(t, 5*time.Second, func() bool { return freshEvents.audit(1, lifecycle.ActionFailure, fresh) != nil },
+		func() string { return "no failure audit event for the refused store" })
+
+	// A READY store whose upgrade asks for more than the policy allows
+	// keeps running its revision, and says which value was refused.
+	id := newStore(t)
+	events := watch(t, env, id)
+	publish(t, env, upgradeCommand(id, 1, nil), "")
+	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
+	publish(t, env, upgradeCommand(id, 2, map[string]string{"wordpress.replicas": "9"}), "")
+	kept := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
+	if kept.GetReason() != lifecycle.ReasonValuesRefused || !strings.Contains(kept.GetMessage(), `values["wordpress.replicas"]: must be at most 3`) {
+		t.Errorf("status after an upgrade to 9 replicas = %s: %q; want ValuesRefused naming the key and the bound", kept.GetReason(), kept.GetMessage())
+	}
+	if diff := cmp.Diff([]string{"1:deployed"}, statuses(helmHistory(t, id))); diff != "" {
+		t.Errorf("release history after the refused upgrade (-want +got):\n%s", diff)
 	}
 }
 
