@@ -12,43 +12,10 @@ import (
 	"helm.sh/helm/v3/pkg/chart"
 
 	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/helm/chartstest"
 )
 
-// expand expands s as the kubelet expands a container's env values,
-// command and args: "$$" is "$"; "$(NAME)" is the value lookup gives NAME,
-// or stays as written when NAME is not defined; a "$(" with no ")" after
-// it stays as written, and so does any other "$".
-func expand(s string, lookup func(name string) (string, bool)) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 == len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i+2:], ')')
-			if end < 0 {
-				b.WriteString("$(")
-				i++
-				continue
-			}
-			name := s[i+2 : i+2+end]
-			if v, ok := lookup(name); ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString("$(" + name + ")")
-			}
-			i += 2 + end
-		default:
-			b.WriteByte('$')
-		}
-	}
-	return b.String()
-}
+var expand = chartstest.Expand
 
 func TestExpandFollowsTheKubelet(t *testing.T) {
 	env := map[string]string{"A": "x", "B": "$(A)"}
@@ -108,15 +75,8 @@ func kubeletView(t testing.TB, o objects) map[string]containerView {
 	out := map[string]containerView{}
 	for _, w := range o.workloads(t) {
 		for _, ctr := range allContainers(w.template.Spec) {
-			defined := map[string]string{}
+			defined := chartstest.ExpandEnv(ctr.Env)
 			lookup := func(n string) (string, bool) { v, ok := defined[n]; return v, ok }
-			for _, e := range ctr.Env {
-				if e.ValueFrom != nil {
-					defined[e.Name] = "<secret " + e.Name + ">"
-					continue
-				}
-				defined[e.Name] = expand(e.Value, lookup)
-			}
 			var argv []string
 			for _, a := range append(slices.Clone(ctr.Command), ctr.Args...) {
 				argv = append(argv, expand(a, lookup))
