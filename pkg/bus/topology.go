@@ -14,6 +14,12 @@
 // and one key-value bucket, <P>_LEASES, where orchestrators fence their
 // work on a store. The prefix <p> lets several installations (and tests)
 // share one NATS server.
+//
+// Each service connects as a Role (api, orchestrator, audit) with
+// Credentials of its own and may use only Topology.Permissions(role): the
+// embedded server (RunEmbedded) and the platform chart's NATS grant exactly
+// that, so a compromised service cannot issue, forge or drop another
+// service's messages.
 package bus
 
 import (
