@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -13,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats-server/v2/server"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/lint"
@@ -22,6 +25,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,6 +40,7 @@ import (
 	"k8s.io/pod-security-admission/policy"
 
 	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
 )
 
@@ -766,7 +771,7 @@ func TestPlatformSchemaRejectsBadValues(t *testing.T) {
 // TestPlatformInstallsInSandbox installs the chart with values-local.yaml
 // into a fresh namespace that enforces Pod Security restricted, waits until
 // every Deployment and StatefulSet is ready, upgrades it (the generated
-// database password must survive), and uninstalls it.
+// database and NATS passwords must survive), and uninstalls it.
 func TestPlatformInstallsInSandbox(t *testing.T) {
 	ns := sandboxtest.Namespace(t, "platform", map[string]string{
 		psa.EnforceLevelLabel: string(psa.LevelRestricted),
@@ -826,7 +831,14 @@ func TestPlatformInstallsInSandbox(t *testing.T) {
 		}
 		return string(s.Data["password"])
 	}
-	before := password()
+	natsPasswords := func() map[string][]byte {
+		s, err := cs.CoreV1().Secrets(ns).Get(ctx, name+"-nats-auth", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("NATS passwords Secret: %v", err)
+		}
+		return s.Data
+	}
+	before, natsBefore := password(), natsPasswords()
 	upgrade := action.NewUpgrade(cfg)
 	upgrade.Namespace = ns
 	upgrade.Wait = true
@@ -836,6 +848,9 @@ func TestPlatformInstallsInSandbox(t *testing.T) {
 	}
 	if after := password(); after != before {
 		t.Error("helm upgrade generated a new database password; the data directory keeps the old one")
+	}
+	if diff := cmp.Diff(natsBefore, natsPasswords()); diff != "" {
+		t.Error("helm upgrade generated new NATS passwords; running services would be refused until restarted")
 	}
 	checkReady(ctx, t, cs, ns, objs)
 
@@ -886,5 +901,283 @@ func checkReady(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns s
 			t.Fatalf("not ready: %s", strings.Join(pending, "; "))
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// natsRoles are the services that sign in to NATS, with their Deployment.
+var natsRoles = map[bus.Role]string{bus.RoleAPI: "platform-api", bus.RoleOrchestrator: "platform-orchestrator", bus.RoleAudit: "platform-audit"}
+
+// natsServerUsers loads the bundled NATS server's configuration as the
+// server does, with the passwords the Secret would put in its environment.
+func natsServerUsers(t *testing.T, o objects, passwords map[bus.Role]string) []*server.User {
+	t.Helper()
+	i := slices.IndexFunc(typed[*corev1.ConfigMap](o), func(c *corev1.ConfigMap) bool { return c.Name == "platform-nats" })
+	if i < 0 {
+		t.Fatal("no ConfigMap platform-nats")
+	}
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(typed[*corev1.ConfigMap](o)[i].Data["nats.conf"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("POD_NAME", "platform-nats-0")
+	for role, password := range passwords {
+		t.Setenv(strings.ToUpper(string(role))+"_PASSWORD", password)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("the NATS server cannot load its configuration: %v", err)
+	}
+	if opts.NoAuthUser != "" || opts.Username != "" || len(opts.Nkeys) > 0 || opts.Accounts != nil {
+		t.Errorf("NATS admits more than the role users: no_auth_user %q, user %q, %d nkeys, accounts %v", opts.NoAuthUser, opts.Username, len(opts.Nkeys), opts.Accounts)
+	}
+	return opts.Users
+}
+
+// TestPlatformNATSGrantsEachServiceThePermissionsOfPkgBus loads the bundled
+// NATS configuration with the server's own parser and compares each user
+// with bus.Topology.Permissions, so the chart and the services cannot drift.
+func TestPlatformNATSGrantsEachServiceThePermissionsOfPkgBus(t *testing.T) {
+	sorted := func(s []string) []string { return slices.Sorted(slices.Values(s)) }
+	for _, prefix := range []string{"storeprov", "shop-2"} {
+		t.Run(prefix, func(t *testing.T) {
+			rel, err := renderPlatform(t, map[string]any{"bus": map[string]any{"prefix": prefix, "replicas": 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			passwords := map[bus.Role]string{bus.RoleAPI: "pw-api", bus.RoleOrchestrator: "pw-orchestrator", bus.RoleAudit: "pw-audit"}
+			users := natsServerUsers(t, decode(t, rel.Manifest), passwords)
+			topo := bus.Topology{Prefix: prefix}
+			var names []string
+			for _, u := range users {
+				names = append(names, u.Username)
+				role := bus.Role(u.Username)
+				if u.Password != passwords[role] {
+					t.Errorf("user %s has password %q, want $%s_PASSWORD", u.Username, u.Password, strings.ToUpper(u.Username))
+				}
+				p := u.Permissions
+				if p == nil || p.Publish == nil || p.Subscribe == nil || len(p.Publish.Deny)+len(p.Subscribe.Deny) > 0 || p.Response != nil {
+					t.Errorf("user %s has permissions %+v; want allow lists only", u.Username, p)
+					continue
+				}
+				want := topo.Permissions(role)
+				if diff := cmp.Diff(sorted(want.Publish), sorted(p.Publish.Allow)); diff != "" {
+					t.Errorf("user %s may publish to (-bus.Topology.Permissions +chart):\n%s", u.Username, diff)
+				}
+				if diff := cmp.Diff(sorted(want.Subscribe), sorted(p.Subscribe.Allow)); diff != "" {
+					t.Errorf("user %s may subscribe to (-bus.Topology.Permissions +chart):\n%s", u.Username, diff)
+				}
+			}
+			if diff := cmp.Diff([]string{"api", "audit", "orchestrator"}, sorted(names)); diff != "" {
+				t.Errorf("NATS users (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// natsPasswordRef is where a container's env var name comes from.
+func natsPasswordRef(c corev1.Container, name string) *secretRef {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			return &secretRef{e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key}
+		}
+	}
+	return nil
+}
+
+func TestPlatformNATSPasswordsComeFromOneSecret(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		nats map[string]any
+		// secret is the Secret every password comes from; empty: none.
+		secret    string
+		generated bool
+	}{
+		{name: "bundled NATS", nats: nil, secret: "platform-nats-auth", generated: true},
+		{name: "bundled NATS, passwords of mine", nats: map[string]any{"auth": map[string]any{"existingSecret": "my-nats"}}, secret: "my-nats"},
+		{name: "external NATS with passwords", nats: map[string]any{"external": map[string]any{"url": "nats://nats.example:4222"}, "auth": map[string]any{"existingSecret": "my-nats"}}, secret: "my-nats"},
+		{name: "external NATS without authentication", nats: map[string]any{"external": map[string]any{"url": "nats://nats.example:4222"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			vals := map[string]any{}
+			if tt.nats != nil {
+				vals["nats"] = tt.nats
+			}
+			rel, err := renderPlatform(t, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := decode(t, rel.Manifest)
+			deployments := map[string]*appsv1.Deployment{}
+			for _, d := range o.deployments {
+				deployments[d.Name] = d
+			}
+			for role, name := range natsRoles {
+				got := natsPasswordRef(deployments[name].Spec.Template.Spec.Containers[0], bus.PasswordEnv)
+				if want := (&secretRef{tt.secret, string(role)}); tt.secret == "" && got != nil || tt.secret != "" && (got == nil || *got != *want) {
+					t.Errorf("%s reads %s from %+v, want %+v", name, bus.PasswordEnv, got, tt.secret)
+				}
+			}
+			if got := natsPasswordRef(deployments["platform-gateway"].Spec.Template.Spec.Containers[0], bus.PasswordEnv); got != nil {
+				t.Errorf("the gateway, which has no NATS connection, gets a NATS password from %+v", got)
+			}
+			for _, s := range o.statefulSets {
+				if s.Name != "platform-nats" {
+					continue
+				}
+				for role := range natsRoles {
+					env := strings.ToUpper(string(role)) + "_PASSWORD"
+					if got := natsPasswordRef(s.Spec.Template.Spec.Containers[0], env); got == nil || *got != (secretRef{tt.secret, string(role)}) {
+						t.Errorf("NATS reads %s from %+v, want Secret %s key %s", env, got, tt.secret, role)
+					}
+				}
+			}
+			var generated *corev1.Secret
+			for _, s := range o.secrets {
+				if s.Name == "platform-nats-auth" {
+					generated = s
+				}
+			}
+			if !tt.generated {
+				if generated != nil {
+					t.Errorf("Secret platform-nats-auth generated although %q", tt.name)
+				}
+				return
+			}
+			if generated == nil {
+				t.Fatal("no Secret platform-nats-auth")
+			}
+			seen := map[string]bool{}
+			for role := range natsRoles {
+				pw := string(generated.Data[string(role)])
+				if len(pw) < 24 || seen[pw] {
+					t.Errorf("generated password of %s has %d characters or is another role's; want 24 or more, its own", role, len(pw))
+				}
+				seen[pw] = true
+				for name, doc := range releaseutil.SplitManifests(rel.Manifest) {
+					if !strings.Contains(doc, "kind: Secret") && strings.Contains(doc, pw) {
+						t.Errorf("the NATS password of %s appears outside its Secret, in %s", role, name)
+					}
+				}
+			}
+		})
+	}
+}
+
+// peers names the rendered workloads a NetworkPolicy peer list selects,
+// "anywhere" for no peer, and the CIDRs of its ipBlocks.
+func peers(t *testing.T, o objects, from []networkingv1.NetworkPolicyPeer) []string {
+	t.Helper()
+	if len(from) == 0 {
+		return []string{"anywhere"}
+	}
+	var out []string
+	for _, p := range from {
+		if p.IPBlock != nil {
+			out = append(out, p.IPBlock.CIDR+" except "+strings.Join(p.IPBlock.Except, ","))
+			continue
+		}
+		if p.PodSelector == nil || p.NamespaceSelector != nil || len(p.PodSelector.MatchExpressions) > 0 {
+			t.Errorf("peer %+v is not a pod selector of this namespace", p)
+			continue
+		}
+		for _, w := range o.workloads(t) {
+			if selects(p.PodSelector.MatchLabels, w.template.Labels) {
+				out = append(out, strings.TrimPrefix(w.name, "platform-"))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// rule is a NetworkPolicy rule: its peers and ports, for comparison.
+type rule struct {
+	Peers []string
+	Ports []string
+}
+
+func rulesOf(t *testing.T, o objects, peerLists [][]networkingv1.NetworkPolicyPeer, portLists [][]networkingv1.NetworkPolicyPort) []rule {
+	var out []rule
+	for i := range peerLists {
+		r := rule{Peers: peers(t, o, peerLists[i])}
+		for _, p := range portLists[i] {
+			r.Ports = append(r.Ports, fmt.Sprintf("%s/%s", ptrOr(p.Protocol, corev1.ProtocolTCP), p.Port.String()))
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestPlatformNetworkPoliciesConfineNATSPostgreSQLAndTheGateway(t *testing.T) {
+	private := "0.0.0.0/0 except 10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,100.64.0.0/10,127.0.0.0/8"
+	private6 := "::/0 except fc00::/7,fe80::/10,::1/128"
+	gatewayEgress := []rule{
+		{Peers: []string{"api"}, Ports: []string{"TCP/9090"}},
+		{Peers: []string{"audit"}, Ports: []string{"TCP/9092"}},
+		{Peers: []string{"anywhere"}, Ports: []string{"UDP/53", "TCP/53"}},
+	}
+	type policy struct {
+		Selects []string
+		Types   []string
+		Ingress []rule
+		Egress  []rule
+	}
+	gateway := policy{Selects: []string{"gateway"}, Types: []string{"Ingress", "Egress"},
+		Ingress: []rule{{Peers: []string{"anywhere"}, Ports: []string{"TCP/http"}}}, Egress: gatewayEgress}
+	signInGateway := gateway
+	signInGateway.Egress = append(slices.Clone(gatewayEgress), rule{Peers: []string{private, private6}, Ports: []string{"TCP/443"}})
+	nats := policy{Selects: []string{"nats"}, Types: []string{"Ingress"},
+		Ingress: []rule{{Peers: []string{"api", "audit", "orchestrator"}, Ports: []string{"TCP/client"}}}}
+	postgresql := policy{Selects: []string{"postgresql"}, Types: []string{"Ingress"},
+		Ingress: []rule{{Peers: []string{"api", "audit"}, Ports: []string{"TCP/postgresql"}}}}
+	signIn := map[string]any{"enabled": true, "issuer": "https://id.example.com", "clientID": "storeprov",
+		"clientSecret": map[string]any{"secretName": "oidc", "key": "secret"}}
+	external := map[string]any{
+		"nats":       map[string]any{"external": map[string]any{"url": "nats://nats.example:4222"}},
+		"postgresql": map[string]any{"enabled": false, "external": map[string]any{"existingSecret": "db"}},
+	}
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+		want   map[string]policy
+	}{
+		{"defaults", nil, map[string]policy{"platform-nats": nats, "platform-postgresql": postgresql, "platform-gateway": gateway}},
+		{"sign-in reaches the issuer's public HTTPS", map[string]any{"signIn": signIn},
+			map[string]policy{"platform-nats": nats, "platform-postgresql": postgresql, "platform-gateway": signInGateway}},
+		{"external NATS and PostgreSQL", external, map[string]policy{"platform-gateway": gateway}},
+		{"disabled", map[string]any{"networkPolicies": map[string]any{"enabled": false}}, map[string]policy{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rel, err := renderPlatform(t, tt.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := decode(t, rel.Manifest)
+			got := map[string]policy{}
+			for _, np := range typed[*networkingv1.NetworkPolicy](o) {
+				p := policy{}
+				for _, w := range o.workloads(t) {
+					if selects(np.Spec.PodSelector.MatchLabels, w.template.Labels) {
+						p.Selects = append(p.Selects, strings.TrimPrefix(w.name, "platform-"))
+					}
+				}
+				for _, pt := range np.Spec.PolicyTypes {
+					p.Types = append(p.Types, string(pt))
+				}
+				var from, to [][]networkingv1.NetworkPolicyPeer
+				var inPorts, outPorts [][]networkingv1.NetworkPolicyPort
+				for _, r := range np.Spec.Ingress {
+					from, inPorts = append(from, r.From), append(inPorts, r.Ports)
+				}
+				for _, r := range np.Spec.Egress {
+					to, outPorts = append(to, r.To), append(outPorts, r.Ports)
+				}
+				p.Ingress, p.Egress = rulesOf(t, o, from, inPorts), rulesOf(t, o, to, outPorts)
+				got[np.Name] = p
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("NetworkPolicies (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

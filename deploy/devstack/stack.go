@@ -2,12 +2,17 @@
 // JetStream server (or an external one), and the api, audit, gateway and
 // orchestrator services as separate processes built from this repository,
 // against the sandbox cluster. `make dev` and the end-to-end tests use it.
+//
+// The embedded server requires each service to sign in as its role, with
+// a password kept in NATSAuthFile in the data directory and handed to
+// the service in $STOREPROV_NATS_PASSWORD, as a Deployment does.
 package devstack
 
 import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,11 +97,14 @@ type Stack struct {
 	// IdP is the development OpenID provider when Config.SignIn is set.
 	IdP *devidp.Server
 
-	nats   *server.Server
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	exited []string
+	nats *server.Server
+	// natsPasswords are the roles' passwords on the embedded server; none
+	// for an external one.
+	natsPasswords map[bus.Role]string
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	mu            sync.Mutex
+	exited        []string
 
 	// The orchestrators' configuration, context and exits, for
 	// RestartOrchestrators.
@@ -145,7 +154,13 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	s.NATSURL = cfg.NATSURL
 	if s.NATSURL == "" {
-		s.nats, err = bus.RunEmbedded(filepath.Join(cfg.DataDir, "nats"), "127.0.0.1", cfg.NATSPort)
+		if s.natsPasswords, err = natsPasswords(filepath.Join(cfg.DataDir, NATSAuthFile)); err != nil {
+			return nil, err
+		}
+		s.nats, err = bus.RunEmbedded(bus.EmbeddedOptions{
+			Dir: filepath.Join(cfg.DataDir, "nats"), Host: "127.0.0.1", Port: cfg.NATSPort,
+			Topology: bus.Topology{Prefix: cfg.BusPrefix, Replicas: 1}, Passwords: s.natsPasswords,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -285,11 +300,17 @@ func (s *Stack) startOrchestrators(args []string) {
 }
 
 // run starts a service process that lives until ctx is done. The channel
-// is closed once the process has exited.
+// is closed once the process has exited. A service that connects to the
+// embedded NATS server finds its password in $STOREPROV_NATS_PASSWORD;
+// no service inherits one from the stack's own environment.
 func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string) (*exec.Cmd, <-chan struct{}) {
 	bin := strings.SplitN(name, "-", 2)[0]
 	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, bin), args...)
 	cmd.Dir = cfg.DataDir
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, bus.PasswordEnv+"=") })
+	if password := s.natsPasswords[bus.Role(bin)]; password != "" {
+		cmd.Env = append(cmd.Env, bus.PasswordEnv+"="+password)
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	pr, pw := io.Pipe()
@@ -319,6 +340,44 @@ func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string)
 		}
 	})
 	return cmd, stopped
+}
+
+// NATSAuthFile, in the data directory, holds the password of each role on
+// the embedded NATS server as a JSON object, role → password.
+const NATSAuthFile = "nats-auth.json"
+
+// natsPasswords reads the roles' passwords from path, or makes new random
+// ones and writes them there (mode 0600) when it does not exist yet, so
+// a data directory keeps its passwords across restarts.
+func natsPasswords(path string) (map[bus.Role]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		passwords := map[bus.Role]string{}
+		for _, role := range bus.Roles() {
+			passwords[role] = rand.Text()
+		}
+		b, err := json.MarshalIndent(passwords, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+			return nil, fmt.Errorf("cannot keep the NATS passwords: %w", err)
+		}
+		return passwords, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the NATS passwords: %w", err)
+	}
+	var passwords map[bus.Role]string
+	if err := json.Unmarshal(b, &passwords); err != nil {
+		return nil, fmt.Errorf("%s is not a JSON object of role → password (%w): delete it to make new passwords", path, err)
+	}
+	for _, role := range bus.Roles() {
+		if passwords[role] == "" {
+			return nil, fmt.Errorf("%s has no password for %s: delete it to make new passwords", path, role)
+		}
+	}
+	return passwords, nil
 }
 
 func (s *Stack) markExited(name string) {

@@ -14,10 +14,17 @@
 // and one key-value bucket, <P>_LEASES, where orchestrators fence their
 // work on a store. The prefix <p> lets several installations (and tests)
 // share one NATS server.
+//
+// Each service connects as a Role (api, orchestrator, audit) with
+// Credentials of its own and may use only Topology.Permissions(role): the
+// embedded server (RunEmbedded) and the platform chart's NATS grant exactly
+// that, so a compromised service cannot issue, forge or drop another
+// service's messages.
 package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -97,22 +104,78 @@ type Options struct {
 	MaxAckPending int
 }
 
-// Ensure creates or updates every stream, consumer and bucket of the
-// topology. It is idempotent and safe to call from every service at start.
-func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, opts Options) error {
+// Ensure makes what role uses exist, idempotently; each service calls it
+// at start for its own role, with the rights Permissions gives that role:
+//
+//	orchestrator  creates or updates both streams, its consumer and the
+//	              lease bucket: it owns the layout, so a new release's
+//	              settings (replicas, limits) take effect on its rollout.
+//	api           creates both streams when absent (it publishes to both),
+//	              creates or updates APIStatusConsumer.
+//	audit         creates the events stream when absent, creates or
+//	              updates AuditConsumer.
+//
+// Only the orchestrator may update a stream: changing a stream's limits
+// drops the messages it holds, as a purge would. Creating a stream that
+// exists changes nothing, so the api and the audit service may start
+// before the orchestrator without that right. An unknown role is an error.
+func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, role Role, opts Options) error {
 	if t.Prefix == "" || strings.ContainsAny(t.Prefix, ". *>") || strings.ToLower(t.Prefix) != t.Prefix {
 		return fmt.Errorf("bus prefix %q must be a lowercase word without dots or spaces", t.Prefix)
 	}
+	u, ok := t.uses(role)
+	if !ok {
+		return fmt.Errorf("unknown bus role %q: want one of %v", role, Roles())
+	}
+	for _, name := range u.streams {
+		cfg := t.streamConfig(name)
+		var err error
+		if u.ownsLayout {
+			_, err = js.CreateOrUpdateStream(ctx, cfg)
+		} else if _, err = js.CreateStream(ctx, cfg); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("cannot ensure stream %s as %s: %w", name, role, err)
+		}
+	}
+	cfg := u.consumer.config
+	if role == RoleOrchestrator {
+		if opts.MaxAckPending <= 0 {
+			opts.MaxAckPending = 64
+			if existing, err := js.Consumer(ctx, u.consumer.stream, cfg.Durable); err == nil {
+				opts.MaxAckPending = existing.CachedInfo().Config.MaxAckPending
+			}
+		}
+		cfg.MaxAckPending = opts.MaxAckPending
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, u.consumer.stream, cfg); err != nil {
+		return fmt.Errorf("cannot ensure consumer %s on %s as %s: %w", cfg.Durable, u.consumer.stream, role, err)
+	}
+	if u.leases {
+		kv := t.leaseBucketConfig()
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			return fmt.Errorf("cannot ensure bucket %s as %s: %w", kv.Bucket, role, err)
+		}
+	}
+	return nil
+}
+
+// streamConfig is the configuration of the stream named name.
+func (t Topology) streamConfig(name string) jetstream.StreamConfig {
 	replicas := max(t.Replicas, 1)
-	streams := []jetstream.StreamConfig{{
-		Name:        t.CommandsStream(),
-		Description: "Provisioning commands for orchestrator workers",
-		Subjects:    []string{t.Prefix + ".commands.>"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Duplicates:  DuplicateWindow,
-		Replicas:    replicas,
-	}, {
+	if name == t.CommandsStream() {
+		return jetstream.StreamConfig{
+			Name:        name,
+			Description: "Provisioning commands for orchestrator workers",
+			Subjects:    []string{t.Prefix + ".commands.>"},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		}
+	}
+	return jetstream.StreamConfig{
 		Name:        t.EventsStream(),
 		Description: "Store status changes and audit events",
 		Subjects:    []string{t.Prefix + ".status.>", t.Prefix + ".audit.>"},
@@ -121,61 +184,16 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, opts Optio
 		Storage:     jetstream.FileStorage,
 		Duplicates:  DuplicateWindow,
 		Replicas:    replicas,
-	}}
-	for _, cfg := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("cannot ensure stream %s: %w", cfg.Name, err)
-		}
 	}
-	consumers := []struct {
-		stream string
-		cfg    jetstream.ConsumerConfig
-	}{
-		{t.CommandsStream(), jetstream.ConsumerConfig{
-			Durable:     OrchestratorConsumer,
-			Description: "Shared by every orchestrator replica",
-			AckPolicy:   jetstream.AckExplicitPolicy,
-			AckWait:     CommandAckWait,
-			MaxDeliver:  CommandMaxDeliver,
-		}},
-		{t.EventsStream(), jetstream.ConsumerConfig{
-			Durable:       APIStatusConsumer,
-			Description:   "Status changes applied to the api's stores",
-			FilterSubject: t.Prefix + ".status.>",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second,
-			MaxAckPending: 256,
-		}},
-		{t.EventsStream(), jetstream.ConsumerConfig{
-			Durable:       AuditConsumer,
-			Description:   "Audit events recorded by the audit service",
-			FilterSubject: t.Prefix + ".audit.>",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second,
-			MaxAckPending: 256,
-		}},
-	}
-	if opts.MaxAckPending <= 0 {
-		opts.MaxAckPending = 64
-		if existing, err := js.Consumer(ctx, t.CommandsStream(), OrchestratorConsumer); err == nil {
-			opts.MaxAckPending = existing.CachedInfo().Config.MaxAckPending
-		}
-	}
-	consumers[0].cfg.MaxAckPending = opts.MaxAckPending
-	for _, c := range consumers {
-		if _, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.cfg); err != nil {
-			return fmt.Errorf("cannot ensure consumer %s on %s: %w", c.cfg.Durable, c.stream, err)
-		}
-	}
-	kv := jetstream.KeyValueConfig{
+}
+
+// leaseBucketConfig is the configuration of the lease bucket.
+func (t Topology) leaseBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
 		Bucket:      t.LeaseBucket(),
 		Description: "Per-store leases fencing orchestrator work",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+		Replicas:    max(t.Replicas, 1),
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
-		return fmt.Errorf("cannot ensure bucket %s: %w", kv.Bucket, err)
-	}
-	return nil
 }

@@ -175,3 +175,110 @@ storageClassName: ""
 storageClassName: {{ .Values.storageClass | quote }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The Secret holding each service's NATS password under its role's name (api,
+orchestrator, audit): nats.auth.existingSecret, or the one the chart
+generates for the bundled NATS. Empty for an external NATS without
+nats.auth.existingSecret: the services connect without authentication.
+*/}}
+{{- define "platform.natsAuthSecret" -}}
+{{- if .Values.nats.auth.existingSecret -}}
+{{- .Values.nats.auth.existingSecret -}}
+{{- else if not .Values.nats.external.url -}}
+{{- printf "%s-nats-auth" (include "platform.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+STOREPROV_NATS_PASSWORD of a service, from platform.natsAuthSecret; nothing
+when there is no such Secret. Call with (dict "ctx" $ "role" "api").
+*/}}
+{{- define "platform.natsPasswordEnv" -}}
+{{- with include "platform.natsAuthSecret" .ctx }}
+- name: STOREPROV_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.role }}
+{{- end }}
+{{- end -}}
+
+{{/*
+What a role may publish and subscribe to on the bundled NATS, in its
+configuration syntax: {publish: {allow: […]}, subscribe: {allow: […]}}. It must
+equal bus.Topology.Permissions in pkg/bus/roles.go, which documents why each
+subject is there; helm/platform_test.go fails when they differ. Call with
+(dict "ctx" $ "role" "api").
+*/}}
+{{- define "platform.natsPermissions" -}}
+{{- $p := .ctx.Values.bus.prefix -}}
+{{- $commands := printf "%s_COMMANDS" (upper $p) -}}
+{{- $events := printf "%s_EVENTS" (upper $p) -}}
+{{- $bucket := printf "%s_LEASES" (upper $p) -}}
+{{- $pub := list -}}
+{{- $sub := list -}}
+{{- $consumer := dict -}}
+{{- if eq .role "orchestrator" -}}
+{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.status.>" $p) (printf "%s.audit.>" $p) -}}
+{{- range list $commands $events -}}
+{{- $pub = append (append $pub (printf "$JS.API.STREAM.CREATE.%s" .)) (printf "$JS.API.STREAM.UPDATE.%s" .) -}}
+{{- end -}}
+{{- $pub = concat $pub (list
+  (printf "$KV.%s.>" $bucket)
+  "$JS.API.INFO"
+  (printf "$JS.API.STREAM.CREATE.KV_%s" $bucket)
+  (printf "$JS.API.STREAM.UPDATE.KV_%s" $bucket)
+  (printf "$JS.API.STREAM.INFO.KV_%s" $bucket)
+  (printf "$JS.API.DIRECT.GET.KV_%s.>" $bucket)) -}}
+{{- $consumer = dict "stream" $commands "name" "orchestrator" "create" (printf "$JS.API.CONSUMER.CREATE.%s.orchestrator" $commands) -}}
+{{- else if eq .role "api" -}}
+{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.audit.>" $p) (printf "%s.changed.>" $p)
+  (printf "$JS.API.STREAM.CREATE.%s" $commands) (printf "$JS.API.STREAM.CREATE.%s" $events) -}}
+{{- $sub = list (printf "%s.changed.>" $p) -}}
+{{- $consumer = dict "stream" $events "name" "api-status" "create" (printf "$JS.API.CONSUMER.CREATE.%s.api-status.%s.status.>" $events $p) -}}
+{{- else if eq .role "audit" -}}
+{{- $pub = list (printf "$JS.API.STREAM.CREATE.%s" $events) -}}
+{{- $consumer = dict "stream" $events "name" "audit" "create" (printf "$JS.API.CONSUMER.CREATE.%s.audit.%s.audit.>" $events $p) -}}
+{{- else -}}
+{{- fail (printf "platform.natsPermissions: unknown role %q" .role) -}}
+{{- end -}}
+{{- $pub = concat $pub (list
+  $consumer.create
+  (printf "$JS.API.CONSUMER.INFO.%s.%s" $consumer.stream $consumer.name)
+  (printf "$JS.API.CONSUMER.MSG.NEXT.%s.%s" $consumer.stream $consumer.name)
+  (printf "$JS.ACK.%s.%s.>" $consumer.stream $consumer.name)
+  (printf "$JS.ACK.*.*.%s.%s.>" $consumer.stream $consumer.name)) -}}
+{{- $sub = append $sub (printf "_INBOX_%s_%s.>" $p .role) -}}
+{{- $quoted := dict "publish" list "subscribe" list -}}
+{{- range $pub }}{{ $_ := set $quoted "publish" (append $quoted.publish (printf "%q" .)) }}{{ end -}}
+{{- range $sub }}{{ $_ := set $quoted "subscribe" (append $quoted.subscribe (printf "%q" .)) }}{{ end -}}
+{{- printf "{publish: {allow: [%s]}, subscribe: {allow: [%s]}}" (join ", " $quoted.publish) (join ", " $quoted.subscribe) -}}
+{{- end -}}
+
+{{/* The bundled NATS server's configuration. */}}
+{{- define "platform.natsConfig" -}}
+# $POD_NAME is read from the environment: JetStream needs a stable name.
+server_name: $POD_NAME
+port: 4222
+http_port: 8222
+jetstream {
+  store_dir: /data
+  max_file_store: {{ .Values.nats.jetstream.maxFileStore }}
+  max_memory_store: {{ .Values.nats.jetstream.maxMemoryStore }}
+}
+# Each service signs in as its role; the passwords are read from the
+# environment ($API_PASSWORD…), which the Secret fills. Nobody else may
+# connect.
+authorization {
+  users: [
+    {{- range $role := list "api" "orchestrator" "audit" }}
+    {
+      user: {{ $role }}
+      password: ${{ upper $role }}_PASSWORD
+      permissions: {{ include "platform.natsPermissions" (dict "ctx" $ "role" $role) }}
+    }
+    {{- end }}
+  ]
+}
+{{- end -}}

@@ -60,14 +60,14 @@ storeprov is running. Ctrl-C stops it.
   dashboard and REST  %s   (OpenAPI: %s/openapi.json)
   api gRPC            %s   (grpcurl -plaintext %s list)
   audit gRPC          %s
-  NATS                %s
+  NATS                %s%s
   admin token         %s   (also in %s)
 %s
   export STOREPROV_TOKEN=$(cat %s)
   %s/storectl create --name "Corner Shop" --engine woocommerce
   curl -H "Authorization: Bearer $STOREPROV_TOKEN" %s/v1/stores
 
-`, s.GatewayURL, s.GatewayURL, s.APIAddr, s.APIAddr, s.AuditAddr, s.NATSURL, s.Token,
+`, s.GatewayURL, s.GatewayURL, s.APIAddr, s.APIAddr, s.AuditAddr, s.NATSURL, natsHelp(cfg), s.Token,
 		filepath.Join(cfg.DataDir, "token"), signInHelp(s), filepath.Join(cfg.DataDir, "token"), cfg.BinDir, s.GatewayURL)
 	<-ctx.Done()
 	fmt.Println("devstack: stopping…")
@@ -86,6 +86,14 @@ func signInHelp(s *devstack.Stack) string {
 		return ""
 	}
 	return fmt.Sprintf("  sign-in (OpenID)    %s   users alice/alice (admin) and bob/bob\n", s.IdP.Issuer)
+}
+
+// natsHelp says where the embedded server's users find their passwords.
+func natsHelp(cfg devstack.Config) string {
+	if cfg.NATSURL != "" {
+		return ""
+	}
+	return "   (users api, orchestrator, audit; passwords in " + filepath.Join(cfg.DataDir, devstack.NATSAuthFile) + ")"
 }
 
 func fatal(err error) {

@@ -40,6 +40,8 @@ import (
 type Options struct {
 	DatabaseURL string
 	NATSURL     string
+	// NATS signs in to NATSURL as the api role.
+	NATS        bus.Credentials
 	BusPrefix   string
 	GRPCAddr    string
 	MetricsAddr string
@@ -74,6 +76,7 @@ type Addrs struct{ GRPC, Metrics string }
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DatabaseURL, "database-url", "sqlite://api.db", "database: sqlite:///path/file.db or postgres://user@host/db")
 	fs.StringVar(&o.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with JetStream")
+	o.NATS.BindFlags(fs, bus.RoleAPI)
 	fs.StringVar(&o.BusPrefix, "bus-prefix", "storeprov", "prefix of the NATS streams and subjects")
 	fs.StringVar(&o.GRPCAddr, "grpc-addr", ":9090", "gRPC listen address")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9091", "metrics and health HTTP listen address")
@@ -125,7 +128,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	// NATS may be down: requests are still accepted and wait in the outbox.
-	nc, err := nats.Connect(o.NATSURL, nats.Name("storeprov-api"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	topo := bus.Topology{Prefix: o.BusPrefix, Replicas: 1}
+	nc, err := nats.Connect(o.NATSURL, append(topo.ConnectOptions(bus.RoleAPI, o.NATS, log),
+		nats.Name("storeprov-api"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))...)
 	if err != nil {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", o.NATSURL, err)
 	}
@@ -134,7 +139,6 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	topo := bus.Topology{Prefix: o.BusPrefix, Replicas: 1}
 
 	published := rpc.Register(prometheus.DefaultRegisterer, prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."}))
 	relay := outbox.NewRelay(client, js, log, published)
@@ -215,11 +219,11 @@ func Run(ctx context.Context, o Options) error {
 	return runErr
 }
 
-// consumeStatus keeps the status feed running, creating the bus topology
-// first and starting again after NATS outages.
+// consumeStatus keeps the status feed running, creating the api's part of
+// the bus topology first and starting again after NATS outages.
 func consumeStatus(ctx context.Context, js jetstream.JetStream, topo bus.Topology, applier statusfeed.Applier, log *slog.Logger) {
 	for ctx.Err() == nil {
-		err := topo.Ensure(ctx, js, bus.Options{})
+		err := topo.Ensure(ctx, js, bus.RoleAPI, bus.Options{})
 		if err == nil {
 			err = statusfeed.Consume(ctx, js, topo, applier, log)
 		}

@@ -45,7 +45,7 @@ func startAPI(t *testing.T, databaseURL string, nats *bustest.Env, configure ...
 	ready := make(chan app.Addrs, 1)
 	done := make(chan error, 1)
 	opts := app.Options{
-		DatabaseURL: databaseURL, NATSURL: nats.URL, BusPrefix: nats.Topology.Prefix,
+		DatabaseURL: databaseURL, NATSURL: nats.URL, NATS: nats.Credentials(bus.RoleAPI), BusPrefix: nats.Topology.Prefix,
 		GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", AdminTokenFile: tokenFile,
 		DefaultStoreQuota: 5, Logger: slog.New(slog.DiscardHandler),
 		OnReady: func(a app.Addrs) { ready <- a },

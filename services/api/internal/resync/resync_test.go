@@ -93,7 +93,8 @@ func TestResyncQueuesReadyAndStuckStoresOnly(t *testing.T) {
 
 		// Two api replicas resync in the same period.
 		for _, replica := range []time.Duration{0, 30 * time.Second} {
-			r := &resync.Resyncer{Client: client, JS: env.JS, Topology: env.Topology, Interval: interval,
+			_, js := env.ConnectAs(t, bus.RoleAPI)
+			r := &resync.Resyncer{Client: client, JS: js, Topology: env.Topology, Interval: interval,
 				Now: func() time.Time { return now.Add(replica) }}
 			n, err := r.Once(ctx)
 			if err != nil || n != 4 {
@@ -125,7 +126,8 @@ func TestResyncQueuesReadyAndStuckStoresOnly(t *testing.T) {
 
 		// The next period queues them again, and the stores whose status
 		// has now not changed for longer than the interval too.
-		r := &resync.Resyncer{Client: client, JS: env.JS, Topology: env.Topology, Interval: interval,
+		_, js := env.ConnectAs(t, bus.RoleAPI)
+		r := &resync.Resyncer{Client: client, JS: js, Topology: env.Topology, Interval: interval,
 			Now: func() time.Time { return now.Add(interval) }}
 		if _, err := r.Once(ctx); err != nil {
 			t.Fatal(err)

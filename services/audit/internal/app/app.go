@@ -56,6 +56,8 @@ type Options struct {
 	// DatabaseURL is sqlite:///path, sqlite://relative/path or postgres://….
 	DatabaseURL string
 	NATSURL     string
+	// NATS signs in to NATSURL as the audit role.
+	NATS bus.Credentials
 	// BusPrefix names the installation's NATS streams and subjects.
 	BusPrefix string
 	// BusReplicas is the replica count of streams the service creates.
@@ -87,11 +89,13 @@ type Addrs struct {
 	Metrics string
 }
 
-// Defaults returns the options the flags default to.
+// Defaults returns the options the flags default to, without the NATS
+// password, which BindFlags takes from the environment.
 func Defaults() Options {
 	return Options{
 		DatabaseURL: DefaultDatabaseURL,
 		NATSURL:     DefaultNATSURL,
+		NATS:        bus.Credentials{User: string(bus.RoleAudit)},
 		BusPrefix:   DefaultBusPrefix,
 		BusReplicas: 1,
 		GRPCAddr:    DefaultGRPCAddr,
@@ -107,6 +111,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	d := Defaults()
 	fs.StringVar(&o.DatabaseURL, "database-url", d.DatabaseURL, "audit database: sqlite:///path/to/file.db, sqlite://relative.db or postgres://user@host/db")
 	fs.StringVar(&o.NATSURL, "nats-url", d.NATSURL, "NATS JetStream server to consume audit events from")
+	o.NATS.BindFlags(fs, bus.RoleAudit)
 	fs.StringVar(&o.BusPrefix, "bus-prefix", d.BusPrefix, "prefix of the installation's NATS streams and subjects")
 	fs.IntVar(&o.BusReplicas, "bus-replicas", d.BusReplicas, "replicas of the NATS streams (3 on a production cluster)")
 	fs.StringVar(&o.GRPCAddr, "grpc-addr", d.GRPCAddr, "listen address of the gRPC AuditService")
@@ -157,11 +162,12 @@ func Run(ctx context.Context, opts Options) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	nc, err := nats.Connect(opts.NATSURL,
+	topology := bus.Topology{Prefix: opts.BusPrefix, Replicas: opts.BusReplicas}
+	nc, err := nats.Connect(opts.NATSURL, append(topology.ConnectOptions(bus.RoleAudit, opts.NATS, logger),
 		nats.Name("storeprov-audit"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second))
+		nats.ReconnectWait(time.Second))...)
 	if err != nil {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", opts.NATSURL, err)
 	}
@@ -170,7 +176,6 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot use JetStream: %w", err)
 	}
-	topology := bus.Topology{Prefix: opts.BusPrefix, Replicas: opts.BusReplicas}
 	rec, err := recorder.New(js, topology, log, recorder.Options{Concurrency: opts.Concurrency, Registry: registry, Logger: logger})
 	if err != nil {
 		return err
@@ -243,12 +248,12 @@ func Run(ctx context.Context, opts Options) error {
 	return err
 }
 
-// ensure creates the bus topology, retrying until NATS answers. It returns
-// false when ctx ended first.
+// ensure creates the audit service's part of the bus topology, retrying
+// until NATS answers. It returns false when ctx ended first.
 func ensure(ctx context.Context, topology bus.Topology, js jetstream.JetStream, logger *slog.Logger) bool {
 	for {
 		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := topology.Ensure(attempt, js, bus.Options{})
+		err := topology.Ensure(attempt, js, bus.RoleAudit, bus.Options{})
 		cancel()
 		if err == nil {
 			return true

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +112,7 @@ func TestServiceRecordsPublishedEventsAndServesThem(t *testing.T) {
 		env := bustest.Embedded(t)
 		opts := app.Defaults()
 		opts.DatabaseURL, opts.NATSURL, opts.BusPrefix = url, env.URL, env.Topology.Prefix
+		opts.NATS = env.Credentials(bus.RoleAudit)
 		opts.GRPCAddr, opts.MetricsAddr, opts.APIAddr = "127.0.0.1:0", "127.0.0.1:0", serveAPI(t)
 		addrs := start(t, opts)
 		if strings.HasSuffix(addrs.GRPC, ":0") || strings.HasSuffix(addrs.Metrics, ":0") {
@@ -188,9 +191,14 @@ func TestServiceRecordsPublishedEventsAndServesThem(t *testing.T) {
 
 func TestServiceServesWhileNATSIsDownAndRecordsOnceItIsBack(t *testing.T) {
 	env := bustest.Embedded(t)
+	// The service creates the events stream once NATS is back.
+	if err := env.JS.DeleteStream(context.Background(), env.Topology.EventsStream()); err != nil {
+		t.Fatal(err)
+	}
 	env.Stop(t)
 	opts := app.Defaults()
-	opts.DatabaseURL, opts.NATSURL, opts.BusPrefix = databasetest.SQLite(t), env.URL, "down"
+	opts.DatabaseURL, opts.NATSURL, opts.BusPrefix = databasetest.SQLite(t), env.URL, env.Topology.Prefix
+	opts.NATS = env.Credentials(bus.RoleAudit)
 	opts.GRPCAddr, opts.MetricsAddr, opts.APIAddr = "127.0.0.1:0", "", serveAPI(t)
 	addrs := start(t, opts)
 	if addrs.Metrics != "" {
@@ -208,7 +216,7 @@ func TestServiceServesWhileNATSIsDownAndRecordsOnceItIsBack(t *testing.T) {
 	}
 
 	env.Restart(t)
-	topology := bus.Topology{Prefix: "down"}
+	topology := env.Topology
 	e := &auditv1.AuditEntry{Id: "late", Action: lifecycle.ActionCreate, Actor: "alice", StoreId: "s1", StoreOwner: "alice", Time: timestamppb.Now()}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -271,26 +279,38 @@ func TestRunRefusesUnusableOptions(t *testing.T) {
 }
 
 func TestFlagsSetOptions(t *testing.T) {
+	passwordFile := filepath.Join(t.TempDir(), "nats-password")
+	if err := os.WriteFile(passwordFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withPassword := func(o app.Options, password string) app.Options { o.NATS.Password = password; return o }
 	tests := []struct {
 		name string
 		args []string
+		// env is $STOREPROV_NATS_PASSWORD.
+		env  string
 		want app.Options
 	}{
 		{name: "defaults", args: nil, want: app.Defaults()},
+		{name: "password from the environment", env: "from-env", want: withPassword(app.Defaults(), "from-env")},
 		{
 			name: "every flag",
 			args: []string{
 				"--database-url", "postgres://audit@db/audit", "--nats-url", "nats://nats:4222", "--bus-prefix", "prod",
 				"--bus-replicas", "3", "--grpc-addr", ":1", "--metrics-addr", "", "--api-addr", "api:9090", "--concurrency", "4",
+				"--nats-user", "audit-prod", "--nats-password-file", passwordFile,
 			},
+			env: "from-env",
 			want: app.Options{
 				DatabaseURL: "postgres://audit@db/audit", NATSURL: "nats://nats:4222", BusPrefix: "prod", BusReplicas: 3,
 				GRPCAddr: ":1", MetricsAddr: "", APIAddr: "api:9090", Concurrency: 4,
+				NATS: bus.Credentials{User: "audit-prod", Password: "from-file"},
 			},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(bus.PasswordEnv, tt.env)
 			var got app.Options
 			fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 			got.BindFlags(fs)

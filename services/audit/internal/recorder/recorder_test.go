@@ -53,7 +53,8 @@ func run(t *testing.T, env *bustest.Env, log recorder.Log, opts recorder.Options
 	if opts.RetryDelay == 0 {
 		opts.RetryDelay = 100 * time.Millisecond
 	}
-	r, err := recorder.New(env.JS, env.Topology, log, opts)
+	_, js := env.ConnectAs(t, bus.RoleAudit)
+	r, err := recorder.New(js, env.Topology, log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

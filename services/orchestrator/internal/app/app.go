@@ -73,6 +73,8 @@ type Options struct {
 	HelmMaxHistory int
 	// NATSURL is the NATS server (JetStream enabled).
 	NATSURL string
+	// NATS signs in to NATSURL as the orchestrator role.
+	NATS bus.Credentials
 	// BusPrefix and BusReplicas name and size the bus topology.
 	BusPrefix   string
 	BusReplicas int
@@ -110,6 +112,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ChartsDir, "charts-dir", "", "directory of more store chart versions (chart directories or .tgz packages), read at start, besides the embedded ones; a store that asks for no version gets the newest")
 	fs.IntVar(&o.HelmMaxHistory, "helm-max-history", helmaction.DefaultMaxHistory, "release revisions Helm keeps per store (each is a Secret counted by the store's quota)")
 	fs.StringVar(&o.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with JetStream")
+	o.NATS.BindFlags(fs, bus.RoleOrchestrator)
 	fs.StringVar(&o.BusPrefix, "bus-prefix", bus.Default().Prefix, "prefix of the streams, subjects and buckets of this installation")
 	fs.IntVar(&o.BusReplicas, "bus-replicas", 1, "replicas of each stream and bucket (3 for a NATS cluster)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9094", "address of the /metrics and /healthz endpoints (\":0\" picks a free port)")
@@ -164,8 +167,10 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("cannot create the Kubernetes client: %w", err)
 	}
 
-	nc, err := nats.Connect(opts.NATSURL, nats.Name("storeprov-orchestrator "+opts.Worker.ID),
-		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+	topology := bus.Topology{Prefix: opts.BusPrefix, Replicas: opts.BusReplicas}
+	nc, err := nats.Connect(opts.NATSURL, append(topology.ConnectOptions(bus.RoleOrchestrator, opts.NATS, log),
+		nats.Name("storeprov-orchestrator "+opts.Worker.ID),
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))...)
 	if err != nil {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", opts.NATSURL, err)
 	}
@@ -174,7 +179,6 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot use JetStream at %s: %w", opts.NATSURL, err)
 	}
-	topology := bus.Topology{Prefix: opts.BusPrefix, Replicas: opts.BusReplicas}
 	kv, err := ensureTopology(ctx, js, topology, log)
 	if err != nil {
 		return err
@@ -225,7 +229,7 @@ func Run(ctx context.Context, opts Options) error {
 func ensureTopology(ctx context.Context, js jetstream.JetStream, topology bus.Topology, log *slog.Logger) (jetstream.KeyValue, error) {
 	for {
 		ensureCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := topology.Ensure(ensureCtx, js, bus.Options{})
+		err := topology.Ensure(ensureCtx, js, bus.RoleOrchestrator, bus.Options{})
 		var kv jetstream.KeyValue
 		if err == nil {
 			kv, err = js.KeyValue(ensureCtx, topology.LeaseBucket())

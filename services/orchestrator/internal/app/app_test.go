@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,7 @@ func TestRunServesMetricsHealthAndStopsOnCancel(t *testing.T) {
 	bustest.Each(t, func(t *testing.T, env *bustest.Env) {
 		opts := app.DefaultOptions()
 		opts.NATSURL = env.URL
+		opts.NATS = env.Credentials(bus.RoleOrchestrator)
 		opts.BusPrefix = env.Topology.Prefix
 		opts.RESTConfig = sandboxtest.RESTConfig(t)
 		opts.MetricsAddr = "127.0.0.1:0"
@@ -104,8 +106,11 @@ func TestTwoProcessesShareCommands(t *testing.T) {
 		kubeconfig := sandboxtest.KubeconfigPath(t)
 		workers := []string{"proc-a-" + sandboxtest.RandomSuffix(), "proc-b-" + sandboxtest.RandomSuffix()}
 		procs := make([]*process, len(workers))
+		// The password reaches the binaries as in a Deployment: through
+		// the environment.
+		password := env.Credentials(bus.RoleOrchestrator).Password
 		for i, id := range workers {
-			procs[i] = startProcess(t, bin, "--worker-id", id, "--nats-url", env.URL, "--bus-prefix", env.Topology.Prefix,
+			procs[i] = startProcess(t, bin, password, "--worker-id", id, "--nats-url", env.URL, "--bus-prefix", env.Topology.Prefix,
 				"--kubeconfig", kubeconfig, "--metrics-addr", "127.0.0.1:0", "--concurrency", "2")
 		}
 		for _, p := range procs {
@@ -182,9 +187,11 @@ type process struct {
 	logs []map[string]any
 }
 
-func startProcess(t *testing.T, bin string, args ...string) *process {
+// startProcess runs bin with args and natsPassword in $STOREPROV_NATS_PASSWORD.
+func startProcess(t *testing.T, bin, natsPassword string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), bus.PasswordEnv+"="+natsPassword)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

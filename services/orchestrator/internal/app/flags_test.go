@@ -31,8 +31,9 @@ import (
 )
 
 // runWithFlags parses args as the orchestrator's command line (after the
-// flags that point it at env and the sandbox) and runs it in process
-// until the test ends. It returns the parsed options.
+// flags that point it at env and the sandbox, and sign in with a password
+// file) and runs it in process until the test ends. It returns the parsed
+// options.
 func runWithFlags(t *testing.T, env *bustest.Env, args ...string) app.Options {
 	t.Helper()
 	var opts app.Options
@@ -40,6 +41,13 @@ func runWithFlags(t *testing.T, env *bustest.Env, args ...string) app.Options {
 	opts.BindFlags(fs)
 	base := []string{"--kubeconfig", sandboxtest.KubeconfigPath(t), "--nats-url", env.URL, "--bus-prefix", env.Topology.Prefix,
 		"--metrics-addr", "127.0.0.1:0", "--worker-id", "flags-" + sandboxtest.RandomSuffix()}
+	if password := env.Credentials(bus.RoleOrchestrator).Password; password != "" {
+		passwordFile := filepath.Join(t.TempDir(), "nats-password")
+		if err := os.WriteFile(passwordFile, []byte(password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		base = append(base, "--nats-password-file", passwordFile)
+	}
 	if err := fs.Parse(append(base, args...)); err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,7 @@ func TestPlatformRBACSufficesToProvisionAndDelete(t *testing.T) {
 		logs := &syncBuffer{}
 		opts := app.DefaultOptions()
 		opts.NATSURL = env.URL
+		opts.NATS = env.Credentials(bus.RoleOrchestrator)
 		opts.BusPrefix = env.Topology.Prefix
 		opts.RESTConfig = cfg
 		opts.MetricsAddr = "127.0.0.1:0"

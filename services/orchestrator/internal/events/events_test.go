@@ -12,6 +12,7 @@ import (
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/events"
@@ -19,7 +20,8 @@ import (
 
 func TestStatusIsWrittenEvenWhenTheWorkWasCancelled(t *testing.T) {
 	bustest.Each(t, func(t *testing.T, env *bustest.Env) {
-		p := &events.Publisher{JS: env.JS, Topology: env.Topology}
+		_, js := env.ConnectAs(t, bus.RoleOrchestrator)
+		p := &events.Publisher{JS: js, Topology: env.Topology}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		s := &eventsv1.StoreStatusChanged{StoreId: "s1", Phase: storev1.Phase_PHASE_FAILED, Reason: lifecycle.ReasonTimeout,

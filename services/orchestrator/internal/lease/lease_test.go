@@ -9,6 +9,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/lease"
 )
@@ -21,7 +22,8 @@ func (c *clock) Advance(d time.Duration) { c.now.Add(int64(d)) }
 
 func newStore(t *testing.T, env *bustest.Env) (*lease.Store, *clock) {
 	t.Helper()
-	kv, err := env.JS.KeyValue(context.Background(), env.Topology.LeaseBucket())
+	_, js := env.ConnectAs(t, bus.RoleOrchestrator)
+	kv, err := js.KeyValue(context.Background(), env.Topology.LeaseBucket())
 	if err != nil {
 		t.Fatal(err)
 	}

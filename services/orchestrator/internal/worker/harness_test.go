@@ -94,7 +94,9 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 		IngressNamespaceLabels: map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"},
 		AllowInternetEgress:    true,
 	}}
-	r := reconcile.New(nil, &events.Publisher{JS: env.JS, Topology: env.Topology}, s.reconcile)
+	// The worker connects as the orchestrator does, with its permissions.
+	_, js := env.ConnectAs(t, bus.RoleOrchestrator)
+	r := reconcile.New(nil, &events.Publisher{JS: js, Topology: env.Topology}, s.reconcile)
 	r.Steps = []reconcile.Step{reconcile.GuardrailsStep{Guardrails: g, DeleteTimeout: r.Options.DeleteTimeout}}
 	if s.release {
 		helm, err := helmaction.New(cfg, helmaction.Options{WrapDriver: s.wrapDriver, Charts: s.charts})
@@ -104,7 +106,7 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 		r.Steps = append(r.Steps, &reconcile.ReleaseStep{Helm: helm, Client: cs, BaseDomain: r.Options.BaseDomain,
 			RollbackTimeout: r.Options.RollbackTimeout, Log: log})
 	}
-	kv, err := env.JS.KeyValue(context.Background(), env.Topology.LeaseBucket())
+	kv, err := js.KeyValue(context.Background(), env.Topology.LeaseBucket())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +116,7 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 	if wopts.ID == "" {
 		wopts.ID = "w-" + sandboxtest.RandomSuffix()
 	}
-	w := worker.New(env.JS, env.Topology, r, leases, m, log, wopts)
+	w := worker.New(js, env.Topology, r, leases, m, log, wopts)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -355,6 +355,12 @@ func TestStopHandsInFlightCommandsBack(t *testing.T) {
 		release()
 		second := startWorker(t, env, setup{worker: fastRetries(), reconcile: reconcile.Options{DeleteTimeout: time.Minute}})
 		events.waitStatus(t, 2, storev1.Phase_PHASE_DELETED, 60*time.Second)
+		// The worker counts a command once it has acked it, after the
+		// status is out.
+		deadline := time.Now().Add(5 * time.Second)
+		for count(second.metrics, "delete", "done") == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		if got := count(second.metrics, "delete", "done"); got != 1 {
 			t.Errorf("second worker finished %d deletes, want 1", got)
 		}
