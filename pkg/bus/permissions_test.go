@@ -84,8 +84,14 @@ func publishStatus(ctx context.Context, js jetstream.JetStream, topo bus.Topolog
 	return bus.Publish(ctx, js, topo.StatusSubject(id), "status-"+id, &eventsv1.StoreStatusChanged{StoreId: id, ObservedGeneration: 1})
 }
 
+// publishAudit publishes an audit event as the orchestrator does.
 func publishAudit(ctx context.Context, js jetstream.JetStream, topo bus.Topology, id string) error {
-	return bus.Publish(ctx, js, topo.AuditSubject(id), "audit-"+id, &eventsv1.AuditEvent{})
+	return bus.Publish(ctx, js, topo.AuditSubject(bus.RoleOrchestrator, id), "audit-"+id, &eventsv1.AuditEvent{})
+}
+
+// publishAPIAudit publishes an audit event as the api does.
+func publishAPIAudit(ctx context.Context, js jetstream.JetStream, topo bus.Topology, id string) error {
+	return bus.Publish(ctx, js, topo.AuditSubject(bus.RoleAPI, id), "audit-"+id, &eventsv1.AuditEvent{})
 }
 
 // takeOne pulls one message from the role's consumer and acks it.
@@ -155,7 +161,7 @@ func TestEachRoleCanDoItsServicesWork(t *testing.T) {
 		if err := publishCommand(ctx, c.js, topo, "a1"); err != nil {
 			t.Errorf("publish a command: %v", err)
 		}
-		if err := publishAudit(ctx, c.js, topo, "a1"); err != nil {
+		if err := publishAPIAudit(ctx, c.js, topo, "a1"); err != nil {
 			t.Errorf("publish an audit event: %v", err)
 		}
 		changed, err := c.nc.SubscribeSync(topo.StoreChangedSubject("*"))
@@ -220,7 +226,11 @@ func TestEachRoleIsRefusedOutsideItsPermissions(t *testing.T) {
 		{name: "audit forges a status", role: bus.RoleAudit, reason: "only the orchestrator reports status",
 			do: publish(topo.StatusSubject("victim")), refused: topo.StatusSubject("victim")},
 		{name: "audit forges an audit entry", role: bus.RoleAudit, reason: "the audit service records entries, it does not write them",
-			do: publish(topo.AuditSubject("victim")), refused: topo.AuditSubject("victim")},
+			do: publish(topo.AuditSubject(bus.RoleAPI, "victim")), refused: topo.AuditSubject(bus.RoleAPI, "victim")},
+		{name: "orchestrator speaks for the api in the audit log", role: bus.RoleOrchestrator, reason: "only the api says who owns a store",
+			do: publish(topo.AuditSubject(bus.RoleAPI, "victim")), refused: topo.AuditSubject(bus.RoleAPI, "victim")},
+		{name: "api speaks for the orchestrator in the audit log", role: bus.RoleAPI, reason: "each publisher writes under its own name",
+			do: publish(topo.AuditSubject(bus.RoleOrchestrator, "victim")), refused: topo.AuditSubject(bus.RoleOrchestrator, "victim")},
 		{name: "api forges a READY status", role: bus.RoleAPI, reason: "only the orchestrator reports status",
 			do: publish(topo.StatusSubject("victim")), refused: topo.StatusSubject("victim")},
 		{name: "api writes a lease key", role: bus.RoleAPI, reason: "leases fence orchestrators only",
@@ -333,5 +343,21 @@ func TestRunEmbeddedRefusesAnOpenServer(t *testing.T) {
 	}
 	if p := topo.Permissions("gateway"); p.Publish != nil || p.Subscribe != nil {
 		t.Errorf("permissions of an unknown role = %+v, want none", p)
+	}
+}
+
+func TestAuditPublisherReadsTheSubject(t *testing.T) {
+	topo := bus.Topology{Prefix: "sp"}
+	for subject, want := range map[string]bus.Role{
+		topo.AuditSubject(bus.RoleAPI, "s1"):          bus.RoleAPI,
+		topo.AuditSubject(bus.RoleOrchestrator, "s1"): bus.RoleOrchestrator,
+		"sp.audit.s1":            "",
+		"sp.audit.mallory.s1":    "",
+		"other.audit.api.s1":     "",
+		topo.StatusSubject("s1"): "",
+	} {
+		if got := topo.AuditPublisher(subject); got != want {
+			t.Errorf("AuditPublisher(%q) = %q, want %q", subject, got, want)
+		}
 	}
 }

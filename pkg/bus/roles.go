@@ -59,7 +59,7 @@ func (t Topology) uses(role Role) (roleUse, bool) {
 		return roleUse{
 			// Commands: a worker requeues a command it could not finish
 			// on its last delivery (worker outcomeRequeued).
-			publishes:  []string{t.Prefix + ".commands.>", t.Prefix + ".status.>", t.Prefix + ".audit.>"},
+			publishes:  []string{t.Prefix + ".commands.>", t.Prefix + ".status.>", t.auditSubjects(RoleOrchestrator) + ".>"},
 			streams:    []string{t.CommandsStream(), t.EventsStream()},
 			ownsLayout: true,
 			consumer: consumerUse{t.CommandsStream(), jetstream.ConsumerConfig{
@@ -75,7 +75,7 @@ func (t Topology) uses(role Role) (roleUse, bool) {
 		return roleUse{
 			// Commands and audit events through its outbox and resync;
 			// store changes to the other api replicas.
-			publishes:  []string{t.Prefix + ".commands.>", t.Prefix + ".audit.>", t.Prefix + ".changed.>"},
+			publishes:  []string{t.Prefix + ".commands.>", t.auditSubjects(RoleAPI) + ".>", t.Prefix + ".changed.>"},
 			subscribes: []string{t.Prefix + ".changed.>"},
 			streams:    []string{t.CommandsStream(), t.EventsStream()},
 			consumer: consumerUse{t.EventsStream(), jetstream.ConsumerConfig{

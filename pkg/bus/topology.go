@@ -62,8 +62,34 @@ func (t Topology) CommandSubject(storeID string) string { return t.Prefix + ".co
 // StatusSubject is where status changes of a store are published.
 func (t Topology) StatusSubject(storeID string) string { return t.Prefix + ".status." + storeID }
 
-// AuditSubject is where audit events about a store are published.
-func (t Topology) AuditSubject(storeID string) string { return t.Prefix + ".audit." + storeID }
+// AuditSubject is where publisher (the api or the orchestrator) publishes
+// audit events about a store: <p>.audit.<publisher>.<store>. Each may
+// publish only under its own name, so the audit service knows who said
+// what (AuditPublisher) and takes a store's owner from the api alone.
+func (t Topology) AuditSubject(publisher Role, storeID string) string {
+	return t.auditSubjects(publisher) + "." + storeID
+}
+
+// auditSubjects is the parent of publisher's audit subjects.
+func (t Topology) auditSubjects(publisher Role) string {
+	return t.Prefix + ".audit." + string(publisher)
+}
+
+// AuditPublisher returns the role whose audit subject subject is, or ""
+// when it is none of them.
+func (t Topology) AuditPublisher(subject string) Role {
+	rest, ok := strings.CutPrefix(subject, t.Prefix+".audit.")
+	if !ok {
+		return ""
+	}
+	publisher, _, _ := strings.Cut(rest, ".")
+	for _, r := range Roles() {
+		if string(r) == publisher {
+			return r
+		}
+	}
+	return ""
+}
 
 // StoreChangedSubject is where an api replica tells the others that it
 // changed a store, so that their WatchStores streams send it too. It is

@@ -220,7 +220,7 @@ subject is there; helm/platform_test.go fails when they differ. Call with
 {{- $sub := list -}}
 {{- $consumer := dict -}}
 {{- if eq .role "orchestrator" -}}
-{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.status.>" $p) (printf "%s.audit.>" $p) -}}
+{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.status.>" $p) (printf "%s.audit.orchestrator.>" $p) -}}
 {{- range list $commands $events -}}
 {{- $pub = append (append $pub (printf "$JS.API.STREAM.CREATE.%s" .)) (printf "$JS.API.STREAM.UPDATE.%s" .) -}}
 {{- end -}}
@@ -233,7 +233,7 @@ subject is there; helm/platform_test.go fails when they differ. Call with
   (printf "$JS.API.DIRECT.GET.KV_%s.>" $bucket)) -}}
 {{- $consumer = dict "stream" $commands "name" "orchestrator" "create" (printf "$JS.API.CONSUMER.CREATE.%s.orchestrator" $commands) -}}
 {{- else if eq .role "api" -}}
-{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.audit.>" $p) (printf "%s.changed.>" $p)
+{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.audit.api.>" $p) (printf "%s.changed.>" $p)
   (printf "$JS.API.STREAM.CREATE.%s" $commands) (printf "$JS.API.STREAM.CREATE.%s" $events) -}}
 {{- $sub = list (printf "%s.changed.>" $p) -}}
 {{- $consumer = dict "stream" $events "name" "api-status" "create" (printf "$JS.API.CONSUMER.CREATE.%s.api-status.%s.status.>" $events $p) -}}

@@ -116,7 +116,7 @@ func TestCreateStoreRecordsAndQueuesIt(t *testing.T) {
 			t.Errorf("command = %v", &cmd)
 		}
 		var audit eventsv1.AuditEvent
-		nextMessage(t, e.bus, e.bus.Topology.EventsStream(), e.bus.Topology.AuditSubject(st.GetId()), &audit)
+		nextMessage(t, e.bus, e.bus.Topology.EventsStream(), e.bus.Topology.AuditSubject(bus.RoleAPI, st.GetId()), &audit)
 		if audit.GetEntry().GetAction() != lifecycle.ActionCreate || audit.GetEntry().GetActor() != "admin" {
 			t.Errorf("audit event = %v", &audit)
 		}
@@ -423,7 +423,7 @@ func TestUpgradeStoreQueuesANewGenerationOfAReadyStore(t *testing.T) {
 			t.Errorf("upgrade command = %v", &cmd)
 		}
 		var audit eventsv1.AuditEvent
-		waitMessage(t, e.bus, e.bus.Topology.EventsStream(), e.bus.Topology.AuditSubject(id), &audit,
+		waitMessage(t, e.bus, e.bus.Topology.EventsStream(), e.bus.Topology.AuditSubject(bus.RoleAPI, id), &audit,
 			func() bool { return audit.GetEntry().GetAction() == lifecycle.ActionUpgrade })
 		if a := audit.GetEntry(); a.GetAction() != lifecycle.ActionUpgrade || a.GetActor() != "admin" || !strings.Contains(a.GetDetail(), "wordpress.replicas=2") {
 			t.Errorf("upgrade audit = %v", a)

@@ -256,7 +256,7 @@ func (s *Service) announce(ctx context.Context, tx *ent.Tx, st *ent.Store, actio
 		msg            proto.Message
 	}{
 		{s.Topology.CommandSubject(st.ID), lifecycle.CommandID(st.ID, st.Generation), cmd},
-		{s.Topology.AuditSubject(st.ID), audit.Entry.Id, audit},
+		{s.Topology.AuditSubject(bus.RoleAPI, st.ID), audit.Entry.Id, audit},
 	}
 	for _, r := range rows {
 		payload, err := proto.Marshal(r.msg)

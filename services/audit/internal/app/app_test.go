@@ -122,7 +122,7 @@ func TestServiceRecordsPublishedEventsAndServesThem(t *testing.T) {
 		mine := &auditv1.AuditEntry{Id: "e1", Action: lifecycle.ActionCreate, Actor: "alice", StoreId: "s1", StoreOwner: "alice", Time: timestamppb.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))}
 		theirs := &auditv1.AuditEntry{Id: "e2", Action: lifecycle.ActionReady, Actor: lifecycle.SystemActor, StoreId: "s2", StoreOwner: "bob", Time: timestamppb.New(time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC))}
 		for _, e := range []*auditv1.AuditEntry{mine, theirs} {
-			if err := bus.Publish(context.Background(), env.JS, env.Topology.AuditSubject(e.StoreId), e.Id, &eventsv1.AuditEvent{Entry: e}); err != nil {
+			if err := bus.Publish(context.Background(), env.JS, env.Topology.AuditSubject(bus.RoleAPI, e.StoreId), e.Id, &eventsv1.AuditEvent{Entry: e}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -222,7 +222,7 @@ func TestServiceServesWhileNATSIsDownAndRecordsOnceItIsBack(t *testing.T) {
 	for {
 		// Fails until the test reconnects and the service created the stream.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := bus.Publish(ctx, env.JS, topology.AuditSubject("s1"), e.Id, &eventsv1.AuditEvent{Entry: e})
+		err := bus.Publish(ctx, env.JS, topology.AuditSubject(bus.RoleAPI, "s1"), e.Id, &eventsv1.AuditEvent{Entry: e})
 		cancel()
 		if err == nil {
 			break

@@ -29,7 +29,15 @@ type Log interface {
 	// false). It returns an error wrapping store.ErrInvalidEntry for an
 	// entry that can never be recorded; any other error may be retried.
 	Append(ctx context.Context, e *auditv1.AuditEntry) (inserted bool, err error)
+	// Owner returns the owner of a store as the api recorded it in the
+	// store's "create" entry; found is false until that entry is recorded.
+	Owner(ctx context.Context, storeID string) (owner string, found bool, err error)
 }
+
+// ownerWaits is how many times an orchestrator's event waits (RetryDelay
+// each) for the api's "create" entry of its store before it is recorded
+// with no owner, visible to admins only.
+const ownerWaits = 6
 
 // Options tune a Recorder. Zero values mean the defaults.
 type Options struct {
@@ -53,6 +61,7 @@ const (
 	OutcomeDuplicate = "duplicate" // the event id was recorded already
 	OutcomeFailed    = "failed"    // the database failed; redelivered later
 	OutcomeInvalid   = "invalid"   // undecodable or incomplete; dropped
+	OutcomeWaiting   = "waiting"   // waits for its store's create entry; redelivered later
 )
 
 // Recorder consumes audit events into a Log.
@@ -82,9 +91,9 @@ func New(js jetstream.JetStream, topology bus.Topology, log Log, opts Options) (
 	r := &Recorder{js: js, topology: topology, log: log, opts: opts}
 	r.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "storeprov_audit_events_total",
-		Help: "Audit events taken from NATS, by outcome: recorded, duplicate, failed (retried) or invalid (dropped).",
+		Help: "Audit events taken from NATS, by outcome: recorded, duplicate, failed (retried), invalid (dropped) or waiting (for the store's create entry; retried).",
 	}, []string{"outcome"})
-	for _, o := range []string{OutcomeRecorded, OutcomeDuplicate, OutcomeFailed, OutcomeInvalid} {
+	for _, o := range []string{OutcomeRecorded, OutcomeDuplicate, OutcomeFailed, OutcomeInvalid, OutcomeWaiting} {
 		r.events.WithLabelValues(o)
 	}
 	if opts.Registry != nil {
@@ -194,16 +203,31 @@ func (r *Recorder) record(ctx context.Context, msg jetstream.Msg) {
 			entry.Time = timestamppb.New(md.Timestamp)
 		}
 	}
+	if entry != nil && r.topology.AuditPublisher(msg.Subject()) != bus.RoleAPI {
+		// Only the api knows who owns a store: the owner any other
+		// publisher writes is replaced by the one the api recorded.
+		owner, found, err := r.log.Owner(ctx, entry.GetStoreId())
+		if err == nil && !found && delivered(msg) < ownerWaits {
+			r.events.WithLabelValues(OutcomeWaiting).Inc()
+			logger.Debug("audit event before its store's create entry; waiting", "event", entry.GetId(), "store", entry.GetStoreId())
+			_ = msg.NakWithDelay(r.opts.RetryDelay)
+			return
+		}
+		if err != nil {
+			r.retry(msg, logger, entry, err)
+			return
+		}
+		if !found {
+			logger.Warn("recording an audit event of a store the api never announced, with no owner", "event", entry.GetId(), "store", entry.GetStoreId())
+		}
+		entry.StoreOwner = owner
+	}
 	inserted, err := r.log.Append(ctx, entry)
 	switch {
 	case errors.Is(err, store.ErrInvalidEntry):
 		r.drop(msg, logger, err)
 	case err != nil:
-		r.events.WithLabelValues(OutcomeFailed).Inc()
-		logger.Warn("cannot record audit event; it will be redelivered", "event", entry.GetId(), "retry_in", r.opts.RetryDelay, "error", err)
-		if err := msg.NakWithDelay(r.opts.RetryDelay); err != nil {
-			logger.Debug("cannot nak audit event; it will be redelivered after AckWait", "event", entry.GetId(), "error", err)
-		}
+		r.retry(msg, logger, entry, err)
 	default:
 		outcome := OutcomeRecorded
 		if !inserted {
@@ -215,6 +239,24 @@ func (r *Recorder) record(ctx context.Context, msg jetstream.Msg) {
 			logger.Debug("cannot ack audit event", "event", entry.GetId(), "error", err)
 		}
 	}
+}
+
+// retry hands a message back for redelivery after a database error.
+func (r *Recorder) retry(msg jetstream.Msg, logger *slog.Logger, entry *auditv1.AuditEntry, reason error) {
+	r.events.WithLabelValues(OutcomeFailed).Inc()
+	logger.Warn("cannot record audit event; it will be redelivered", "event", entry.GetId(), "retry_in", r.opts.RetryDelay, "error", reason)
+	if err := msg.NakWithDelay(r.opts.RetryDelay); err != nil {
+		logger.Debug("cannot nak audit event; it will be redelivered after AckWait", "event", entry.GetId(), "error", err)
+	}
+}
+
+// delivered is how many times msg was delivered, this time included.
+func delivered(msg jetstream.Msg) uint64 {
+	md, err := msg.Metadata()
+	if err != nil {
+		return 1
+	}
+	return md.NumDelivered
 }
 
 // drop terminates a message that no redelivery can make recordable.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -79,7 +80,7 @@ func publish(t *testing.T, env *bustest.Env, msgID string, e *auditv1.AuditEntry
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bus.Publish(ctx, env.JS, env.Topology.AuditSubject(e.GetStoreId()), msgID, &eventsv1.AuditEvent{Entry: e}); err != nil {
+	if err := bus.Publish(ctx, env.JS, env.Topology.AuditSubject(bus.RoleAPI, e.GetStoreId()), msgID, &eventsv1.AuditEvent{Entry: e}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -222,7 +223,7 @@ func TestMessagesThatCannotBeRecordedAreDropped(t *testing.T) {
 		publish func(t *testing.T, env *bustest.Env)
 	}{
 		{name: "garbage bytes", publish: func(t *testing.T, env *bustest.Env) {
-			msg := &nats.Msg{Subject: env.Topology.AuditSubject("s1"), Data: []byte{0xff, 0x01, 0x02}, Header: nats.Header{}}
+			msg := &nats.Msg{Subject: env.Topology.AuditSubject(bus.RoleAPI, "s1"), Data: []byte{0xff, 0x01, 0x02}, Header: nats.Header{}}
 			msg.Header.Set(bus.HeaderMessageType, bus.MessageType(&eventsv1.AuditEvent{}))
 			if _, err := env.JS.PublishMsg(context.Background(), msg); err != nil {
 				t.Fatal(err)
@@ -230,7 +231,7 @@ func TestMessagesThatCannotBeRecordedAreDropped(t *testing.T) {
 		}},
 		{name: "another message type", publish: func(t *testing.T, env *bustest.Env) {
 			ctx := context.Background()
-			if err := bus.Publish(ctx, env.JS, env.Topology.AuditSubject("s1"), "status", &eventsv1.StoreStatusChanged{StoreId: "s1"}); err != nil {
+			if err := bus.Publish(ctx, env.JS, env.Topology.AuditSubject(bus.RoleAPI, "s1"), "status", &eventsv1.StoreStatusChanged{StoreId: "s1"}); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -239,7 +240,7 @@ func TestMessagesThatCannotBeRecordedAreDropped(t *testing.T) {
 		}},
 		{name: "an event without entry", publish: func(t *testing.T, env *bustest.Env) {
 			ctx := context.Background()
-			if err := bus.Publish(ctx, env.JS, env.Topology.AuditSubject("s1"), "empty", &eventsv1.AuditEvent{}); err != nil {
+			if err := bus.Publish(ctx, env.JS, env.Topology.AuditSubject(bus.RoleAPI, "s1"), "empty", &eventsv1.AuditEvent{}); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -357,10 +358,53 @@ func TestRecordingResumesAfterNATSRestarts(t *testing.T) {
 	eventually(t, "the test reconnects and publishes", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		return bus.Publish(ctx, env.JS, env.Topology.AuditSubject("s1"), "after", &eventsv1.AuditEvent{Entry: entry("after", "s1", t0.Add(time.Second))}) == nil
+		return bus.Publish(ctx, env.JS, env.Topology.AuditSubject(bus.RoleAPI, "s1"), "after", &eventsv1.AuditEvent{Entry: entry("after", "s1", t0.Add(time.Second))}) == nil
 	})
 	eventually(t, "the entry published after the restart is recorded", func() bool { return count(t, reg, recorder.OutcomeRecorded) == 2 })
 	if got := len(list(t, log)); got != 2 {
 		t.Errorf("%d entries, want 2", got)
 	}
+}
+
+// The owner of a store is what the api recorded: an orchestrator's event
+// that names another owner is recorded with the api's, one that comes
+// before the api's create entry waits for it, and one about a store the
+// api never announced is recorded, after waiting, with no owner.
+func TestOwnerComesFromTheAPI(t *testing.T) {
+	bustest.Each(t, func(t *testing.T, env *bustest.Env) {
+		databasetest.Each(t, func(t *testing.T, url string) {
+			log := openLog(t, url)
+			reg := run(t, env, log, recorder.Options{RetryDelay: 50 * time.Millisecond})
+			fromOrchestrator := func(id, storeID, owner string) {
+				t.Helper()
+				e := &auditv1.AuditEntry{Id: id, StoreId: storeID, StoreOwner: owner, Actor: lifecycle.SystemActor,
+					Action: lifecycle.ActionReady, Time: timestamppb.New(t0.Add(time.Minute)), Detail: id}
+				_, js := env.ConnectAs(t, bus.RoleOrchestrator)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := bus.Publish(ctx, js, env.Topology.AuditSubject(bus.RoleOrchestrator, storeID), id, &eventsv1.AuditEvent{Entry: e}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			owners := func() map[string]string {
+				out := map[string]string{}
+				for _, e := range list(t, log) {
+					out[e.GetId()] = e.GetStoreOwner()
+				}
+				return out
+			}
+
+			// Before the api's create entry: it waits, then takes alice.
+			fromOrchestrator("early", "s1", "mallory")
+			eventually(t, "the early event waits", func() bool { return count(t, reg, recorder.OutcomeWaiting) > 0 })
+			publish(t, env, "create-s1", entry("create-s1", "s1", t0))
+			fromOrchestrator("forged", "s1", "mallory")
+			fromOrchestrator("nobody's", "s-unknown", "mallory")
+			eventually(t, "all three events are recorded", func() bool { return len(owners()) == 4 })
+			want := map[string]string{"create-s1": "alice", "early": "alice", "forged": "alice", "nobody's": ""}
+			if got := owners(); !maps.Equal(got, want) {
+				t.Errorf("owners = %v, want %v", got, want)
+			}
+		})
+	})
 }

@@ -18,6 +18,7 @@ import (
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
 	"github.com/storeprov/storeprov/pkg/database"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/audit/internal/ent"
 	"github.com/storeprov/storeprov/services/audit/internal/ent/auditentry"
 )
@@ -94,6 +95,23 @@ func (s *Store) Append(ctx context.Context, e *auditv1.AuditEntry) (inserted boo
 	default:
 		return false, fmt.Errorf("cannot record audit event %s: %w", e.GetId(), err)
 	}
+}
+
+// Owner returns the owner the api recorded for a store: the owner of its
+// "create" entry, which only the api publishes. found is false when no
+// such entry is recorded (yet).
+func (s *Store) Owner(ctx context.Context, storeID string) (owner string, found bool, err error) {
+	row, err := s.client.AuditEntry.Query().
+		Where(auditentry.StoreID(storeID), auditentry.Action(lifecycle.ActionCreate), auditentry.StoreOwnerNEQ("")).
+		Order(auditentry.ByID()).
+		First(ctx)
+	switch {
+	case ent.IsNotFound(err):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("cannot read the owner of store %s: %w", storeID, err)
+	}
+	return row.StoreOwner, true, nil
 }
 
 // Cursor is a position in the log: entries after it come after (Time, ID)

@@ -46,7 +46,7 @@ func (p *Publisher) Audit(ctx context.Context, e *auditv1.AuditEntry) error {
 	if e.GetId() == "" {
 		return fmt.Errorf("audit entry for store %s has no id: use lifecycle.AuditEventID", e.GetStoreId())
 	}
-	return p.publish(ctx, p.Topology.AuditSubject(e.GetStoreId()), e.GetId(), &eventsv1.AuditEvent{Entry: e})
+	return p.publish(ctx, p.Topology.AuditSubject(bus.RoleOrchestrator, e.GetStoreId()), e.GetId(), &eventsv1.AuditEvent{Entry: e})
 }
 
 func (p *Publisher) publish(ctx context.Context, subject, id string, m proto.Message) error {

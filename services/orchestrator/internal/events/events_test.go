@@ -51,7 +51,7 @@ func TestStatusIsWrittenEvenWhenTheWorkWasCancelled(t *testing.T) {
 		if id, want := status.Header.Get("Nats-Msg-Id"), lifecycle.StatusEventID("s1", 3, storev1.Phase_PHASE_FAILED, lifecycle.ReasonTimeout); id != want {
 			t.Errorf("status Nats-Msg-Id = %q, want %q", id, want)
 		}
-		stored(t, env, env.Topology.AuditSubject("s1"))
+		stored(t, env, env.Topology.AuditSubject(bus.RoleOrchestrator, "s1"))
 	})
 }
 

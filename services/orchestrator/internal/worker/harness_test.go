@@ -190,7 +190,7 @@ func watch(t *testing.T, env *bustest.Env, storeID string) *recorder {
 		rec.statuses = append(rec.statuses, &s)
 		rec.mu.Unlock()
 	})
-	consume(t, env, env.Topology.AuditSubject(storeID), func(msg jetstream.Msg) {
+	consume(t, env, env.Topology.AuditSubject(bus.RoleOrchestrator, storeID), func(msg jetstream.Msg) {
 		var a eventsv1.AuditEvent
 		if err := bus.Decode(msg, &a); err != nil {
 			t.Errorf("audit event: %v", err)
