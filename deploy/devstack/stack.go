@@ -272,6 +272,17 @@ func (s *Stack) Stop() {
 // take up the commands on the bus. It must not run concurrently with
 // itself or Stop.
 func (s *Stack) RestartOrchestrators(ctx context.Context, args []string) error {
+	if err := s.StopOrchestrators(ctx); err != nil {
+		return err
+	}
+	s.startOrchestrators(args)
+	return nil
+}
+
+// StopOrchestrators stops every orchestrator process (SIGTERM) and waits
+// until they have exited; commands wait on the bus until
+// StartOrchestrators. Neither may run concurrently with Stop.
+func (s *Stack) StopOrchestrators(ctx context.Context) error {
 	s.stopOrchestrators()
 	for _, stopped := range s.orchestratorsStopped {
 		select {
@@ -280,9 +291,19 @@ func (s *Stack) RestartOrchestrators(ctx context.Context, args []string) error {
 			return fmt.Errorf("orchestrators did not stop: %w", ctx.Err())
 		}
 	}
-	s.startOrchestrators(args)
 	return nil
 }
+
+// StartOrchestrators starts the orchestrators again with the stack's
+// configuration, after StopOrchestrators.
+func (s *Stack) StartOrchestrators() { s.startOrchestrators(s.cfg.OrchestratorArgs) }
+
+// BusPrefix is the prefix of the stack's streams and subjects.
+func (s *Stack) BusPrefix() string { return s.cfg.BusPrefix }
+
+// NATSPassword is role's password on the embedded NATS server; empty for
+// an external server.
+func (s *Stack) NATSPassword(role bus.Role) string { return s.natsPasswords[role] }
 
 // startOrchestrators starts Config.Orchestrators orchestrator processes
 // with args after the stack's flags.
