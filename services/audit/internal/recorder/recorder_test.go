@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -375,6 +376,10 @@ func TestOwnerComesFromTheAPI(t *testing.T) {
 		databasetest.Each(t, func(t *testing.T, url string) {
 			log := openLog(t, url)
 			reg := run(t, env, log, recorder.Options{RetryDelay: 50 * time.Millisecond})
+			// Each database runs on the same bus: ids of its own, or
+			// JetStream drops the second run's events as duplicates.
+			run := strconv.FormatInt(time.Now().UnixNano(), 36)
+			s1, unknown := "s1-"+run, "s-unknown-"+run
 			fromOrchestrator := func(id, storeID, owner string) {
 				t.Helper()
 				e := &auditv1.AuditEntry{Id: id, StoreId: storeID, StoreOwner: owner, Actor: lifecycle.SystemActor,
@@ -395,13 +400,13 @@ func TestOwnerComesFromTheAPI(t *testing.T) {
 			}
 
 			// Before the api's create entry: it waits, then takes alice.
-			fromOrchestrator("early", "s1", "mallory")
+			fromOrchestrator("early-"+run, s1, "mallory")
 			eventually(t, "the early event waits", func() bool { return count(t, reg, recorder.OutcomeWaiting) > 0 })
-			publish(t, env, "create-s1", entry("create-s1", "s1", t0))
-			fromOrchestrator("forged", "s1", "mallory")
-			fromOrchestrator("nobody's", "s-unknown", "mallory")
+			publish(t, env, "create-"+run, entry("create-"+run, s1, t0))
+			fromOrchestrator("forged-"+run, s1, "mallory")
+			fromOrchestrator("nobody's-"+run, unknown, "mallory")
 			eventually(t, "all three events are recorded", func() bool { return len(owners()) == 4 })
-			want := map[string]string{"create-s1": "alice", "early": "alice", "forged": "alice", "nobody's": ""}
+			want := map[string]string{"create-" + run: "alice", "early-" + run: "alice", "forged-" + run: "alice", "nobody's-" + run: ""}
 			if got := owners(); !maps.Equal(got, want) {
 				t.Errorf("owners = %v, want %v", got, want)
 			}
