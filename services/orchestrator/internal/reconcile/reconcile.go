@@ -416,7 +416,11 @@ func (r *Reconciler) delete(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 }
 
 func (r *Reconciler) deleted(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
-	msg := fmt.Sprintf("namespace %s and everything in it are gone", kube.NamespaceFor(cmd.GetStoreId()))
+	return r.reportDeleted(ctx, cmd, fmt.Sprintf("namespace %s and everything in it are gone", kube.NamespaceFor(cmd.GetStoreId())))
+}
+
+// reportDeleted publishes DELETED and audits it, saying msg.
+func (r *Reconciler) reportDeleted(ctx context.Context, cmd *eventsv1.ProvisionCommand, msg string) error {
 	if err := r.status(ctx, cmd, storev1.Phase_PHASE_DELETED, lifecycle.ReasonDeleted, msg, ""); err != nil {
 		return classify(err)
 	}
@@ -426,11 +430,7 @@ func (r *Reconciler) deleted(ctx context.Context, cmd *eventsv1.ProvisionCommand
 // deletedUntouched reports a store deleted whose namespace name is taken
 // by a namespace the platform does not own (conflict): it removes nothing.
 func (r *Reconciler) deletedUntouched(ctx context.Context, cmd *eventsv1.ProvisionCommand, conflict error) error {
-	msg := fmt.Sprintf("nothing to remove: %v", conflict)
-	if err := r.status(ctx, cmd, storev1.Phase_PHASE_DELETED, lifecycle.ReasonDeleted, msg, ""); err != nil {
-		return classify(err)
-	}
-	return classify(r.audit(ctx, cmd, lifecycle.ActionDeleted, msg))
+	return r.reportDeleted(ctx, cmd, fmt.Sprintf("nothing to remove: %v", conflict))
 }
 
 // timedOutAfter reports a deadline that passed while a step was working,
