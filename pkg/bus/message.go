@@ -33,12 +33,22 @@ func MessageType(m proto.Message) string { return string(m.ProtoReflect().Descri
 // Decode reads a message published by Publish into m. A message of another
 // type is an error: it cannot become valid by redelivery.
 func Decode(msg jetstream.Msg, m proto.Message) error {
+	return decode(msg.Subject(), msg.Headers(), msg.Data(), m)
+}
+
+// DecodeStored is Decode for a message read from a stream by sequence or
+// subject (Stream.GetMsg, Stream.GetLastMsgForSubject).
+func DecodeStored(msg *jetstream.RawStreamMsg, m proto.Message) error {
+	return decode(msg.Subject, msg.Header, msg.Data, m)
+}
+
+func decode(subject string, header nats.Header, data []byte, m proto.Message) error {
 	want := MessageType(m)
-	if got := msg.Headers().Get(HeaderMessageType); got != want {
-		return fmt.Errorf("message on %s is %q, want %q", msg.Subject(), got, want)
+	if got := header.Get(HeaderMessageType); got != want {
+		return fmt.Errorf("message on %s is %q, want %q", subject, got, want)
 	}
-	if err := proto.Unmarshal(msg.Data(), m); err != nil {
-		return fmt.Errorf("cannot decode %s on %s: %w", want, msg.Subject(), err)
+	if err := proto.Unmarshal(data, m); err != nil {
+		return fmt.Errorf("cannot decode %s on %s: %w", want, subject, err)
 	}
 	return nil
 }

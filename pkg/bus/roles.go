@@ -40,10 +40,13 @@ type roleUse struct {
 	// role owns the layout.
 	streams    []string
 	ownsLayout bool
-	// consumer is the durable pull consumer the role reads from.
-	consumer consumerUse
-	// leases: the role reads and writes the lease bucket.
-	leases bool
+	// consumers are the durable pull consumers the role reads from.
+	consumers []consumerUse
+	// lastMessages are streams whose last message on a subject the role
+	// reads (STREAM.MSG.GET).
+	lastMessages []string
+	// buckets: the role reads and writes the lease and applied buckets.
+	buckets bool
 }
 
 // consumerUse is a durable pull consumer on a stream.
@@ -59,45 +62,57 @@ func (t Topology) uses(role Role) (roleUse, bool) {
 		return roleUse{
 			// Commands: a worker requeues a command it could not finish
 			// on its last delivery (worker outcomeRequeued).
-			publishes:  []string{t.Prefix + ".commands.>", t.Prefix + ".status.>", t.auditSubjects(RoleOrchestrator) + ".>"},
-			streams:    []string{t.CommandsStream(), t.EventsStream()},
+			publishes:  []string{t.Prefix + ".commands.>", t.Prefix + ".resync.>", t.Prefix + ".status.>", t.auditSubjects(RoleOrchestrator) + ".>"},
+			streams:    []string{t.CommandsStream(), t.ResyncStream(), t.EventsStream()},
 			ownsLayout: true,
-			consumer: consumerUse{t.CommandsStream(), jetstream.ConsumerConfig{
-				Durable:     OrchestratorConsumer,
-				Description: "Shared by every orchestrator replica",
-				AckPolicy:   jetstream.AckExplicitPolicy,
-				AckWait:     CommandAckWait,
-				MaxDeliver:  CommandMaxDeliver,
-			}},
-			leases: true,
+			consumers: []consumerUse{
+				{t.CommandsStream(), jetstream.ConsumerConfig{
+					Durable:     OrchestratorConsumer,
+					Description: "Users' commands, shared by every orchestrator replica",
+					AckPolicy:   jetstream.AckExplicitPolicy,
+					AckWait:     CommandAckWait,
+					MaxDeliver:  CommandMaxDeliver,
+				}},
+				{t.ResyncStream(), jetstream.ConsumerConfig{
+					Durable:     ResyncConsumer,
+					Description: "Resync commands, shared by every orchestrator replica",
+					AckPolicy:   jetstream.AckExplicitPolicy,
+					AckWait:     CommandAckWait,
+					MaxDeliver:  CommandMaxDeliver,
+				}},
+			},
+			// A worker reads the newest command of the store it works on,
+			// to stop as soon as a newer one supersedes its own.
+			lastMessages: []string{t.CommandsStream()},
+			buckets:      true,
 		}, true
 	case RoleAPI:
 		return roleUse{
-			// Commands and audit events through its outbox and resync;
-			// store changes to the other api replicas.
-			publishes:  []string{t.Prefix + ".commands.>", t.auditSubjects(RoleAPI) + ".>", t.Prefix + ".changed.>"},
+			// Commands and audit events through its outbox, resync
+			// commands; store changes to the other api replicas.
+			publishes:  []string{t.Prefix + ".commands.>", t.Prefix + ".resync.>", t.auditSubjects(RoleAPI) + ".>", t.Prefix + ".changed.>"},
 			subscribes: []string{t.Prefix + ".changed.>"},
-			streams:    []string{t.CommandsStream(), t.EventsStream()},
-			consumer: consumerUse{t.EventsStream(), jetstream.ConsumerConfig{
+			streams:    []string{t.CommandsStream(), t.ResyncStream(), t.EventsStream()},
+			consumers: []consumerUse{{t.EventsStream(), jetstream.ConsumerConfig{
 				Durable:       APIStatusConsumer,
 				Description:   "Status changes applied to the api's stores",
 				FilterSubject: t.Prefix + ".status.>",
 				AckPolicy:     jetstream.AckExplicitPolicy,
 				AckWait:       30 * time.Second,
 				MaxAckPending: 256,
-			}},
+			}}},
 		}, true
 	case RoleAudit:
 		return roleUse{
 			streams: []string{t.EventsStream()},
-			consumer: consumerUse{t.EventsStream(), jetstream.ConsumerConfig{
+			consumers: []consumerUse{{t.EventsStream(), jetstream.ConsumerConfig{
 				Durable:       AuditConsumer,
 				Description:   "Audit events recorded by the audit service",
 				FilterSubject: t.Prefix + ".audit.>",
 				AckPolicy:     jetstream.AckExplicitPolicy,
 				AckWait:       30 * time.Second,
 				MaxAckPending: 256,
-			}},
+			}}},
 		}, true
 	}
 	return roleUse{}, false
@@ -115,8 +130,8 @@ const jsAPI = "$JS.API."
 // subjects of its messages, the JetStream API requests of Ensure and of
 // its consumer, and its inbox. Nothing else: no role may delete or purge
 // a stream, delete a message, list streams, or reach another role's
-// consumer; only the orchestrator may update a stream or touch the lease
-// bucket. An unknown role gets two empty lists, which NATS reads as no
+// consumer; only the orchestrator may update a stream, read a stream's last
+// message or touch the lease and applied buckets. An unknown role gets two empty lists, which NATS reads as no
 // restriction: validate roles first, as RunEmbedded does.
 //
 // The right to create or update its own consumer lets a role point it
@@ -136,33 +151,40 @@ func (t Topology) Permissions(role Role) Permissions {
 			pub = append(pub, jsAPI+"STREAM.UPDATE."+s)
 		}
 	}
-	if u.leases {
-		kv := "KV_" + t.LeaseBucket()
+	for _, s := range u.lastMessages {
+		pub = append(pub, jsAPI+"STREAM.MSG.GET."+s)
+	}
+	if u.buckets {
+		pub = append(pub, jsAPI+"INFO") // CreateOrUpdateKeyValue checks the account first
+		for _, bucket := range []string{t.LeaseBucket(), t.AppliedBucket()} {
+			kv := "KV_" + bucket
+			pub = append(pub,
+				"$KV."+bucket+".>",
+				jsAPI+"STREAM.CREATE."+kv,
+				jsAPI+"STREAM.UPDATE."+kv,
+				jsAPI+"STREAM.INFO."+kv,
+				jsAPI+"DIRECT.GET."+kv+".>",
+			)
+		}
+	}
+	for _, c := range u.consumers {
+		stream, name := c.stream, c.config.Durable
+		create := jsAPI + "CONSUMER.CREATE." + stream + "." + name
+		if f := c.config.FilterSubject; f != "" {
+			// The server checks that the subject's filter is the config's,
+			// so the role cannot widen its consumer to other subjects.
+			create += "." + f
+		}
 		pub = append(pub,
-			"$KV."+t.LeaseBucket()+".>",
-			jsAPI+"INFO", // CreateOrUpdateKeyValue checks the account first
-			jsAPI+"STREAM.CREATE."+kv,
-			jsAPI+"STREAM.UPDATE."+kv,
-			jsAPI+"STREAM.INFO."+kv,
-			jsAPI+"DIRECT.GET."+kv+".>",
+			create,
+			jsAPI+"CONSUMER.INFO."+stream+"."+name,
+			jsAPI+"CONSUMER.MSG.NEXT."+stream+"."+name,
+			// Acks, naks and progress: $JS.ACK.<stream>.<consumer>.… and, in
+			// the server's newer format, $JS.ACK.<domain>.<account>.<stream>.<consumer>.…
+			"$JS.ACK."+stream+"."+name+".>",
+			"$JS.ACK.*.*."+stream+"."+name+".>",
 		)
 	}
-	stream, name := u.consumer.stream, u.consumer.config.Durable
-	create := jsAPI + "CONSUMER.CREATE." + stream + "." + name
-	if f := u.consumer.config.FilterSubject; f != "" {
-		// The server checks that the subject's filter is the config's,
-		// so the role cannot widen its consumer to other subjects.
-		create += "." + f
-	}
-	pub = append(pub,
-		create,
-		jsAPI+"CONSUMER.INFO."+stream+"."+name,
-		jsAPI+"CONSUMER.MSG.NEXT."+stream+"."+name,
-		// Acks, naks and progress: $JS.ACK.<stream>.<consumer>.… and, in
-		// the server's newer format, $JS.ACK.<domain>.<account>.<stream>.<consumer>.…
-		"$JS.ACK."+stream+"."+name+".>",
-		"$JS.ACK.*.*."+stream+"."+name+".>",
-	)
 	sub := append(append([]string(nil), u.subscribes...), t.InboxPrefix(role)+".>")
 	return Permissions{Publish: pub, Subscribe: sub}
 }

@@ -2,17 +2,22 @@
 // consumer and key-value bucket the services use, creates them
 // idempotently, and carries protobuf messages over them.
 //
-// Two streams exist:
+// Three streams exist:
 //
-//	<P>_COMMANDS  work queue of ProvisionCommand on <p>.commands.<store>,
-//	              consumed by every orchestrator replica through one
-//	              durable pull consumer.
+//	<P>_COMMANDS  work queue of users' ProvisionCommands on
+//	              <p>.commands.<store>, consumed by every orchestrator
+//	              replica through one durable pull consumer.
+//	<P>_RESYNC    work queue of the periodic resync's commands on
+//	              <p>.resync.<store>, with a consumer of its own, so that
+//	              maintenance never queues in front of a user's command.
 //	<P>_EVENTS    StoreStatusChanged on <p>.status.<store> and AuditEvent
-//	              on <p>.audit.<store>, consumed by the api and the audit
-//	              service through durable consumers of their own.
+//	              on <p>.audit.<publisher>.<store>, consumed by the api and
+//	              the audit service through durable consumers of their own.
 //
-// and one key-value bucket, <P>_LEASES, where orchestrators fence their
-// work on a store. The prefix <p> lets several installations (and tests)
+// and two key-value buckets the orchestrators keep: <P>_LEASES, whose
+// keys live for the lease TTL unless renewed (the server expires them, so
+// no host's clock is trusted), and <P>_APPLIED, the last command applied
+// to each store. The prefix <p> lets several installations (and tests)
 // share one NATS server.
 //
 // Each service connects as a Role (api, orchestrator, audit) with
@@ -53,11 +58,22 @@ func (t Topology) CommandsStream() string { return t.upper() + "_COMMANDS" }
 // EventsStream holds status changes and audit events.
 func (t Topology) EventsStream() string { return t.upper() + "_EVENTS" }
 
+// ResyncStream is the work-queue stream of resync commands.
+func (t Topology) ResyncStream() string { return t.upper() + "_RESYNC" }
+
 // LeaseBucket is the key-value bucket of per-store leases.
 func (t Topology) LeaseBucket() string { return t.upper() + "_LEASES" }
 
+// AppliedBucket is the key-value bucket of the command last applied to
+// each store.
+func (t Topology) AppliedBucket() string { return t.upper() + "_APPLIED" }
+
 // CommandSubject is where the command for a store is published.
 func (t Topology) CommandSubject(storeID string) string { return t.Prefix + ".commands." + storeID }
+
+// ResyncSubject is where the periodic resync queues its command for a
+// store.
+func (t Topology) ResyncSubject(storeID string) string { return t.Prefix + ".resync." + storeID }
 
 // StatusSubject is where status changes of a store are published.
 func (t Topology) StatusSubject(storeID string) string { return t.Prefix + ".status." + storeID }
@@ -101,6 +117,8 @@ func (t Topology) StoreChangedSubject(storeID string) string { return t.Prefix +
 const (
 	// OrchestratorConsumer is shared by every orchestrator replica.
 	OrchestratorConsumer = "orchestrator"
+	// ResyncConsumer is the orchestrators' consumer of resync commands.
+	ResyncConsumer = "orchestrator-resync"
 	// APIStatusConsumer feeds status changes to the api.
 	APIStatusConsumer = "api-status"
 	// AuditConsumer feeds audit events to the audit service.
@@ -128,15 +146,23 @@ type Options struct {
 	// replicas. Zero keeps the value of an existing consumer (64 for a new
 	// one), so services other than the orchestrator never change it.
 	MaxAckPending int
+	// LeaseTTL is how long a store's lease lives without renewal: the
+	// lease bucket's TTL. Zero keeps an existing bucket's (DefaultLeaseTTL
+	// for a new one). Only the orchestrator sets it.
+	LeaseTTL time.Duration
 }
+
+// DefaultLeaseTTL is the lease bucket's TTL when none is set.
+const DefaultLeaseTTL = 30 * time.Second
 
 // Ensure makes what role uses exist, idempotently; each service calls it
 // at start for its own role, with the rights Permissions gives that role:
 //
-//	orchestrator  creates or updates both streams, its consumer and the
-//	              lease bucket: it owns the layout, so a new release's
-//	              settings (replicas, limits) take effect on its rollout.
-//	api           creates both streams when absent (it publishes to both),
+//	orchestrator  creates or updates every stream, its two consumers and
+//	              both buckets: it owns the layout, so a new release's
+//	              settings (replicas, limits, lease TTL) take effect on
+//	              its rollout.
+//	api           creates the streams it publishes to when absent,
 //	              creates or updates APIStatusConsumer.
 //	audit         creates the events stream when absent, creates or
 //	              updates AuditConsumer.
@@ -165,23 +191,35 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, role Role,
 			return fmt.Errorf("cannot ensure stream %s as %s: %w", name, role, err)
 		}
 	}
-	cfg := u.consumer.config
-	if role == RoleOrchestrator {
-		if opts.MaxAckPending <= 0 {
-			opts.MaxAckPending = 64
-			if existing, err := js.Consumer(ctx, u.consumer.stream, cfg.Durable); err == nil {
-				opts.MaxAckPending = existing.CachedInfo().Config.MaxAckPending
+	for _, c := range u.consumers {
+		cfg := c.config
+		if role == RoleOrchestrator {
+			cfg.MaxAckPending = opts.MaxAckPending
+			if cfg.MaxAckPending <= 0 {
+				cfg.MaxAckPending = 64
+				if existing, err := js.Consumer(ctx, c.stream, cfg.Durable); err == nil {
+					cfg.MaxAckPending = existing.CachedInfo().Config.MaxAckPending
+				}
 			}
 		}
-		cfg.MaxAckPending = opts.MaxAckPending
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.stream, cfg); err != nil {
+			return fmt.Errorf("cannot ensure consumer %s on %s as %s: %w", cfg.Durable, c.stream, role, err)
+		}
 	}
-	if _, err := js.CreateOrUpdateConsumer(ctx, u.consumer.stream, cfg); err != nil {
-		return fmt.Errorf("cannot ensure consumer %s on %s as %s: %w", cfg.Durable, u.consumer.stream, role, err)
-	}
-	if u.leases {
-		kv := t.leaseBucketConfig()
-		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
-			return fmt.Errorf("cannot ensure bucket %s as %s: %w", kv.Bucket, role, err)
+	if u.buckets {
+		ttl := opts.LeaseTTL
+		if ttl <= 0 {
+			ttl = DefaultLeaseTTL
+			if existing, err := js.KeyValue(ctx, t.LeaseBucket()); err == nil {
+				if st, err := existing.Status(ctx); err == nil && st.TTL() > 0 {
+					ttl = st.TTL()
+				}
+			}
+		}
+		for _, kv := range []jetstream.KeyValueConfig{t.leaseBucketConfig(ttl), t.appliedBucketConfig()} {
+			if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+				return fmt.Errorf("cannot ensure bucket %s as %s: %w", kv.Bucket, role, err)
+			}
 		}
 	}
 	return nil
@@ -190,11 +228,22 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, role Role,
 // streamConfig is the configuration of the stream named name.
 func (t Topology) streamConfig(name string) jetstream.StreamConfig {
 	replicas := max(t.Replicas, 1)
-	if name == t.CommandsStream() {
+	switch name {
+	case t.CommandsStream():
 		return jetstream.StreamConfig{
 			Name:        name,
 			Description: "Provisioning commands for orchestrator workers",
 			Subjects:    []string{t.Prefix + ".commands.>"},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		}
+	case t.ResyncStream():
+		return jetstream.StreamConfig{
+			Name:        name,
+			Description: "Resync commands for orchestrator workers, apart from users' commands",
+			Subjects:    []string{t.Prefix + ".resync.>"},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Duplicates:  DuplicateWindow,
@@ -213,11 +262,25 @@ func (t Topology) streamConfig(name string) jetstream.StreamConfig {
 	}
 }
 
-// leaseBucketConfig is the configuration of the lease bucket.
-func (t Topology) leaseBucketConfig() jetstream.KeyValueConfig {
+// leaseBucketConfig is the configuration of the lease bucket: a key the
+// holder does not renew within ttl is removed by the server.
+func (t Topology) leaseBucketConfig(ttl time.Duration) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      t.LeaseBucket(),
-		Description: "Per-store leases fencing orchestrator work",
+		Description: "Per-store leases fencing orchestrator work; a key lives for the TTL unless renewed",
+		History:     1,
+		TTL:         ttl,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(t.Replicas, 1),
+	}
+}
+
+// appliedBucketConfig is the configuration of the bucket of applied
+// commands.
+func (t Topology) appliedBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      t.AppliedBucket(),
+		Description: "The command last applied to each store",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(t.Replicas, 1),

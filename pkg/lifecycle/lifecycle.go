@@ -20,6 +20,9 @@ const (
 	ActionFailure  = "failure"  // provisioning or deletion failed
 	ActionDeleted  = "deleted"  // everything the store owned is gone
 	ActionRepaired = "repaired" // a resync found a READY store drifted and repaired it
+	// A command was cancelled unfinished because a newer one for its store
+	// (an upgrade, a retry, a delete) was queued; the newer one runs next.
+	ActionSuperseded = "superseded"
 )
 
 // SystemActor is the actor of what the orchestrator does on its own.

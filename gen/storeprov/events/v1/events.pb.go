@@ -259,8 +259,14 @@ type StoreStatusChanged struct {
 	Time               *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
 	Url                string                 `protobuf:"bytes,7,opt,name=url,proto3" json:"url,omitempty"`
 	ChartVersion       string                 `protobuf:"bytes,8,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Fencing token of the orchestrator's store lease under which the event
+	// was made: a later holder's is greater. The api drops an event whose
+	// token is older than the last one it applied for the store; zero means
+	// made under no lease (a command given up on before its lease could be
+	// taken), ordered by generation and time only.
+	LeaseToken    uint64 `protobuf:"varint,9,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoreStatusChanged) Reset() {
@@ -349,11 +355,21 @@ func (x *StoreStatusChanged) GetChartVersion() string {
 	return ""
 }
 
+func (x *StoreStatusChanged) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 // AuditEvent is one fact for the audit log; id is unique and makes
 // recording it idempotent.
 type AuditEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entry         *v11.AuditEntry        `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Entry *v11.AuditEntry        `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	// Fencing token of the orchestrator's store lease the event was made
+	// under, as in StoreStatusChanged; zero from the api.
+	LeaseToken    uint64 `protobuf:"varint,2,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,6 +411,13 @@ func (x *AuditEvent) GetEntry() *v11.AuditEntry {
 	return nil
 }
 
+func (x *AuditEvent) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 var File_storeprov_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_storeprov_events_v1_events_proto_rawDesc = "" +
@@ -418,7 +441,7 @@ const file_storeprov_events_v1_events_proto_rawDesc = "" +
 	"\x04spec\x18\x04 \x01(\v2\x1e.storeprov.events.v1.StoreSpecR\x04spec\x12\x14\n" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x129\n" +
 	"\n" +
-	"issue_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\"\xaa\x02\n" +
+	"issue_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\"\xcb\x02\n" +
 	"\x12StoreStatusChanged\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\tR\astoreId\x12/\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x19.storeprov.store.v1.PhaseR\x05phase\x12\x16\n" +
@@ -427,10 +450,14 @@ const file_storeprov_events_v1_events_proto_rawDesc = "" +
 	"\x13observed_generation\x18\x05 \x01(\x03R\x12observedGeneration\x12.\n" +
 	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x10\n" +
 	"\x03url\x18\a \x01(\tR\x03url\x12#\n" +
-	"\rchart_version\x18\b \x01(\tR\fchartVersion\"B\n" +
+	"\rchart_version\x18\b \x01(\tR\fchartVersion\x12\x1f\n" +
+	"\vlease_token\x18\t \x01(\x04R\n" +
+	"leaseToken\"c\n" +
 	"\n" +
 	"AuditEvent\x124\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1e.storeprov.audit.v1.AuditEntryR\x05entry*I\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1e.storeprov.audit.v1.AuditEntryR\x05entry\x12\x1f\n" +
+	"\vlease_token\x18\x02 \x01(\x04R\n" +
+	"leaseToken*I\n" +
 	"\x06Action\x12\x16\n" +
 	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ACTION_PROVISION\x10\x01\x12\x11\n" +

@@ -679,6 +679,8 @@ type StoreMutation struct {
 	observed_generation    *int64
 	addobserved_generation *int64
 	status_time            *time.Time
+	lease_token            *uint64
+	addlease_token         *int64
 	create_time            *time.Time
 	update_time            *time.Time
 	clearedFields          map[string]struct{}
@@ -1361,6 +1363,62 @@ func (m *StoreMutation) ResetStatusTime() {
 	delete(m.clearedFields, store.FieldStatusTime)
 }
 
+// SetLeaseToken sets the "lease_token" field.
+func (m *StoreMutation) SetLeaseToken(u uint64) {
+	m.lease_token = &u
+	m.addlease_token = nil
+}
+
+// LeaseToken returns the value of the "lease_token" field in the mutation.
+func (m *StoreMutation) LeaseToken() (r uint64, exists bool) {
+	v := m.lease_token
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLeaseToken returns the old "lease_token" field's value of the Store entity.
+// If the Store object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoreMutation) OldLeaseToken(ctx context.Context) (v uint64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLeaseToken is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLeaseToken requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLeaseToken: %w", err)
+	}
+	return oldValue.LeaseToken, nil
+}
+
+// AddLeaseToken adds u to the "lease_token" field.
+func (m *StoreMutation) AddLeaseToken(u int64) {
+	if m.addlease_token != nil {
+		*m.addlease_token += u
+	} else {
+		m.addlease_token = &u
+	}
+}
+
+// AddedLeaseToken returns the value that was added to the "lease_token" field in this mutation.
+func (m *StoreMutation) AddedLeaseToken() (r int64, exists bool) {
+	v := m.addlease_token
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLeaseToken resets all changes to the "lease_token" field.
+func (m *StoreMutation) ResetLeaseToken() {
+	m.lease_token = nil
+	m.addlease_token = nil
+}
+
 // SetCreateTime sets the "create_time" field.
 func (m *StoreMutation) SetCreateTime(t time.Time) {
 	m.create_time = &t
@@ -1467,7 +1525,7 @@ func (m *StoreMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *StoreMutation) Fields() []string {
-	fields := make([]string, 0, 16)
+	fields := make([]string, 0, 17)
 	if m.display_name != nil {
 		fields = append(fields, store.FieldDisplayName)
 	}
@@ -1509,6 +1567,9 @@ func (m *StoreMutation) Fields() []string {
 	}
 	if m.status_time != nil {
 		fields = append(fields, store.FieldStatusTime)
+	}
+	if m.lease_token != nil {
+		fields = append(fields, store.FieldLeaseToken)
 	}
 	if m.create_time != nil {
 		fields = append(fields, store.FieldCreateTime)
@@ -1552,6 +1613,8 @@ func (m *StoreMutation) Field(name string) (ent.Value, bool) {
 		return m.ObservedGeneration()
 	case store.FieldStatusTime:
 		return m.StatusTime()
+	case store.FieldLeaseToken:
+		return m.LeaseToken()
 	case store.FieldCreateTime:
 		return m.CreateTime()
 	case store.FieldUpdateTime:
@@ -1593,6 +1656,8 @@ func (m *StoreMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldObservedGeneration(ctx)
 	case store.FieldStatusTime:
 		return m.OldStatusTime(ctx)
+	case store.FieldLeaseToken:
+		return m.OldLeaseToken(ctx)
 	case store.FieldCreateTime:
 		return m.OldCreateTime(ctx)
 	case store.FieldUpdateTime:
@@ -1704,6 +1769,13 @@ func (m *StoreMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetStatusTime(v)
 		return nil
+	case store.FieldLeaseToken:
+		v, ok := value.(uint64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLeaseToken(v)
+		return nil
 	case store.FieldCreateTime:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -1732,6 +1804,9 @@ func (m *StoreMutation) AddedFields() []string {
 	if m.addobserved_generation != nil {
 		fields = append(fields, store.FieldObservedGeneration)
 	}
+	if m.addlease_token != nil {
+		fields = append(fields, store.FieldLeaseToken)
+	}
 	return fields
 }
 
@@ -1744,6 +1819,8 @@ func (m *StoreMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedGeneration()
 	case store.FieldObservedGeneration:
 		return m.AddedObservedGeneration()
+	case store.FieldLeaseToken:
+		return m.AddedLeaseToken()
 	}
 	return nil, false
 }
@@ -1766,6 +1843,13 @@ func (m *StoreMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddObservedGeneration(v)
+		return nil
+	case store.FieldLeaseToken:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLeaseToken(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Store numeric field %s", name)
@@ -1850,6 +1934,9 @@ func (m *StoreMutation) ResetField(name string) error {
 		return nil
 	case store.FieldStatusTime:
 		m.ResetStatusTime()
+		return nil
+	case store.FieldLeaseToken:
+		m.ResetLeaseToken()
 		return nil
 	case store.FieldCreateTime:
 		m.ResetCreateTime()

@@ -98,12 +98,16 @@ func init() {
 	storeDescObservedGeneration := storeFields[13].Descriptor()
 	// store.DefaultObservedGeneration holds the default value on creation for the observed_generation field.
 	store.DefaultObservedGeneration = storeDescObservedGeneration.Default.(int64)
+	// storeDescLeaseToken is the schema descriptor for lease_token field.
+	storeDescLeaseToken := storeFields[15].Descriptor()
+	// store.DefaultLeaseToken holds the default value on creation for the lease_token field.
+	store.DefaultLeaseToken = storeDescLeaseToken.Default.(uint64)
 	// storeDescCreateTime is the schema descriptor for create_time field.
-	storeDescCreateTime := storeFields[15].Descriptor()
+	storeDescCreateTime := storeFields[16].Descriptor()
 	// store.DefaultCreateTime holds the default value on creation for the create_time field.
 	store.DefaultCreateTime = storeDescCreateTime.Default.(func() time.Time)
 	// storeDescUpdateTime is the schema descriptor for update_time field.
-	storeDescUpdateTime := storeFields[16].Descriptor()
+	storeDescUpdateTime := storeFields[17].Descriptor()
 	// store.DefaultUpdateTime holds the default value on creation for the update_time field.
 	store.DefaultUpdateTime = storeDescUpdateTime.Default.(func() time.Time)
 	// store.UpdateDefaultUpdateTime holds the default value on update for the update_time field.

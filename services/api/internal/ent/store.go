@@ -46,6 +46,8 @@ type Store struct {
 	ObservedGeneration int64 `json:"observed_generation,omitempty"`
 	// StatusTime holds the value of the "status_time" field.
 	StatusTime *time.Time `json:"status_time,omitempty"`
+	// LeaseToken holds the value of the "lease_token" field.
+	LeaseToken uint64 `json:"lease_token,omitempty"`
 	// CreateTime holds the value of the "create_time" field.
 	CreateTime time.Time `json:"create_time,omitempty"`
 	// UpdateTime holds the value of the "update_time" field.
@@ -60,7 +62,7 @@ func (*Store) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case store.FieldChartValues:
 			values[i] = new([]byte)
-		case store.FieldGeneration, store.FieldObservedGeneration:
+		case store.FieldGeneration, store.FieldObservedGeneration, store.FieldLeaseToken:
 			values[i] = new(sql.NullInt64)
 		case store.FieldID, store.FieldDisplayName, store.FieldEngine, store.FieldOwner, store.FieldPhase, store.FieldFailureReason, store.FieldFailureMessage, store.FieldURL, store.FieldChartVersion, store.FieldDesiredChartVersion, store.FieldLastAction:
 			values[i] = new(sql.NullString)
@@ -174,6 +176,12 @@ func (_m *Store) assignValues(columns []string, values []any) error {
 				_m.StatusTime = new(time.Time)
 				*_m.StatusTime = value.Time
 			}
+		case store.FieldLeaseToken:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field lease_token", values[i])
+			} else if value.Valid {
+				_m.LeaseToken = uint64(value.Int64)
+			}
 		case store.FieldCreateTime:
 			if value, ok := values[i].(*sql.NullTime); !ok {
 				return fmt.Errorf("unexpected type %T for field create_time", values[i])
@@ -265,6 +273,9 @@ func (_m *Store) String() string {
 		builder.WriteString("status_time=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("lease_token=")
+	builder.WriteString(fmt.Sprintf("%v", _m.LeaseToken))
 	builder.WriteString(", ")
 	builder.WriteString("create_time=")
 	builder.WriteString(_m.CreateTime.Format(time.ANSIC))

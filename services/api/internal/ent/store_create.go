@@ -179,6 +179,20 @@ func (_c *StoreCreate) SetNillableStatusTime(v *time.Time) *StoreCreate {
 	return _c
 }
 
+// SetLeaseToken sets the "lease_token" field.
+func (_c *StoreCreate) SetLeaseToken(v uint64) *StoreCreate {
+	_c.mutation.SetLeaseToken(v)
+	return _c
+}
+
+// SetNillableLeaseToken sets the "lease_token" field if the given value is not nil.
+func (_c *StoreCreate) SetNillableLeaseToken(v *uint64) *StoreCreate {
+	if v != nil {
+		_c.SetLeaseToken(*v)
+	}
+	return _c
+}
+
 // SetCreateTime sets the "create_time" field.
 func (_c *StoreCreate) SetCreateTime(v time.Time) *StoreCreate {
 	_c.mutation.SetCreateTime(v)
@@ -280,6 +294,10 @@ func (_c *StoreCreate) defaults() {
 		v := store.DefaultObservedGeneration
 		_c.mutation.SetObservedGeneration(v)
 	}
+	if _, ok := _c.mutation.LeaseToken(); !ok {
+		v := store.DefaultLeaseToken
+		_c.mutation.SetLeaseToken(v)
+	}
 	if _, ok := _c.mutation.CreateTime(); !ok {
 		v := store.DefaultCreateTime()
 		_c.mutation.SetCreateTime(v)
@@ -347,6 +365,9 @@ func (_c *StoreCreate) check() error {
 	}
 	if _, ok := _c.mutation.ObservedGeneration(); !ok {
 		return &ValidationError{Name: "observed_generation", err: errors.New(`ent: missing required field "Store.observed_generation"`)}
+	}
+	if _, ok := _c.mutation.LeaseToken(); !ok {
+		return &ValidationError{Name: "lease_token", err: errors.New(`ent: missing required field "Store.lease_token"`)}
 	}
 	if _, ok := _c.mutation.CreateTime(); !ok {
 		return &ValidationError{Name: "create_time", err: errors.New(`ent: missing required field "Store.create_time"`)}
@@ -450,6 +471,10 @@ func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.StatusTime(); ok {
 		_spec.SetField(store.FieldStatusTime, field.TypeTime, value)
 		_node.StatusTime = &value
+	}
+	if value, ok := _c.mutation.LeaseToken(); ok {
+		_spec.SetField(store.FieldLeaseToken, field.TypeUint64, value)
+		_node.LeaseToken = value
 	}
 	if value, ok := _c.mutation.CreateTime(); ok {
 		_spec.SetField(store.FieldCreateTime, field.TypeTime, value)
@@ -688,6 +713,24 @@ func (u *StoreUpsert) UpdateStatusTime() *StoreUpsert {
 // ClearStatusTime clears the value of the "status_time" field.
 func (u *StoreUpsert) ClearStatusTime() *StoreUpsert {
 	u.SetNull(store.FieldStatusTime)
+	return u
+}
+
+// SetLeaseToken sets the "lease_token" field.
+func (u *StoreUpsert) SetLeaseToken(v uint64) *StoreUpsert {
+	u.Set(store.FieldLeaseToken, v)
+	return u
+}
+
+// UpdateLeaseToken sets the "lease_token" field to the value that was provided on create.
+func (u *StoreUpsert) UpdateLeaseToken() *StoreUpsert {
+	u.SetExcluded(store.FieldLeaseToken)
+	return u
+}
+
+// AddLeaseToken adds v to the "lease_token" field.
+func (u *StoreUpsert) AddLeaseToken(v uint64) *StoreUpsert {
+	u.Add(store.FieldLeaseToken, v)
 	return u
 }
 
@@ -964,6 +1007,27 @@ func (u *StoreUpsertOne) UpdateStatusTime() *StoreUpsertOne {
 func (u *StoreUpsertOne) ClearStatusTime() *StoreUpsertOne {
 	return u.Update(func(s *StoreUpsert) {
 		s.ClearStatusTime()
+	})
+}
+
+// SetLeaseToken sets the "lease_token" field.
+func (u *StoreUpsertOne) SetLeaseToken(v uint64) *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetLeaseToken(v)
+	})
+}
+
+// AddLeaseToken adds v to the "lease_token" field.
+func (u *StoreUpsertOne) AddLeaseToken(v uint64) *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.AddLeaseToken(v)
+	})
+}
+
+// UpdateLeaseToken sets the "lease_token" field to the value that was provided on create.
+func (u *StoreUpsertOne) UpdateLeaseToken() *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateLeaseToken()
 	})
 }
 
@@ -1409,6 +1473,27 @@ func (u *StoreUpsertBulk) UpdateStatusTime() *StoreUpsertBulk {
 func (u *StoreUpsertBulk) ClearStatusTime() *StoreUpsertBulk {
 	return u.Update(func(s *StoreUpsert) {
 		s.ClearStatusTime()
+	})
+}
+
+// SetLeaseToken sets the "lease_token" field.
+func (u *StoreUpsertBulk) SetLeaseToken(v uint64) *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetLeaseToken(v)
+	})
+}
+
+// AddLeaseToken adds v to the "lease_token" field.
+func (u *StoreUpsertBulk) AddLeaseToken(v uint64) *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.AddLeaseToken(v)
+	})
+}
+
+// UpdateLeaseToken sets the "lease_token" field to the value that was provided on create.
+func (u *StoreUpsertBulk) UpdateLeaseToken() *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateLeaseToken()
 	})
 }
 

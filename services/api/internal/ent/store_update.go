@@ -228,6 +228,27 @@ func (_u *StoreUpdate) ClearStatusTime() *StoreUpdate {
 	return _u
 }
 
+// SetLeaseToken sets the "lease_token" field.
+func (_u *StoreUpdate) SetLeaseToken(v uint64) *StoreUpdate {
+	_u.mutation.ResetLeaseToken()
+	_u.mutation.SetLeaseToken(v)
+	return _u
+}
+
+// SetNillableLeaseToken sets the "lease_token" field if the given value is not nil.
+func (_u *StoreUpdate) SetNillableLeaseToken(v *uint64) *StoreUpdate {
+	if v != nil {
+		_u.SetLeaseToken(*v)
+	}
+	return _u
+}
+
+// AddLeaseToken adds value to the "lease_token" field.
+func (_u *StoreUpdate) AddLeaseToken(v int64) *StoreUpdate {
+	_u.mutation.AddLeaseToken(v)
+	return _u
+}
+
 // SetUpdateTime sets the "update_time" field.
 func (_u *StoreUpdate) SetUpdateTime(v time.Time) *StoreUpdate {
 	_u.mutation.SetUpdateTime(v)
@@ -357,6 +378,12 @@ func (_u *StoreUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.StatusTimeCleared() {
 		_spec.ClearField(store.FieldStatusTime, field.TypeTime)
+	}
+	if value, ok := _u.mutation.LeaseToken(); ok {
+		_spec.SetField(store.FieldLeaseToken, field.TypeUint64, value)
+	}
+	if value, ok := _u.mutation.AddedLeaseToken(); ok {
+		_spec.AddField(store.FieldLeaseToken, field.TypeUint64, value)
 	}
 	if value, ok := _u.mutation.UpdateTime(); ok {
 		_spec.SetField(store.FieldUpdateTime, field.TypeTime, value)
@@ -581,6 +608,27 @@ func (_u *StoreUpdateOne) ClearStatusTime() *StoreUpdateOne {
 	return _u
 }
 
+// SetLeaseToken sets the "lease_token" field.
+func (_u *StoreUpdateOne) SetLeaseToken(v uint64) *StoreUpdateOne {
+	_u.mutation.ResetLeaseToken()
+	_u.mutation.SetLeaseToken(v)
+	return _u
+}
+
+// SetNillableLeaseToken sets the "lease_token" field if the given value is not nil.
+func (_u *StoreUpdateOne) SetNillableLeaseToken(v *uint64) *StoreUpdateOne {
+	if v != nil {
+		_u.SetLeaseToken(*v)
+	}
+	return _u
+}
+
+// AddLeaseToken adds value to the "lease_token" field.
+func (_u *StoreUpdateOne) AddLeaseToken(v int64) *StoreUpdateOne {
+	_u.mutation.AddLeaseToken(v)
+	return _u
+}
+
 // SetUpdateTime sets the "update_time" field.
 func (_u *StoreUpdateOne) SetUpdateTime(v time.Time) *StoreUpdateOne {
 	_u.mutation.SetUpdateTime(v)
@@ -740,6 +788,12 @@ func (_u *StoreUpdateOne) sqlSave(ctx context.Context) (_node *Store, err error)
 	}
 	if _u.mutation.StatusTimeCleared() {
 		_spec.ClearField(store.FieldStatusTime, field.TypeTime)
+	}
+	if value, ok := _u.mutation.LeaseToken(); ok {
+		_spec.SetField(store.FieldLeaseToken, field.TypeUint64, value)
+	}
+	if value, ok := _u.mutation.AddedLeaseToken(); ok {
+		_spec.AddField(store.FieldLeaseToken, field.TypeUint64, value)
 	}
 	if value, ok := _u.mutation.UpdateTime(); ok {
 		_spec.SetField(store.FieldUpdateTime, field.TypeTime, value)

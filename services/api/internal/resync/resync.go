@@ -131,7 +131,7 @@ func (r *Resyncer) Once(ctx context.Context) (int, error) {
 		for _, st := range list {
 			cmd := command(st, now)
 			pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := bus.Publish(pubCtx, r.JS, r.Topology.CommandSubject(st.ID), lifecycle.ResyncCommandID(st.ID, st.Generation, slot), cmd)
+			err := bus.Publish(pubCtx, r.JS, r.Topology.ResyncSubject(st.ID), lifecycle.ResyncCommandID(st.ID, st.Generation, slot), cmd)
 			cancel()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("cannot queue the resync of store %s: %w", st.ID, err))

@@ -29,7 +29,7 @@ import (
 func queued(t *testing.T, env *bustest.Env) ([]string, map[string]*eventsv1.ProvisionCommand) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := env.JS.Stream(ctx, env.Topology.CommandsStream())
+	s, err := env.JS.Stream(ctx, env.Topology.ResyncStream())
 	if err != nil {
 		t.Fatal(err)
 	}

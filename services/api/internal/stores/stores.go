@@ -298,8 +298,10 @@ func Command(st *ent.Store, action eventsv1.Action, actor string, issueTime time
 
 // ApplyStatus records a status change reported by the orchestrator, unless
 // it is older than what the store holds (an older generation, an earlier
-// time, or a store already DELETED) or speaks of a generation the api never
-// issued, which no orchestrator can have worked on: a forgery. It reports
+// time, an older lease token: made by a worker fenced out since, or a
+// store already DELETED) or speaks of a generation the api never issued,
+// which no orchestrator can have worked on: a forgery. An event without a
+// lease token (zero) is ordered by generation and time alone. It reports
 // whether the store changed.
 func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChanged) (bool, error) {
 	var updated *ent.Store
@@ -317,6 +319,7 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 			ev.GetObservedGeneration() > st.Generation,
 			st.Phase == storev1.Phase_PHASE_DELETED.String(),
 			st.StatusTime != nil && st.ObservedGeneration == ev.GetObservedGeneration() && evTime.Before(*st.StatusTime),
+			ev.GetLeaseToken() != 0 && ev.GetLeaseToken() < st.LeaseToken,
 			ev.GetPhase() == storev1.Phase_PHASE_UNSPECIFIED:
 			return nil
 		}
@@ -335,6 +338,9 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 		}
 		if ev.GetChartVersion() != "" {
 			u.SetChartVersion(ev.GetChartVersion())
+		}
+		if ev.GetLeaseToken() > st.LeaseToken {
+			u.SetLeaseToken(ev.GetLeaseToken())
 		}
 		updated, err = u.Save(ctx)
 		return err

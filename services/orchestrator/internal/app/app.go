@@ -179,7 +179,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot use JetStream at %s: %w", opts.NATSURL, err)
 	}
-	kv, err := ensureTopology(ctx, js, topology, log)
+	leases, err := ensureTopology(ctx, js, topology, opts.Worker.LeaseTTL, log)
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func Run(ctx context.Context, opts Options) error {
 			RollbackTimeout: opts.Reconcile.RollbackTimeout, Log: log},
 	}
 	reconciler := reconcile.New(steps, &events.Publisher{JS: js, Topology: topology}, opts.Reconcile)
-	w := worker.New(js, topology, reconciler, &lease.Store{KV: kv}, worker.NewMetrics(prometheus.DefaultRegisterer), log, opts.Worker)
+	w := worker.New(js, topology, reconciler, leases, worker.NewMetrics(prometheus.DefaultRegisterer), log, opts.Worker)
 
 	stopMetrics, err := serveMetrics(opts, nc, log)
 	if err != nil {
@@ -223,20 +223,21 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// ensureTopology creates the streams, consumer and lease bucket, retrying
-// while NATS is unreachable: a bus outage delays the start, it is not a
-// configuration error.
-func ensureTopology(ctx context.Context, js jetstream.JetStream, topology bus.Topology, log *slog.Logger) (jetstream.KeyValue, error) {
+// ensureTopology creates the streams, consumers and buckets, with leases
+// lasting leaseTTL, and opens the lease store, retrying while NATS is
+// unreachable: a bus outage delays the start, it is not a configuration
+// error.
+func ensureTopology(ctx context.Context, js jetstream.JetStream, topology bus.Topology, leaseTTL time.Duration, log *slog.Logger) (*lease.Store, error) {
 	for {
 		ensureCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := topology.Ensure(ensureCtx, js, bus.RoleOrchestrator, bus.Options{})
-		var kv jetstream.KeyValue
+		err := topology.Ensure(ensureCtx, js, bus.RoleOrchestrator, bus.Options{LeaseTTL: leaseTTL})
+		var leases *lease.Store
 		if err == nil {
-			kv, err = js.KeyValue(ensureCtx, topology.LeaseBucket())
+			leases, err = lease.Open(ensureCtx, js, topology)
 		}
 		cancel()
 		if err == nil {
-			return kv, nil
+			return leases, nil
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("cannot ensure the bus topology: %w", err)

@@ -138,11 +138,10 @@ func TestTwoProcessesShareCommands(t *testing.T) {
 		}, 60*time.Second)
 		t.Logf("6 commands to 6 READY stores with 2 processes: %s", time.Since(start).Round(time.Millisecond))
 
-		kv, err := env.JS.KeyValue(context.Background(), env.Topology.LeaseBucket())
+		leases, err := lease.Open(context.Background(), env.JS, env.Topology)
 		if err != nil {
 			t.Fatal(err)
 		}
-		leases := &lease.Store{KV: kv}
 		handled := map[string][]string{}
 		for _, id := range stores {
 			rec, ok, err := leases.Get(context.Background(), id)

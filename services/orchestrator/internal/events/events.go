@@ -16,6 +16,7 @@ import (
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/lease"
 )
 
 // DefaultTimeout bounds one publish when Publisher.Timeout is zero.
@@ -35,18 +36,45 @@ type Publisher struct {
 // not its cancellation, so the last word of a cancelled reconcile is
 // still written. It returns once JetStream stored the event; an error
 // means the event may not be stored and the caller should retry.
+//
+// Fencing: when ctx carries a store lease (lease.Keep), the event carries
+// its token, and nothing is published once the lease's fence has closed
+// (lease.ErrLost).
 func (p *Publisher) Status(ctx context.Context, s *eventsv1.StoreStatusChanged) error {
+	token, err := fence(ctx)
+	if err != nil {
+		return err
+	}
+	s.LeaseToken = token
 	id := lifecycle.StatusEventID(s.GetStoreId(), s.GetObservedGeneration(), s.GetPhase(), s.GetReason())
 	return p.publish(ctx, p.Topology.StatusSubject(s.GetStoreId()), id, s)
 }
 
 // Audit publishes e on the audit subject of its store with e.Id as the
-// message id, with the same fresh-context rule and errors as Status.
+// message id, with the same fresh-context and fencing rules and errors as
+// Status.
 func (p *Publisher) Audit(ctx context.Context, e *auditv1.AuditEntry) error {
 	if e.GetId() == "" {
 		return fmt.Errorf("audit entry for store %s has no id: use lifecycle.AuditEventID", e.GetStoreId())
 	}
-	return p.publish(ctx, p.Topology.AuditSubject(bus.RoleOrchestrator, e.GetStoreId()), e.GetId(), &eventsv1.AuditEvent{Entry: e})
+	token, err := fence(ctx)
+	if err != nil {
+		return err
+	}
+	return p.publish(ctx, p.Topology.AuditSubject(bus.RoleOrchestrator, e.GetStoreId()), e.GetId(), &eventsv1.AuditEvent{Entry: e, LeaseToken: token})
+}
+
+// fence returns the token of the lease ctx carries (0 for none), or
+// lease.ErrLost when its fence has closed.
+func fence(ctx context.Context) (uint64, error) {
+	l := lease.FromContext(ctx)
+	if l == nil {
+		return 0, nil
+	}
+	if err := l.Valid(); err != nil {
+		return 0, err
+	}
+	return l.Token(), nil
 }
 
 func (p *Publisher) publish(ctx context.Context, subject, id string, m proto.Message) error {

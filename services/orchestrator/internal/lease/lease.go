@@ -1,27 +1,41 @@
 // Package lease fences the orchestrator's work on a store with a per-store
-// lease kept in the bus's lease bucket (a JetStream key-value bucket).
+// lease, and records the command last applied to each store.
 //
 // # Fencing contract
 //
-// The key is the store id; the value is a JSON Record naming the holder,
-// when the lease expires and the last command applied to the store. The
-// key's revision is the fencing token: every write is a compare-and-set on
-// the revision the writer last read (Create for a new key, Update
-// otherwise), so two workers can never both believe they took the lease.
+// A lease is a key, the store id, in the bus's lease bucket, whose TTL is
+// the lease TTL: the server removes a key its holder has not renewed for
+// that long, judged by the server's clock alone. Acquire creates the key
+// (it fails while the key exists) and every later write is a
+// compare-and-set on the revision the holder last wrote, so two workers
+// never both hold a store. The revision Acquire got is the lease's Token:
+// revisions only grow, so a later holder's token is greater than every
+// earlier one's.
 //
-//   - A worker changes a store (Kubernetes objects, status and audit
-//     events) only between a successful Acquire and Release, and calls
-//     Renew well before Expires (the worker does so every TTL/3).
-//   - A lease whose Expires has passed may be taken over by anyone. The
-//     old holder's next Renew or Release then fails with ErrLost: it must
-//     stop at once and leave the command to the new holder. Writes it made
-//     between its last renewal and noticing the loss are not fenced, which
-//     is why every write a reconcile makes is idempotent (server-side
-//     apply, create-if-absent, events with deterministic ids).
-//   - Release records the command just applied (generation and action)
-//     and keeps it across holders; Record.Supersedes then tells a later
-//     command that is obsolete. A released record keeps the last holder's
-//     name, so the bucket shows which worker handled each store last.
+// What is fenced, and how:
+//
+//   - The work itself. Keep runs the work under a context that is
+//     cancelled, with ErrLost as its cause, when a renewal finds the lease
+//     taken, and also when no renewal succeeded for two thirds of the TTL:
+//     a worker cut off from NATS stops a third of the TTL before the
+//     server can hand the store to another worker. The deadline is
+//     measured on this host's monotonic clock from before the renewal was
+//     sent, so it never outlives the server's expiry whatever the hosts'
+//     clocks say.
+//   - Status and audit events. Each carries the holder's Token
+//     (events.Publisher reads it from the context), and the api drops a
+//     status event whose token is older than the last it applied for the
+//     store. The publisher also refuses to publish once the fence closed.
+//   - The applied record. Release writes it with a compare-and-set on the
+//     revision read at Acquire, before deleting the lease key with a
+//     compare-and-set on the lease's revision.
+//
+// What relies on idempotency instead: Kubernetes and Helm writes made in
+// the margin between the fence closing on the server and the work
+// noticing its cancelled context (an in-flight request). Every such write
+// is idempotent (server-side apply, create-if-absent, Helm actions that
+// the next holder settles: Unlock, history-based decisions), and events
+// have deterministic ids.
 package lease
 
 import (
@@ -35,41 +49,34 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	"github.com/storeprov/storeprov/pkg/bus"
 )
 
-// DefaultTTL is how long a lease lasts without renewal when Store.TTL is
-// zero.
-const DefaultTTL = 30 * time.Second
+// ErrLost means the lease was taken over, expired on the server, or could
+// not be renewed in time. The holder must stop working on the store
+// without recording anything.
+var ErrLost = errors.New("store lease lost")
 
-var (
-	// ErrLost means the lease was taken over after it expired (or the
-	// bucket was changed under the holder). The holder must stop working
-	// on the store without recording anything.
-	ErrLost = errors.New("store lease lost")
-)
-
-// HeldError means another holder has an unexpired lease on the store. The
-// caller should try again later, after Expires at the latest.
+// HeldError means another holder has the store's lease. The caller should
+// try again later; the lease lapses at most one TTL after its holder's
+// last renewal.
 type HeldError struct {
 	StoreID string
 	Holder  string
-	Expires time.Time
 }
 
 func (e *HeldError) Error() string {
 	if e.Holder == "" {
 		return fmt.Sprintf("store %s is leased by another worker", e.StoreID)
 	}
-	return fmt.Sprintf("store %s is leased by %s until %s", e.StoreID, e.Holder, e.Expires.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("store %s is leased by %s", e.StoreID, e.Holder)
 }
 
-// Record is the JSON value of a store's key.
+// Record is what was last applied to a store: the JSON value of its key in
+// the applied bucket.
 type Record struct {
-	// Holder is the worker holding the lease or, once released, the last
-	// one that held it.
+	// Holder is the worker that applied it.
 	Holder string `json:"holder"`
-	// Expires is when the lease lapses; zero once released.
-	Expires time.Time `json:"expires"`
 	// AppliedGeneration and AppliedAction name the last command whose
 	// outcome (READY, DELETED or FAILED) was published.
 	AppliedGeneration int64  `json:"appliedGeneration"`
@@ -117,16 +124,54 @@ func (r Record) Supersedes(generation int64, action eventsv1.Action) bool {
 	return actionRank(r.AppliedAction) >= actionRank(ActionName(action))
 }
 
-// Held reports whether the lease is held at now.
-func (r Record) Held(now time.Time) bool { return r.Holder != "" && r.Expires.After(now) }
+// Newer reports whether a command of generation and action makes a
+// command of olderGeneration and olderAction obsolete: the same order as
+// Supersedes, for two commands.
+func Newer(generation int64, action eventsv1.Action, olderGeneration int64, olderAction eventsv1.Action) bool {
+	if generation != olderGeneration {
+		return generation > olderGeneration
+	}
+	return actionRank(ActionName(action)) > actionRank(ActionName(olderAction))
+}
 
-// Store hands out leases from one bucket.
+// Store hands out leases from the lease bucket and keeps the applied
+// records.
 type Store struct {
-	KV jetstream.KeyValue
-	// TTL is how long a lease lasts without renewal; DefaultTTL when zero.
+	// Leases is the lease bucket; its TTL must be TTL.
+	Leases jetstream.KeyValue
+	// Applied is the bucket of applied records.
+	Applied jetstream.KeyValue
+	// TTL is the lease bucket's TTL; DefaultTTL when zero.
 	TTL time.Duration
-	// Now returns the current time; tests may fix it.
-	Now func() time.Time
+}
+
+// DefaultTTL is the lease TTL when Store.TTL is zero.
+const DefaultTTL = bus.DefaultLeaseTTL
+
+// Open binds the topology's lease and applied buckets, which
+// Topology.Ensure made; TTL is the lease bucket's.
+func Open(ctx context.Context, js jetstream.JetStream, topology bus.Topology) (*Store, error) {
+	leases, err := js.KeyValue(ctx, topology.LeaseBucket())
+	if err != nil {
+		return nil, fmt.Errorf("cannot bind bucket %s: %w", topology.LeaseBucket(), err)
+	}
+	applied, err := js.KeyValue(ctx, topology.AppliedBucket())
+	if err != nil {
+		return nil, fmt.Errorf("cannot bind bucket %s: %w", topology.AppliedBucket(), err)
+	}
+	status, err := leases.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read bucket %s: %w", topology.LeaseBucket(), err)
+	}
+	if status.TTL() <= 0 {
+		return nil, fmt.Errorf("bucket %s has no TTL: leases would never lapse (Topology.Ensure sets it)", topology.LeaseBucket())
+	}
+	return &Store{Leases: leases, Applied: applied, TTL: status.TTL()}, nil
+}
+
+// holderValue is the JSON value of a lease key.
+type holderValue struct {
+	Holder string `json:"holder"`
 }
 
 // Lease is one holder's hold on a store, valid until Release or until it
@@ -134,135 +179,87 @@ type Store struct {
 type Lease struct {
 	store   *Store
 	storeID string
+	holder  string
+	token   uint64
 
-	mu       sync.Mutex
-	revision uint64
-	record   Record
-	done     bool
+	mu              sync.Mutex
+	revision        uint64 // of the lease key, as last written
+	renewed         time.Time
+	applied         Record
+	appliedRevision uint64 // 0 when the store has no record yet
+	done            bool
 }
 
-// Acquire takes the store's lease for holder when it is free, released or
-// expired. It returns a *HeldError when another holder (or another call by
-// the same holder) has it, and other errors when the bucket cannot be
-// read or written; those are worth retrying.
+// Acquire takes the store's lease for holder when no one holds it. It
+// returns a *HeldError when another holder (or another call by the same
+// holder) has it, and other errors when a bucket cannot be read or
+// written; those are worth retrying.
 func (s *Store) Acquire(ctx context.Context, storeID, holder string) (*Lease, error) {
-	now := s.now()
-	entry, err := s.KV.Get(ctx, storeID)
-	var rec Record
-	var revision uint64
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("cannot read the lease of store %s: %w", storeID, err)
-	default:
-		if err := json.Unmarshal(entry.Value(), &rec); err != nil {
-			return nil, fmt.Errorf("lease of store %s is not a lease record: %w", storeID, err)
-		}
-		if rec.Held(now) {
-			return nil, &HeldError{StoreID: storeID, Holder: rec.Holder, Expires: rec.Expires}
-		}
-		revision = entry.Revision()
-	}
-
-	rec.Holder = holder
-	rec.Expires = now.Add(s.ttl())
-	value, err := json.Marshal(rec)
+	value, err := json.Marshal(holderValue{Holder: holder})
 	if err != nil {
 		return nil, err
 	}
-	if revision == 0 {
-		revision, err = s.KV.Create(ctx, storeID, value)
-	} else {
-		revision, err = s.KV.Update(ctx, storeID, value, revision)
-	}
-	if isConflict(err) {
-		// Someone wrote between our read and write: they hold it now.
-		return nil, &HeldError{StoreID: storeID}
+	sent := time.Now()
+	revision, err := s.Leases.Create(ctx, storeID, value)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		held := &HeldError{StoreID: storeID}
+		if entry, err := s.Leases.Get(ctx, storeID); err == nil {
+			var h holderValue
+			_ = json.Unmarshal(entry.Value(), &h)
+			held.Holder = h.Holder
+		}
+		return nil, held
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot take the lease of store %s: %w", storeID, err)
 	}
-	return &Lease{store: s, storeID: storeID, revision: revision, record: rec}, nil
+	l := &Lease{store: s, storeID: storeID, holder: holder, token: revision, revision: revision, renewed: sent}
+	rec, appliedRevision, err := s.applied(ctx, storeID)
+	if err != nil {
+		// Give the lease back rather than hold it for a TTL unused.
+		_ = s.Leases.Delete(context.WithoutCancel(ctx), storeID, jetstream.LastRevision(revision))
+		return nil, err
+	}
+	l.applied, l.appliedRevision = rec, appliedRevision
+	return l, nil
 }
 
-// Get returns the store's record and whether it has one, for observation.
+// Get returns the store's applied record and whether it has one, for
+// observation.
 func (s *Store) Get(ctx context.Context, storeID string) (Record, bool, error) {
-	entry, err := s.KV.Get(ctx, storeID)
+	rec, revision, err := s.applied(ctx, storeID)
+	return rec, revision > 0, err
+}
+
+// Holder returns who holds the store's lease, or "" when no one does.
+func (s *Store) Holder(ctx context.Context, storeID string) (string, error) {
+	entry, err := s.Leases.Get(ctx, storeID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Record{}, false, nil
+		return "", nil
 	}
 	if err != nil {
-		return Record{}, false, fmt.Errorf("cannot read the lease of store %s: %w", storeID, err)
+		return "", fmt.Errorf("cannot read the lease of store %s: %w", storeID, err)
+	}
+	var h holderValue
+	if err := json.Unmarshal(entry.Value(), &h); err != nil {
+		return "", fmt.Errorf("lease of store %s is not a lease: %w", storeID, err)
+	}
+	return h.Holder, nil
+}
+
+func (s *Store) applied(ctx context.Context, storeID string) (Record, uint64, error) {
+	entry, err := s.Applied.Get(ctx, storeID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Record{}, 0, nil
+	}
+	if err != nil {
+		return Record{}, 0, fmt.Errorf("cannot read what was applied to store %s: %w", storeID, err)
 	}
 	var rec Record
 	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
-		return Record{}, false, fmt.Errorf("lease of store %s is not a lease record: %w", storeID, err)
+		return Record{}, 0, fmt.Errorf("applied record of store %s is not a record: %w", storeID, err)
 	}
-	return rec, true, nil
-}
-
-// Record returns the record as of the last acquisition or renewal; its
-// applied fields say what was applied before this holder took over.
-func (l *Lease) Record() Record {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.record
-}
-
-// Renew extends the lease by the store's TTL. It returns ErrLost when the
-// lease was taken over; other errors (the bucket unreachable) leave the
-// lease held until it expires, and the caller may try again.
-func (l *Lease) Renew(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	rec := l.record
-	rec.Expires = l.store.now().Add(l.store.ttl())
-	return l.write(ctx, rec)
-}
-
-// Release gives the lease up. When applied is non-nil, the record notes
-// that command as applied (never lowering what was applied before); the
-// applied fields are otherwise kept. It returns ErrLost when the lease was
-// taken over, in which case nothing is recorded.
-func (l *Lease) Release(ctx context.Context, applied *eventsv1.ProvisionCommand) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	rec := l.record
-	rec.Expires = time.Time{}
-	if applied != nil && !rec.Supersedes(applied.GetGeneration(), applied.GetAction()) {
-		rec.AppliedGeneration = applied.GetGeneration()
-		rec.AppliedAction = ActionName(applied.GetAction())
-	}
-	if err := l.write(ctx, rec); err != nil {
-		return err
-	}
-	l.done = true
-	return nil
-}
-
-// write stores rec if the key is still at our revision; l.mu is held.
-func (l *Lease) write(ctx context.Context, rec Record) error {
-	if l.done {
-		return fmt.Errorf("lease of store %s already released: %w", l.storeID, ErrLost)
-	}
-	value, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	revision, err := l.store.KV.Update(ctx, l.storeID, value, l.revision)
-	if isConflict(err) {
-		l.done = true
-		return fmt.Errorf("lease of store %s: %w", l.storeID, ErrLost)
-	}
-	if err != nil {
-		return fmt.Errorf("cannot write the lease of store %s: %w", l.storeID, err)
-	}
-	l.revision, l.record = revision, rec
-	return nil
-}
-
-func isConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+	return rec, entry.Revision(), nil
 }
 
 func (s *Store) ttl() time.Duration {
@@ -272,9 +269,165 @@ func (s *Store) ttl() time.Duration {
 	return DefaultTTL
 }
 
-func (s *Store) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
+// Token is the lease's fencing token: the revision at which it was taken.
+// A later holder of the same store has a greater one.
+func (l *Lease) Token() uint64 { return l.token }
+
+// Record returns what was applied to the store before this holder took
+// it.
+func (l *Lease) Record() Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.applied
+}
+
+// Deadline is when the fence closes unless the lease is renewed first:
+// two thirds of the TTL after the last successful renewal was sent, on
+// this host's monotonic clock. The server expires the key a full TTL
+// after it stored the write, which is later.
+func (l *Lease) Deadline() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.deadline()
+}
+
+func (l *Lease) deadline() time.Time {
+	return l.renewed.Add(l.store.ttl() - l.store.ttl()/3)
+}
+
+// Valid returns nil while the lease is held and its fence open, ErrLost
+// otherwise.
+func (l *Lease) Valid() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done || !time.Now().Before(l.deadline()) {
+		return fmt.Errorf("lease of store %s: %w", l.storeID, ErrLost)
 	}
-	return time.Now()
+	return nil
+}
+
+// Renew extends the lease by the TTL. It returns ErrLost when the lease
+// is gone (taken over, expired on the server, released); other errors
+// (the bucket unreachable) leave it held until Deadline, and the caller
+// may try again.
+func (l *Lease) Renew(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return fmt.Errorf("lease of store %s already released: %w", l.storeID, ErrLost)
+	}
+	value, err := json.Marshal(holderValue{Holder: l.holder})
+	if err != nil {
+		return err
+	}
+	sent := time.Now()
+	revision, err := l.store.Leases.Update(ctx, l.storeID, value, l.revision)
+	if isConflict(err) {
+		l.done = true
+		return fmt.Errorf("lease of store %s: %w", l.storeID, ErrLost)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot renew the lease of store %s: %w", l.storeID, err)
+	}
+	l.revision, l.renewed = revision, sent
+	return nil
+}
+
+// Release gives the lease up. When applied is non-nil, the applied record
+// notes that command (never lowering what was applied before). It returns
+// ErrLost when the fence closed or the lease was taken over, in which case
+// nothing is recorded.
+func (l *Lease) Release(ctx context.Context, applied *eventsv1.ProvisionCommand) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done || !time.Now().Before(l.deadline()) {
+		l.done = true
+		return fmt.Errorf("lease of store %s: %w", l.storeID, ErrLost)
+	}
+	if applied != nil && !l.applied.Supersedes(applied.GetGeneration(), applied.GetAction()) {
+		rec := Record{Holder: l.holder, AppliedGeneration: applied.GetGeneration(), AppliedAction: ActionName(applied.GetAction())}
+		value, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		var revision uint64
+		if l.appliedRevision == 0 {
+			revision, err = l.store.Applied.Create(ctx, l.storeID, value)
+		} else {
+			revision, err = l.store.Applied.Update(ctx, l.storeID, value, l.appliedRevision)
+		}
+		if isConflict(err) {
+			l.done = true
+			return fmt.Errorf("applied record of store %s written by another holder: %w", l.storeID, ErrLost)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot record what was applied to store %s: %w", l.storeID, err)
+		}
+		l.applied, l.appliedRevision = rec, revision
+	}
+	err := l.store.Leases.Delete(ctx, l.storeID, jetstream.LastRevision(l.revision))
+	if isConflict(err) {
+		l.done = true
+		return fmt.Errorf("lease of store %s: %w", l.storeID, ErrLost)
+	}
+	if err != nil {
+		// The key lapses by itself within a TTL.
+		return fmt.Errorf("cannot release the lease of store %s: %w", l.storeID, err)
+	}
+	l.done = true
+	return nil
+}
+
+// Keep renews the lease every TTL/6 until stop is called and returns a
+// context derived from ctx that carries the lease (FromContext) and is
+// cancelled with ErrLost as its cause when the lease is lost or its fence
+// closes before a renewal succeeds. stop waits for the renewals to end.
+func (l *Lease) Keep(ctx context.Context) (fenced context.Context, stop func()) {
+	fenced, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, l))
+	every := l.store.ttl() / 6
+	done := make(chan struct{})
+	quit := make(chan struct{})
+	go func() {
+		defer close(done)
+		renew := time.NewTimer(every)
+		defer renew.Stop()
+		fence := time.NewTimer(time.Until(l.Deadline()))
+		defer fence.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-fenced.Done():
+				return
+			case <-fence.C:
+				cancel(fmt.Errorf("lease of store %s not renewed within two thirds of its TTL: %w", l.storeID, ErrLost))
+				return
+			case <-renew.C:
+			}
+			// Bounded by the fence: a renewal that ends after it is useless.
+			renewCtx, cancelRenew := context.WithDeadline(context.WithoutCancel(ctx), l.Deadline())
+			err := l.Renew(renewCtx)
+			cancelRenew()
+			if errors.Is(err, ErrLost) {
+				cancel(err)
+				return
+			}
+			fence.Reset(time.Until(l.Deadline()))
+			renew.Reset(every)
+		}
+	}()
+	return fenced, sync.OnceFunc(func() { close(quit); <-done })
+}
+
+type leaseKey struct{}
+
+// FromContext returns the lease that Keep put in ctx, or nil.
+func FromContext(ctx context.Context) *Lease {
+	l, _ := ctx.Value(leaseKey{}).(*Lease)
+	return l
+}
+
+func isConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.Is(err, jetstream.ErrKeyNotFound)
 }

@@ -179,9 +179,7 @@ func (r *Reconciler) DetermineState(ctx context.Context, cmd *eventsv1.Provision
 // cluster gives, such as QuotaExceeded) will not pass by retrying and the
 // caller must call Fail; the others are worth retrying later.
 func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
-	if err := Validate(cmd); err != nil {
-		return err
-	}
+	ctx = withCommandContext(ctx)
 	deleting := cmd.GetAction() == eventsv1.Action_ACTION_DELETE
 	st, err := r.DetermineState(ctx, cmd)
 	if deleting && errors.Is(err, kube.ErrNamespaceConflict) {
@@ -197,7 +195,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionComma
 	case deleting:
 		return r.delete(ctx, cmd)
 	case st.Kind == TimedOut:
-		return r.timedOut(cmd, st, nil)
+		return r.settle(ctx, cmd, st)
 	case st.Kind == Terminating:
 		return &Error{Reason: lifecycle.ReasonNamespaceTerminating, Err: fmt.Errorf(
 			"store %s is still being deleted: it can be provisioned again once namespace %s is gone", cmd.GetStoreId(), kube.NamespaceFor(cmd.GetStoreId()))}
@@ -221,9 +219,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionComma
 // transient one whose retries end in FAILED, never a READY store left
 // broken.
 func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
-	if err := Validate(cmd); err != nil {
-		return err
-	}
+	ctx = withCommandContext(ctx)
 	if cmd.GetAction() != eventsv1.Action_ACTION_PROVISION {
 		return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: fmt.Errorf(
 			"resync command for store %s has action %s: only a provisioned store is verified", cmd.GetStoreId(), cmd.GetAction())}
@@ -303,6 +299,22 @@ func (r *Reconciler) Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, r
 		return err
 	}
 	return r.audit(ctx, cmd, lifecycle.ActionFailure, reason+": "+message)
+}
+
+// Superseded records in the audit log that cmd was cancelled before it
+// finished because the newer command by was queued for its store; by
+// runs next and publishes the store's status.
+func (r *Reconciler) Superseded(ctx context.Context, cmd, by *eventsv1.ProvisionCommand) error {
+	return r.audit(ctx, cmd, lifecycle.ActionSuperseded, fmt.Sprintf(
+		"generation %d (%s) stopped unfinished: generation %d (%s, by %s) superseded it",
+		cmd.GetGeneration(), actionWord(cmd), by.GetGeneration(), actionWord(by), by.GetActor()))
+}
+
+func actionWord(cmd *eventsv1.ProvisionCommand) string {
+	if cmd.GetAction() == eventsv1.Action_ACTION_DELETE {
+		return "delete"
+	}
+	return "provision"
 }
 
 // Validate returns a terminal *Error (InvalidSpec) when cmd cannot succeed
@@ -431,6 +443,28 @@ func (r *Reconciler) reportDeleted(ctx context.Context, cmd *eventsv1.ProvisionC
 // by a namespace the platform does not own (conflict): it removes nothing.
 func (r *Reconciler) deletedUntouched(ctx context.Context, cmd *eventsv1.ProvisionCommand, conflict error) error {
 	return r.reportDeleted(ctx, cmd, fmt.Sprintf("nothing to remove: %v", conflict))
+}
+
+// settle handles a provision found past its deadline: a step that can
+// settle what an attempt cut short left half done (Settler) does so, and
+// a store it keeps READY is published so; otherwise the store is FAILED
+// as timed out.
+func (r *Reconciler) settle(ctx context.Context, cmd *eventsv1.ProvisionCommand, st State) error {
+	for _, s := range r.Steps {
+		settler, ok := s.(Settler)
+		if !ok {
+			continue
+		}
+		err := settler.Settle(ctx, cmd)
+		var kept *UpgradeFailure
+		switch {
+		case errors.As(err, &kept):
+			return r.upgradeKept(ctx, cmd, kept, fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain))
+		case err != nil:
+			return classify(err)
+		}
+	}
+	return r.timedOut(cmd, st, nil)
 }
 
 // timedOutAfter reports a deadline that passed while a step was working,

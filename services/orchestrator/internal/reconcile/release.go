@@ -372,7 +372,7 @@ func (s *ReleaseStep) upgradeFailed(ctx context.Context, ns string, cmd *eventsv
 	if readyRevision == 0 {
 		return classified
 	}
-	history, err := s.Helm.History(context.WithoutCancel(ctx), ns)
+	history, err := s.Helm.History(commandContext(ctx), ns)
 	if err != nil {
 		return err
 	}
@@ -384,7 +384,7 @@ func (s *ReleaseStep) upgradeFailed(ctx context.Context, ns string, cmd *eventsv
 	}
 	var re *Error
 	if errors.As(classified, &re) && re.Terminal {
-		return s.keep(context.WithoutCancel(ctx), ns, cmd, lifecycle.ReasonUpgradeFailed, "the upgrade was refused: "+upgradeErr.Error())
+		return s.keep(commandContext(ctx), ns, cmd, lifecycle.ReasonUpgradeFailed, "the upgrade was refused: "+upgradeErr.Error())
 	}
 	return classified
 }
@@ -392,14 +392,11 @@ func (s *ReleaseStep) upgradeFailed(ctx context.Context, ns string, cmd *eventsv
 // rollBack rolls the release back to the revision that was ready, records
 // the failed upgrade, waits until the rolled-back release is ready and
 // returns the *UpgradeFailure to publish. It runs after the deadline, on
-// a context of its own bounded by RollbackTimeout (a stopping worker waits
-// for it: a rollback cut short would be repeated by the next attempt).
+// the command's context (commandContext) bounded by RollbackTimeout: it
+// stops when the command is superseded, its lease lost or the worker
+// stopping, and the next holder settles what it left (Settle).
 func (s *ReleaseStep) rollBack(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, readyRevision int, failed helmaction.Release, why *Problem) error {
-	timeout := s.RollbackTimeout
-	if timeout <= 0 {
-		timeout = DefaultRollbackTimeout
-	}
-	rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	rbCtx, cancel := context.WithTimeout(commandContext(ctx), s.rollbackTimeout())
 	defer cancel()
 	s.log().Warn("upgrade did not become ready: rolling back", "namespace", ns, "revision", failed.Revision, "to", readyRevision, "reason", why.Reason, "message", why.Message)
 	if _, err := s.Helm.Unlock(rbCtx, ns); err != nil {
@@ -421,6 +418,46 @@ func (s *ReleaseStep) rollBack(ctx context.Context, ns string, cmd *eventsv1.Pro
 		return err
 	}
 	return s.waitKept(rbCtx, ns, rel, f, readyRevision)
+}
+
+// Settle implements Settler. Past the deadline, a store that was READY and
+// whose newest revision is not its ready one (an upgrade, or its
+// rollback, cut short by a stopped, killed or superseded worker) is
+// rolled back to its ready revision and kept READY; one whose rollback is
+// recorded already is reported once its kept revision is ready. A store
+// never READY, or whose newest revision is its ready one, has nothing to
+// settle.
+func (s *ReleaseStep) Settle(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
+	ctx, cancel := context.WithTimeout(ctx, s.rollbackTimeout())
+	defer cancel()
+	ns := kube.NamespaceFor(cmd.GetStoreId())
+	nsObj, err := s.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read namespace %s: %w", ns, err)
+	}
+	readyRevision := readyRevisionOf(nsObj)
+	if readyRevision == 0 {
+		return nil
+	}
+	if _, err := s.Helm.Unlock(ctx, ns); err != nil {
+		return err
+	}
+	history, err := s.Helm.History(ctx, ns)
+	if err != nil || len(history) == 0 {
+		return err
+	}
+	last := history[len(history)-1]
+	if f := upgradeFailureOf(nsObj); f != nil && f.Generation == cmd.GetGeneration() && last.Status == release.StatusDeployed {
+		return s.waitKept(ctx, ns, last, f, readyRevision)
+	}
+	if last.Revision == readyRevision {
+		return nil
+	}
+	return s.rollBack(ctx, ns, cmd, readyRevision, last, &Problem{Reason: lifecycle.ReasonTimeout,
+		Message: fmt.Sprintf("revision %d was not ready by the deadline (its attempt was cut short)", last.Revision)})
 }
 
 // waitKept waits until the revision a store was kept on is ready and
@@ -642,6 +679,13 @@ func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand) (helmaction.Spec, err
 		ChartVersion: version,
 		Values:       values,
 	}, nil
+}
+
+func (s *ReleaseStep) rollbackTimeout() time.Duration {
+	if s.RollbackTimeout > 0 {
+		return s.RollbackTimeout
+	}
+	return DefaultRollbackTimeout
 }
 
 func (s *ReleaseStep) log() *slog.Logger {

@@ -24,6 +24,38 @@ type Step interface {
 	Remove(ctx context.Context, cmd *eventsv1.ProvisionCommand) error
 }
 
+// Settler is a Step that can settle, after the provisioning deadline,
+// what an attempt cut short left half done: the release step rolls back
+// an upgrade of a READY store that a stopped or killed worker left
+// unfinished. Reconcile calls Settle for a provision found TimedOut; it
+// returns an *UpgradeFailure when the store is kept READY, nil when there
+// is nothing to settle, or another error.
+type Settler interface {
+	Settle(ctx context.Context, cmd *eventsv1.ProvisionCommand) error
+}
+
+// commandKey keys the context of a whole command in the contexts of its
+// steps.
+type commandKey struct{}
+
+// withCommandContext stores ctx in itself, for commandContext.
+func withCommandContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, commandKey{}, ctx)
+}
+
+// commandContext returns the context of the whole command ctx belongs to:
+// cancelled when the command's work is (a newer command superseded it,
+// its lease was lost, the worker is stopping), but not by the provisioning
+// deadline. Steps use it for what must go on after that deadline: rolling
+// back an upgrade, recording a failed one. Outside Reconcile and Verify
+// it is ctx without its cancellation.
+func commandContext(ctx context.Context) context.Context {
+	if c, ok := ctx.Value(commandKey{}).(context.Context); ok {
+		return c
+	}
+	return context.WithoutCancel(ctx)
+}
+
 // Observation is what a step found.
 type Observation struct {
 	// Exists is true when anything of the step exists.

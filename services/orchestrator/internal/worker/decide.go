@@ -19,6 +19,10 @@ const (
 	outcomeDone outcome = "done"
 	// outcomeStale: a newer command was applied already; ack, change nothing.
 	outcomeStale outcome = "stale"
+	// outcomeSuperseded: a newer command for the store was queued while
+	// this one worked; it was cancelled, unfinished, for the newer one to
+	// run at once. Ack; audit it as superseded.
+	outcomeSuperseded outcome = "superseded"
 	// outcomeFailed: terminal error; publish FAILED, ack.
 	outcomeFailed outcome = "failed"
 	// outcomeExhausted: transient errors outlasted every delivery; publish
@@ -94,16 +98,18 @@ type policy struct {
 //	nil                          → done (ack)
 //	*rejectedError               → rejected (terminate, no status)
 //	*staleError                  → stale (ack; a resync whose store is busy too)
+//	*supersededError             → superseded (ack, audit)
 //	shutdown, lease held or lost → later (nak soon), requeued on the last delivery
 //	terminal *reconcile.Error    → failed (FAILED with its reason, ack)
 //	anything else, last delivery → exhausted (FAILED, terminate)
 //	anything else                → retry (nak with backoff)
 func (p policy) decide(err error, delivered int) decision {
 	var (
-		rejected *rejectedError
-		stale    *staleError
-		held     *lease.HeldError
-		rerr     *reconcile.Error
+		rejected   *rejectedError
+		stale      *staleError
+		superseded *supersededError
+		held       *lease.HeldError
+		rerr       *reconcile.Error
 	)
 	last := delivered >= p.maxDeliver
 	later := func(delay time.Duration) decision {
@@ -119,6 +125,8 @@ func (p policy) decide(err error, delivered int) decision {
 		return decision{outcome: outcomeRejected, reason: "undecodable", message: err.Error()}
 	case errors.As(err, &stale):
 		return decision{outcome: outcomeStale}
+	case errors.As(err, &superseded):
+		return decision{outcome: outcomeSuperseded}
 	case errors.Is(err, errShutdown):
 		return later(0)
 	case errors.Is(err, lease.ErrLost):

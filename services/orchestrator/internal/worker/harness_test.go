@@ -106,11 +106,10 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 		r.Steps = append(r.Steps, &reconcile.ReleaseStep{Helm: helm, Client: cs, BaseDomain: r.Options.BaseDomain,
 			RollbackTimeout: r.Options.RollbackTimeout, Log: log})
 	}
-	kv, err := js.KeyValue(context.Background(), env.Topology.LeaseBucket())
+	leases, err := lease.Open(context.Background(), js, env.Topology)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leases := &lease.Store{KV: kv}
 	m := worker.NewMetrics(prometheus.NewRegistry())
 	wopts := s.worker
 	if wopts.ID == "" {
@@ -154,16 +153,22 @@ func command(id string, generation int64, action eventsv1.Action) *eventsv1.Prov
 	}
 }
 
-// publish sends cmd as the api's outbox relay would, with msgID as its
-// Nats-Msg-Id (the default: lifecycle.CommandID).
+// publish sends cmd as the api would, with msgID as its Nats-Msg-Id (the
+// default: lifecycle.CommandID): a resync command (lifecycle.ResyncActor)
+// on the resync subject as the api's resync does, any other on the
+// commands subject as its outbox relay does.
 func publish(t *testing.T, env *bustest.Env, cmd *eventsv1.ProvisionCommand, msgID string) {
 	t.Helper()
 	if msgID == "" {
 		msgID = lifecycle.CommandID(cmd.GetStoreId(), cmd.GetGeneration())
 	}
+	subject := env.Topology.CommandSubject(cmd.GetStoreId())
+	if cmd.GetActor() == lifecycle.ResyncActor {
+		subject = env.Topology.ResyncSubject(cmd.GetStoreId())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := bus.Publish(ctx, env.JS, env.Topology.CommandSubject(cmd.GetStoreId()), msgID, cmd); err != nil {
+	if err := bus.Publish(ctx, env.JS, subject, msgID, cmd); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -274,26 +279,30 @@ func (r *recorder) summary() string {
 	return "[" + strings.Join(parts, "; ") + "]"
 }
 
-// waitSettled waits until every command was acked or terminated: the
-// work queue is empty and nothing is pending.
+// waitSettled waits until every command was acked or terminated: both
+// work queues are empty and nothing is pending.
 func waitSettled(t *testing.T, env *bustest.Env, timeout time.Duration) {
 	t.Helper()
 	var last string
 	eventually(t, timeout, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		s, err := env.JS.Stream(ctx, env.Topology.CommandsStream())
-		if err != nil {
-			last = err.Error()
-			return false
+		for _, name := range []string{env.Topology.CommandsStream(), env.Topology.ResyncStream()} {
+			s, err := env.JS.Stream(ctx, name)
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			if last = fmt.Sprintf("%d commands left in %s", info.State.Msgs, name); info.State.Msgs != 0 {
+				return false
+			}
 		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		last = fmt.Sprintf("%d commands left in the stream", info.State.Msgs)
-		return info.State.Msgs == 0
+		return true
 	}, func() string { return last })
 }
 

@@ -1,9 +1,11 @@
-// Package worker is the orchestrator's transport: it pulls provisioning
-// commands from the durable consumer every orchestrator replica shares,
-// handles at most Concurrency of them at once, fences each store with a
-// lease, keeps each message alive with InProgress heartbeats while its
-// store is reconciled, and turns the result into one ack decision
-// (policy.decide).
+// Package worker is the orchestrator's transport: it pulls users'
+// provisioning commands and, apart from them, resync commands, from the
+// durable consumers every orchestrator replica shares; handles at most
+// Concurrency users' commands and ResyncConcurrency resync commands at
+// once; fences each store with a lease (lease.Keep); cancels a command as
+// soon as a newer one for its store is queued (watchSupersede); keeps each
+// message alive with InProgress heartbeats while its store is reconciled;
+// and turns the result into one ack decision (policy.decide).
 package worker
 
 import (
@@ -40,37 +42,50 @@ type Reconciler interface {
 	// Fail publishes the store as FAILED; the worker calls it when it
 	// gives up on cmd.
 	Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, reason, message string) error
+	// Superseded records in the audit log that cmd was cancelled, unfinished,
+	// for the newer command by.
+	Superseded(ctx context.Context, cmd, by *eventsv1.ProvisionCommand) error
 }
 
 // Options tune a worker.
 type Options struct {
 	// ID names the worker in leases, logs and metrics; unique per process.
 	ID string
-	// Concurrency bounds the commands handled at once.
+	// Concurrency bounds the users' commands handled at once.
 	Concurrency int
+	// ResyncConcurrency bounds the resync commands handled at once, on top
+	// of Concurrency: maintenance never takes a user's slot.
+	ResyncConcurrency int
 	// ShutdownGrace is how long a stopping worker lets in-flight commands
-	// finish before it cancels them and hands them back (nak).
+	// finish before it cancels them and hands them back (nak); whatever
+	// they are doing, a rollback included, the next holder resumes it.
 	ShutdownGrace time.Duration
+	// SupersedeCheck is how often a command in progress looks for a newer
+	// command of its store, which cancels it.
+	SupersedeCheck time.Duration
 	// RetryBackoff is the delay before redelivery after the n-th attempt
 	// failed transiently; the last value repeats.
 	RetryBackoff []time.Duration
 	// ConflictDelay, times the delivery count and capped by LeaseTTL, is
 	// the delay before redelivery when another worker holds the lease.
 	ConflictDelay time.Duration
-	// LeaseTTL is how long a store's lease lasts without renewal; it is
-	// renewed every LeaseTTL/3 while the store is reconciled.
+	// LeaseTTL is how long a store's lease lasts without renewal: the
+	// lease bucket's TTL, which the orchestrator sets at start (New takes
+	// the TTL of the lease store it is given). See lease.Keep.
 	LeaseTTL time.Duration
 }
 
 // BindFlags registers the options' flags on fs and sets their defaults.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ID, "worker-id", defaultID(), "name of this worker in store leases and logs, unique per process (the default is the hostname and a random suffix)")
-	fs.IntVar(&o.Concurrency, "concurrency", 4, "commands handled at once by this worker")
-	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 20*time.Second, "on stop, how long in-flight commands may finish before they are handed back to other workers")
+	fs.IntVar(&o.Concurrency, "concurrency", 4, "users' commands handled at once by this worker")
+	fs.IntVar(&o.ResyncConcurrency, "resync-concurrency", 1, "resync commands handled at once by this worker, besides users' commands")
+	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 20*time.Second, "on stop, how long in-flight commands may finish before they are handed back to other workers, whatever they are doing")
+	fs.DurationVar(&o.SupersedeCheck, "supersede-check", time.Second, "how often a command in progress looks for a newer command of its store, which cancels it")
 	o.RetryBackoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
 	fs.Var((*durations)(&o.RetryBackoff), "retry-backoff", "comma-separated delays before retrying a command after its 1st, 2nd, … transient failure; the last repeats")
 	fs.DurationVar(&o.ConflictDelay, "conflict-delay", 2*time.Second, "delay before retrying a command whose store another worker is working on (grows with each delivery)")
-	fs.DurationVar(&o.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a store lease lasts without renewal; a crashed worker's stores are taken over after it")
+	fs.DurationVar(&o.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a store lease lasts without renewal (the lease bucket's TTL, the same for every worker); a crashed worker's stores are taken over after it")
 }
 
 // DefaultOptions returns the defaults of BindFlags.
@@ -91,8 +106,8 @@ type Worker struct {
 	opts       Options
 }
 
-// New returns a worker. Zero options take DefaultOptions' values; leases
-// get opts.LeaseTTL.
+// New returns a worker. Zero options take DefaultOptions' values; the
+// lease TTL is the lease store's.
 func New(js jetstream.JetStream, topology bus.Topology, r Reconciler, leases *lease.Store, m *Metrics, log *slog.Logger, opts Options) *Worker {
 	d := DefaultOptions()
 	if opts.ID == "" {
@@ -100,6 +115,12 @@ func New(js jetstream.JetStream, topology bus.Topology, r Reconciler, leases *le
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = d.Concurrency
+	}
+	if opts.ResyncConcurrency <= 0 {
+		opts.ResyncConcurrency = d.ResyncConcurrency
+	}
+	if opts.SupersedeCheck <= 0 {
+		opts.SupersedeCheck = d.SupersedeCheck
 	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = d.ShutdownGrace
@@ -110,10 +131,12 @@ func New(js jetstream.JetStream, topology bus.Topology, r Reconciler, leases *le
 	if opts.ConflictDelay <= 0 {
 		opts.ConflictDelay = d.ConflictDelay
 	}
+	if leases.TTL > 0 {
+		opts.LeaseTTL = leases.TTL
+	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = d.LeaseTTL
 	}
-	leases.TTL = opts.LeaseTTL
 	return &Worker{js: js, topology: topology, reconciler: r, leases: leases, metrics: m,
 		log: log.With("worker", opts.ID), opts: opts}
 }
@@ -124,49 +147,42 @@ func (w *Worker) ID() string { return w.opts.ID }
 // pollWait bounds one pull request, so a stop is noticed promptly.
 const pollWait = 5 * time.Second
 
-// Run pulls and handles commands until ctx is done, then stops pulling,
-// lets in-flight commands finish for up to ShutdownGrace, cancels the rest
-// (their messages are handed back to other workers) and returns. It
-// returns an error only if the consumer cannot be found at start.
+// queue is one consumer the worker pulls from, with its own slots.
+type queue struct {
+	stream, consumer string
+	slots            int
+	resync           bool
+}
+
+// Run pulls and handles commands from both queues until ctx is done, then
+// stops pulling, lets in-flight commands finish for up to ShutdownGrace,
+// cancels the rest (their messages are handed back to other workers) and
+// returns. It returns an error only if a consumer cannot be found at
+// start.
 func (w *Worker) Run(ctx context.Context) error {
-	cons, err := w.js.Consumer(ctx, w.topology.CommandsStream(), bus.OrchestratorConsumer)
+	commands, err := w.js.Stream(ctx, w.topology.CommandsStream())
 	if err != nil {
-		return fmt.Errorf("cannot bind consumer %s on %s: %w", bus.OrchestratorConsumer, w.topology.CommandsStream(), err)
+		return fmt.Errorf("cannot bind stream %s: %w", w.topology.CommandsStream(), err)
 	}
-	lim := limitsOf(cons.CachedInfo().Config)
-	pol := policy{maxDeliver: lim.maxDeliver, retryBackoff: w.opts.RetryBackoff, conflictDelay: w.opts.ConflictDelay, leaseTTL: w.opts.LeaseTTL}
-	w.log.Info("worker pulling commands", "stream", w.topology.CommandsStream(), "consumer", bus.OrchestratorConsumer,
-		"concurrency", w.opts.Concurrency, "maxDeliver", lim.maxDeliver, "firstAckWait", lim.ackWait(1))
+	queues := []queue{
+		{w.topology.CommandsStream(), bus.OrchestratorConsumer, w.opts.Concurrency, false},
+		{w.topology.ResyncStream(), bus.ResyncConsumer, w.opts.ResyncConcurrency, true},
+	}
+	consumers := make([]jetstream.Consumer, len(queues))
+	for i, q := range queues {
+		if consumers[i], err = w.js.Consumer(ctx, q.stream, q.consumer); err != nil {
+			return fmt.Errorf("cannot bind consumer %s on %s: %w", q.consumer, q.stream, err)
+		}
+	}
 
 	// In-flight work outlives ctx by up to the grace period.
 	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelWork(nil)
-	slots := make(chan struct{}, w.opts.Concurrency)
-	var inFlight sync.WaitGroup
-pull:
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			break pull
-		}
-		msg, err := w.next(ctx, cons)
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil {
-				break pull
-			}
-			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-				w.log.Warn("cannot pull commands; retrying", "err", err)
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		inFlight.Go(func() {
-			defer func() { <-slots }()
-			w.handle(workCtx, msg, lim, pol)
-		})
+	var pulling, inFlight sync.WaitGroup
+	for i, q := range queues {
+		pulling.Go(func() { w.pull(ctx, workCtx, q, consumers[i], commands, &inFlight) })
 	}
+	pulling.Wait()
 
 	done := make(chan struct{})
 	go func() { inFlight.Wait(); close(done) }()
@@ -182,6 +198,39 @@ pull:
 	return nil
 }
 
+// pull handles q's commands, at most q.slots at once, until ctx is done;
+// their work runs on workCtx.
+func (w *Worker) pull(ctx, workCtx context.Context, q queue, cons jetstream.Consumer, commands jetstream.Stream, inFlight *sync.WaitGroup) {
+	lim := limitsOf(cons.CachedInfo().Config)
+	pol := policy{maxDeliver: lim.maxDeliver, retryBackoff: w.opts.RetryBackoff, conflictDelay: w.opts.ConflictDelay, leaseTTL: w.opts.LeaseTTL}
+	w.log.Info("worker pulling commands", "stream", q.stream, "consumer", q.consumer,
+		"concurrency", q.slots, "maxDeliver", lim.maxDeliver, "firstAckWait", lim.ackWait(1))
+	slots := make(chan struct{}, q.slots)
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		msg, err := w.next(ctx, cons)
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return
+			}
+			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+				w.log.Warn("cannot pull commands; retrying", "consumer", q.consumer, "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		inFlight.Go(func() {
+			defer func() { <-slots }()
+			w.handle(workCtx, msg, lim, pol, commands)
+		})
+	}
+}
+
 func (w *Worker) next(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
 	pollCtx, cancel := context.WithTimeout(ctx, pollWait)
 	defer cancel()
@@ -189,7 +238,7 @@ func (w *Worker) next(ctx context.Context, cons jetstream.Consumer) (jetstream.M
 }
 
 // handle takes one message from receipt to its ack decision.
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol policy) {
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol policy, commands jetstream.Stream) {
 	w.metrics.InFlight.Inc()
 	defer w.metrics.InFlight.Dec()
 	start := time.Now()
@@ -198,10 +247,8 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 		delivered, streamSeq = int(meta.NumDelivered), meta.Sequence.Stream
 	}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	hb := w.startHeartbeat(ctx, msg, lim.ackWait(delivered)/3, cancel)
-	defer hb.stop()
+	hb := w.startHeartbeat(ctx, msg, lim.ackWait(delivered)/3)
+	defer hb()
 
 	var cmd eventsv1.ProvisionCommand
 	var held *lease.Lease
@@ -221,39 +268,55 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 			err = &staleError{busy: h}
 		}
 	}
+	// fenced carries the lease, so that what is published for the command
+	// (its FAILED status, a superseded audit) carries its token too.
+	fenced := ctx
 	if err == nil {
-		hb.setLease(held)
+		work, stopKeep := held.Keep(ctx)
+		fenced = work
+		stopWatch := func() {}
+		if !resync {
+			work, stopWatch = w.watchSupersede(work, commands, &cmd)
+		}
 		rec := held.Record()
 		switch {
 		case resync && verifiable(rec, &cmd):
-			err = w.reconciler.Verify(ctx, &cmd)
+			err = w.reconciler.Verify(work, &cmd)
 			w.metrics.Duration.WithLabelValues(actionLabel(&cmd)).Observe(time.Since(start).Seconds())
 		case rec.Supersedes(cmd.GetGeneration(), cmd.GetAction()):
 			err = &staleError{applied: rec}
 		default:
 			// A command never applied (lost, or given up on): a resync
 			// re-enqueued it, and it is reconciled as the original.
-			err = w.reconciler.Reconcile(ctx, &cmd)
+			err = w.reconciler.Reconcile(work, &cmd)
 			w.metrics.Duration.WithLabelValues(actionLabel(&cmd)).Observe(time.Since(start).Seconds())
 		}
-	}
-	hb.stop()
-	if ctx.Err() != nil {
-		// The heartbeat lost the lease or the worker is stopping: say so,
-		// whatever the reconcile made of its cancelled context.
-		err = errors.Join(context.Cause(ctx), err)
+		stopWatch()
+		stopKeep()
+		if work.Err() != nil {
+			// Superseded, lease lost or the worker stopping: say so,
+			// whatever the reconcile made of its cancelled context.
+			err = errors.Join(context.Cause(work), err)
+		}
 	}
 	if _, ok := errors.AsType[*lease.HeldError](err); ok {
 		w.metrics.LeaseConflicts.Inc()
 	}
 
 	d := pol.decide(err, delivered)
-	if d.outcome == outcomeFailed || d.outcome == outcomeExhausted {
-		if ferr := w.fail(ctx, &cmd, d); ferr != nil {
+	switch d.outcome {
+	case outcomeFailed, outcomeExhausted:
+		if ferr := w.fail(fenced, &cmd, d); ferr != nil {
 			// Without its FAILED status the store would look stuck: retry
 			// the command, which comes to the same outcome, while it may be.
 			err = fmt.Errorf("cannot publish FAILED %s status: %w", d.reason, ferr)
 			d = pol.decide(err, delivered)
+		}
+	case outcomeSuperseded:
+		if s, ok := errors.AsType[*supersededError](err); ok {
+			if aerr := w.superseded(fenced, &cmd, s.by); aerr != nil {
+				w.log.Warn("cannot record a superseded command in the audit log", "store", cmd.GetStoreId(), "err", aerr)
+			}
 		}
 	}
 	w.apply(ctx, msg, &cmd, held, d, lim, delivered, streamSeq)
@@ -262,13 +325,21 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 	log := w.log.With("store", cmd.GetStoreId(), "generation", cmd.GetGeneration(), "action", actionLabel(&cmd),
 		"delivery", delivered, "result", string(d.outcome), "duration", time.Since(start).Round(time.Millisecond))
 	switch d.outcome {
-	case outcomeDone, outcomeStale:
-		log.Info("command handled")
+	case outcomeDone, outcomeStale, outcomeSuperseded:
+		log.Info("command handled", "err", err)
 	case outcomeRetry, outcomeLater, outcomeRequeued:
 		log.Info("command handed back", "delay", d.delay, "err", err)
 	default:
 		log.Warn("command failed", "reason", d.reason, "err", err)
 	}
+}
+
+// superseded records cmd as superseded by the newer command, on a fresh
+// context.
+func (w *Worker) superseded(ctx context.Context, cmd, by *eventsv1.ProvisionCommand) error {
+	fresh, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return w.reconciler.Superseded(fresh, cmd, by)
 }
 
 // fail publishes the FAILED status that d gives up with, on a fresh
@@ -297,7 +368,7 @@ func (w *Worker) apply(ctx context.Context, msg jetstream.Msg, cmd *eventsv1.Pro
 
 	var err error
 	switch d.outcome {
-	case outcomeDone, outcomeStale, outcomeFailed:
+	case outcomeDone, outcomeStale, outcomeFailed, outcomeSuperseded:
 		err = msg.Ack()
 	case outcomeRetry, outcomeLater:
 		err = msg.NakWithDelay(lim.nakDelay(d.delay, delivered))
@@ -315,30 +386,11 @@ func (w *Worker) apply(ctx context.Context, msg jetstream.Msg, cmd *eventsv1.Pro
 	}
 }
 
-// heartbeat keeps a message and its store's lease alive while the store
-// is reconciled.
-type heartbeat struct {
-	mu       sync.Mutex
-	held     *lease.Lease
-	renewed  time.Time
-	stopOnce func()
-}
-
-func (h *heartbeat) setLease(l *lease.Lease) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.held, h.renewed = l, time.Now()
-}
-
-func (h *heartbeat) stop() { h.stopOnce() }
-
-// startHeartbeat calls InProgress every interval and renews the lease
-// every LeaseTTL/3 until stopped. When the lease is lost it cancels the
-// work with lease.ErrLost as the cause.
-func (w *Worker) startHeartbeat(ctx context.Context, msg jetstream.Msg, interval time.Duration, cancelWork context.CancelCauseFunc) *heartbeat {
+// startHeartbeat calls InProgress every interval, so that the server does
+// not redeliver the message while its store is reconciled, until the
+// returned function is called. The store's lease is kept by lease.Keep.
+func (w *Worker) startHeartbeat(ctx context.Context, msg jetstream.Msg, interval time.Duration) (stop func()) {
 	interval = max(interval, 50*time.Millisecond)
-	renewEvery := w.opts.LeaseTTL / 3
-	hb := &heartbeat{}
 	hbCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -354,32 +406,9 @@ func (w *Worker) startHeartbeat(ctx context.Context, msg jetstream.Msg, interval
 			if err := msg.InProgress(); err != nil {
 				w.log.Debug("cannot send heartbeat", "err", err)
 			}
-			hb.mu.Lock()
-			held, due := hb.held, time.Since(hb.renewed) >= renewEvery
-			hb.mu.Unlock()
-			if held == nil || !due {
-				continue
-			}
-			// A fresh context: a renewal cut short could leave the lease
-			// renewed on the server and our revision stale.
-			renewCtx, cancelRenew := context.WithTimeout(context.WithoutCancel(ctx), renewEvery)
-			err := held.Renew(renewCtx)
-			cancelRenew()
-			switch {
-			case errors.Is(err, lease.ErrLost):
-				cancelWork(err)
-				return
-			case err != nil:
-				w.log.Warn("cannot renew store lease", "err", err)
-			default:
-				hb.mu.Lock()
-				hb.renewed = time.Now()
-				hb.mu.Unlock()
-			}
 		}
 	}()
-	hb.stopOnce = sync.OnceFunc(func() { cancel(); <-done })
-	return hb
+	return sync.OnceFunc(func() { cancel(); <-done })
 }
 
 // limits are the consumer's delivery settings as the server applies them.

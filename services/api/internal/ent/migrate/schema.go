@@ -48,6 +48,7 @@ var (
 		{Name: "generation", Type: field.TypeInt64, Default: 1},
 		{Name: "observed_generation", Type: field.TypeInt64, Default: 0},
 		{Name: "status_time", Type: field.TypeTime, Nullable: true},
+		{Name: "lease_token", Type: field.TypeUint64, Default: 0},
 		{Name: "create_time", Type: field.TypeTime},
 		{Name: "update_time", Type: field.TypeTime},
 	}
@@ -65,7 +66,7 @@ var (
 			{
 				Name:    "store_create_time_id",
 				Unique:  false,
-				Columns: []*schema.Column{StoresColumns[15], StoresColumns[0]},
+				Columns: []*schema.Column{StoresColumns[16], StoresColumns[0]},
 			},
 		},
 	}

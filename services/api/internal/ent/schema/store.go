@@ -37,6 +37,10 @@ func (Store) Fields() []ent.Field {
 		field.Int64("observed_generation").Default(0),
 		// Time of the newest status event applied; older ones are ignored.
 		field.Time("status_time").Optional().Nillable(),
+		// Lease token of the newest status event applied: an event made
+		// under an older lease of the store (a fenced-out worker's) is
+		// ignored.
+		field.Uint64("lease_token").Default(0),
 		field.Time("create_time").Default(time.Now).Immutable(),
 		field.Time("update_time").Default(time.Now).UpdateDefault(time.Now),
 	}

@@ -41,6 +41,8 @@ const (
 	FieldObservedGeneration = "observed_generation"
 	// FieldStatusTime holds the string denoting the status_time field in the database.
 	FieldStatusTime = "status_time"
+	// FieldLeaseToken holds the string denoting the lease_token field in the database.
+	FieldLeaseToken = "lease_token"
 	// FieldCreateTime holds the string denoting the create_time field in the database.
 	FieldCreateTime = "create_time"
 	// FieldUpdateTime holds the string denoting the update_time field in the database.
@@ -66,6 +68,7 @@ var Columns = []string{
 	FieldGeneration,
 	FieldObservedGeneration,
 	FieldStatusTime,
+	FieldLeaseToken,
 	FieldCreateTime,
 	FieldUpdateTime,
 }
@@ -105,6 +108,8 @@ var (
 	DefaultGeneration int64
 	// DefaultObservedGeneration holds the default value on creation for the "observed_generation" field.
 	DefaultObservedGeneration int64
+	// DefaultLeaseToken holds the default value on creation for the "lease_token" field.
+	DefaultLeaseToken uint64
 	// DefaultCreateTime holds the default value on creation for the "create_time" field.
 	DefaultCreateTime func() time.Time
 	// DefaultUpdateTime holds the default value on creation for the "update_time" field.
@@ -186,6 +191,11 @@ func ByObservedGeneration(opts ...sql.OrderTermOption) OrderOption {
 // ByStatusTime orders the results by the status_time field.
 func ByStatusTime(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldStatusTime, opts...).ToFunc()
+}
+
+// ByLeaseToken orders the results by the lease_token field.
+func ByLeaseToken(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLeaseToken, opts...).ToFunc()
 }
 
 // ByCreateTime orders the results by the create_time field.

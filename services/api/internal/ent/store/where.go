@@ -129,6 +129,11 @@ func StatusTime(v time.Time) predicate.Store {
 	return predicate.Store(sql.FieldEQ(FieldStatusTime, v))
 }
 
+// LeaseToken applies equality check predicate on the "lease_token" field. It's identical to LeaseTokenEQ.
+func LeaseToken(v uint64) predicate.Store {
+	return predicate.Store(sql.FieldEQ(FieldLeaseToken, v))
+}
+
 // CreateTime applies equality check predicate on the "create_time" field. It's identical to CreateTimeEQ.
 func CreateTime(v time.Time) predicate.Store {
 	return predicate.Store(sql.FieldEQ(FieldCreateTime, v))
@@ -927,6 +932,46 @@ func StatusTimeIsNil() predicate.Store {
 // StatusTimeNotNil applies the NotNil predicate on the "status_time" field.
 func StatusTimeNotNil() predicate.Store {
 	return predicate.Store(sql.FieldNotNull(FieldStatusTime))
+}
+
+// LeaseTokenEQ applies the EQ predicate on the "lease_token" field.
+func LeaseTokenEQ(v uint64) predicate.Store {
+	return predicate.Store(sql.FieldEQ(FieldLeaseToken, v))
+}
+
+// LeaseTokenNEQ applies the NEQ predicate on the "lease_token" field.
+func LeaseTokenNEQ(v uint64) predicate.Store {
+	return predicate.Store(sql.FieldNEQ(FieldLeaseToken, v))
+}
+
+// LeaseTokenIn applies the In predicate on the "lease_token" field.
+func LeaseTokenIn(vs ...uint64) predicate.Store {
+	return predicate.Store(sql.FieldIn(FieldLeaseToken, vs...))
+}
+
+// LeaseTokenNotIn applies the NotIn predicate on the "lease_token" field.
+func LeaseTokenNotIn(vs ...uint64) predicate.Store {
+	return predicate.Store(sql.FieldNotIn(FieldLeaseToken, vs...))
+}
+
+// LeaseTokenGT applies the GT predicate on the "lease_token" field.
+func LeaseTokenGT(v uint64) predicate.Store {
+	return predicate.Store(sql.FieldGT(FieldLeaseToken, v))
+}
+
+// LeaseTokenGTE applies the GTE predicate on the "lease_token" field.
+func LeaseTokenGTE(v uint64) predicate.Store {
+	return predicate.Store(sql.FieldGTE(FieldLeaseToken, v))
+}
+
+// LeaseTokenLT applies the LT predicate on the "lease_token" field.
+func LeaseTokenLT(v uint64) predicate.Store {
+	return predicate.Store(sql.FieldLT(FieldLeaseToken, v))
+}
+
+// LeaseTokenLTE applies the LTE predicate on the "lease_token" field.
+func LeaseTokenLTE(v uint64) predicate.Store {
+	return predicate.Store(sql.FieldLTE(FieldLeaseToken, v))
 }
 
 // CreateTimeEQ applies the EQ predicate on the "create_time" field.
