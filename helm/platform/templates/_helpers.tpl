@@ -214,41 +214,47 @@ subject is there; helm/platform_test.go fails when they differ. Call with
 {{- define "platform.natsPermissions" -}}
 {{- $p := .ctx.Values.bus.prefix -}}
 {{- $commands := printf "%s_COMMANDS" (upper $p) -}}
+{{- $resync := printf "%s_RESYNC" (upper $p) -}}
 {{- $events := printf "%s_EVENTS" (upper $p) -}}
-{{- $bucket := printf "%s_LEASES" (upper $p) -}}
 {{- $pub := list -}}
 {{- $sub := list -}}
-{{- $consumer := dict -}}
+{{- $consumers := list -}}
 {{- if eq .role "orchestrator" -}}
-{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.status.>" $p) (printf "%s.audit.orchestrator.>" $p) -}}
-{{- range list $commands $events -}}
+{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.resync.>" $p) (printf "%s.status.>" $p) (printf "%s.audit.orchestrator.>" $p) -}}
+{{- range list $commands $resync $events -}}
 {{- $pub = append (append $pub (printf "$JS.API.STREAM.CREATE.%s" .)) (printf "$JS.API.STREAM.UPDATE.%s" .) -}}
 {{- end -}}
+{{- $pub = concat $pub (list (printf "$JS.API.STREAM.MSG.GET.%s" $commands) "$JS.API.INFO") -}}
+{{- range $bucket := list (printf "%s_LEASES" (upper $p)) (printf "%s_APPLIED" (upper $p)) -}}
 {{- $pub = concat $pub (list
   (printf "$KV.%s.>" $bucket)
-  "$JS.API.INFO"
   (printf "$JS.API.STREAM.CREATE.KV_%s" $bucket)
   (printf "$JS.API.STREAM.UPDATE.KV_%s" $bucket)
   (printf "$JS.API.STREAM.INFO.KV_%s" $bucket)
   (printf "$JS.API.DIRECT.GET.KV_%s.>" $bucket)) -}}
-{{- $consumer = dict "stream" $commands "name" "orchestrator" "create" (printf "$JS.API.CONSUMER.CREATE.%s.orchestrator" $commands) -}}
+{{- end -}}
+{{- $consumers = list
+  (dict "stream" $commands "name" "orchestrator" "create" (printf "$JS.API.CONSUMER.CREATE.%s.orchestrator" $commands))
+  (dict "stream" $resync "name" "orchestrator-resync" "create" (printf "$JS.API.CONSUMER.CREATE.%s.orchestrator-resync" $resync)) -}}
 {{- else if eq .role "api" -}}
-{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.audit.api.>" $p) (printf "%s.changed.>" $p)
-  (printf "$JS.API.STREAM.CREATE.%s" $commands) (printf "$JS.API.STREAM.CREATE.%s" $events) -}}
+{{- $pub = list (printf "%s.commands.>" $p) (printf "%s.resync.>" $p) (printf "%s.audit.api.>" $p) (printf "%s.changed.>" $p)
+  (printf "$JS.API.STREAM.CREATE.%s" $commands) (printf "$JS.API.STREAM.CREATE.%s" $resync) (printf "$JS.API.STREAM.CREATE.%s" $events) -}}
 {{- $sub = list (printf "%s.changed.>" $p) -}}
-{{- $consumer = dict "stream" $events "name" "api-status" "create" (printf "$JS.API.CONSUMER.CREATE.%s.api-status.%s.status.>" $events $p) -}}
+{{- $consumers = list (dict "stream" $events "name" "api-status" "create" (printf "$JS.API.CONSUMER.CREATE.%s.api-status.%s.status.>" $events $p)) -}}
 {{- else if eq .role "audit" -}}
 {{- $pub = list (printf "$JS.API.STREAM.CREATE.%s" $events) -}}
-{{- $consumer = dict "stream" $events "name" "audit" "create" (printf "$JS.API.CONSUMER.CREATE.%s.audit.%s.audit.>" $events $p) -}}
+{{- $consumers = list (dict "stream" $events "name" "audit" "create" (printf "$JS.API.CONSUMER.CREATE.%s.audit.%s.audit.>" $events $p)) -}}
 {{- else -}}
 {{- fail (printf "platform.natsPermissions: unknown role %q" .role) -}}
 {{- end -}}
+{{- range $c := $consumers -}}
 {{- $pub = concat $pub (list
-  $consumer.create
-  (printf "$JS.API.CONSUMER.INFO.%s.%s" $consumer.stream $consumer.name)
-  (printf "$JS.API.CONSUMER.MSG.NEXT.%s.%s" $consumer.stream $consumer.name)
-  (printf "$JS.ACK.%s.%s.>" $consumer.stream $consumer.name)
-  (printf "$JS.ACK.*.*.%s.%s.>" $consumer.stream $consumer.name)) -}}
+  $c.create
+  (printf "$JS.API.CONSUMER.INFO.%s.%s" $c.stream $c.name)
+  (printf "$JS.API.CONSUMER.MSG.NEXT.%s.%s" $c.stream $c.name)
+  (printf "$JS.ACK.%s.%s.>" $c.stream $c.name)
+  (printf "$JS.ACK.*.*.%s.%s.>" $c.stream $c.name)) -}}
+{{- end -}}
 {{- $sub = append $sub (printf "_INBOX_%s_%s.>" $p .role) -}}
 {{- $quoted := dict "publish" list "subscribe" list -}}
 {{- range $pub }}{{ $_ := set $quoted "publish" (append $quoted.publish (printf "%q" .)) }}{{ end -}}

@@ -254,6 +254,39 @@ func TestStatusEventsApplyOnlyWhenNewer(t *testing.T) {
 	})
 }
 
+// An event made under an older lease of the store than one already
+// applied comes from a worker fenced out since (it lost its lease, and
+// another took the store over): it is dropped, however late its time.
+func TestStatusFromAFencedOutWorkerIsIgnored(t *testing.T) {
+	each(t, func(t *testing.T, e *apiEnv) {
+		ctx := e.admin()
+		st, err := e.stores.CreateStore(ctx, &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "shop", Engine: storev1.Engine_ENGINE_WOOCOMMERCE}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := st.GetId()
+		t0 := time.Now()
+		event := func(phase storev1.Phase, reason string, at time.Duration, token uint64) *eventsv1.StoreStatusChanged {
+			return &eventsv1.StoreStatusChanged{StoreId: id, Phase: phase, Reason: reason, ObservedGeneration: 1,
+				Time: timestamppb.New(t0.Add(at)), LeaseToken: token}
+		}
+		publishStatusEvent(t, e, event(storev1.Phase_PHASE_PROVISIONING, lifecycle.ReasonProvisioning, 0, 10))
+		waitStore(t, e, id, "PROVISIONING under token 10", func(s *storev1.Store) bool {
+			return s.GetPhase() == storev1.Phase_PHASE_PROVISIONING && s.GetObservedGeneration() == 1
+		})
+		// The fenced-out worker's READY is the latest in time: applied, it
+		// would make the FAILED below look old and be kept.
+		publishStatusEvent(t, e, event(storev1.Phase_PHASE_READY, lifecycle.ReasonReady, 2*time.Second, 5))
+		publishStatusEvent(t, e, event(storev1.Phase_PHASE_FAILED, lifecycle.ReasonQuotaExceeded, time.Second, 10))
+		failed := waitStore(t, e, id, "FAILED from the current holder", func(s *storev1.Store) bool {
+			return s.GetPhase() != storev1.Phase_PHASE_PROVISIONING
+		})
+		if failed.GetPhase() != storev1.Phase_PHASE_FAILED {
+			t.Errorf("store = %s, want FAILED: the fenced-out worker's READY was applied", failed.GetPhase())
+		}
+	})
+}
+
 func TestRequestAcceptedWhileNATSIsDownIsQueuedWhenItReturns(t *testing.T) {
 	databasetest.Each(t, func(t *testing.T, dbURL string) {
 		nats := bustest.Embedded(t)
@@ -315,10 +348,16 @@ func TestListStoresPagesAndFilters(t *testing.T) {
 
 func publishStatus(t *testing.T, e *apiEnv, id string, gen int64, phase storev1.Phase, reason, message string) {
 	t.Helper()
-	ev := &eventsv1.StoreStatusChanged{
+	publishStatusEvent(t, e, &eventsv1.StoreStatusChanged{
 		StoreId: id, Phase: phase, Reason: reason, Message: message, ObservedGeneration: gen,
 		Time: timestamppb.Now(), Url: "http://store-" + id + ".127.0.0.1.nip.io",
-	}
+	})
+}
+
+// publishStatusEvent publishes ev as the orchestrator would.
+func publishStatusEvent(t *testing.T, e *apiEnv, ev *eventsv1.StoreStatusChanged) {
+	t.Helper()
+	id, gen, phase, reason := ev.GetStoreId(), ev.GetObservedGeneration(), ev.GetPhase(), ev.GetReason()
 	if err := bus.Publish(context.Background(), e.bus.JS, e.bus.Topology.StatusSubject(id), lifecycle.StatusEventID(id, gen, phase, reason), ev); err != nil {
 		t.Fatal(err)
 	}
