@@ -43,7 +43,7 @@ type roleUse struct {
 	// consumers are the durable pull consumers the role reads from.
 	consumers []consumerUse
 	// lastMessages are streams whose last message on a subject the role
-	// reads (STREAM.MSG.GET).
+	// reads (STREAM.INFO to bind the stream, STREAM.MSG.GET).
 	lastMessages []string
 	// buckets: the role reads and writes the lease and applied buckets.
 	buckets bool
@@ -152,7 +152,7 @@ func (t Topology) Permissions(role Role) Permissions {
 		}
 	}
 	for _, s := range u.lastMessages {
-		pub = append(pub, jsAPI+"STREAM.MSG.GET."+s)
+		pub = append(pub, jsAPI+"STREAM.INFO."+s, jsAPI+"STREAM.MSG.GET."+s)
 	}
 	if u.buckets {
 		pub = append(pub, jsAPI+"INFO") // CreateOrUpdateKeyValue checks the account first

@@ -224,7 +224,7 @@ subject is there; helm/platform_test.go fails when they differ. Call with
 {{- range list $commands $resync $events -}}
 {{- $pub = append (append $pub (printf "$JS.API.STREAM.CREATE.%s" .)) (printf "$JS.API.STREAM.UPDATE.%s" .) -}}
 {{- end -}}
-{{- $pub = concat $pub (list (printf "$JS.API.STREAM.MSG.GET.%s" $commands) "$JS.API.INFO") -}}
+{{- $pub = concat $pub (list (printf "$JS.API.STREAM.INFO.%s" $commands) (printf "$JS.API.STREAM.MSG.GET.%s" $commands) "$JS.API.INFO") -}}
 {{- range $bucket := list (printf "%s_LEASES" (upper $p)) (printf "%s_APPLIED" (upper $p)) -}}
 {{- $pub = concat $pub (list
   (printf "$KV.%s.>" $bucket)
