@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -15,6 +17,7 @@ import (
 
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
@@ -265,4 +268,123 @@ func TestResyncOfAStoreWhoseNamespaceIsGoneFailsIt(t *testing.T) {
 	if _, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the resync created namespace %s again (%v)", ns, err)
 	}
+}
+
+// readyStores counts, from one consumer of every status event, the stores
+// whose generation 1 is READY.
+type readyStores struct {
+	mu    sync.Mutex
+	ready map[string]time.Time
+}
+
+func watchReady(t *testing.T, env *bustest.Env) *readyStores {
+	t.Helper()
+	r := &readyStores{ready: map[string]time.Time{}}
+	consume(t, env, env.Topology.Prefix+".status.>", func(msg jetstream.Msg) {
+		var s eventsv1.StoreStatusChanged
+		if err := bus.Decode(msg, &s); err != nil {
+			t.Errorf("status event: %v", err)
+			return
+		}
+		if s.GetPhase() == storev1.Phase_PHASE_READY {
+			r.mu.Lock()
+			if _, seen := r.ready[s.GetStoreId()]; !seen {
+				r.ready[s.GetStoreId()] = time.Now()
+			}
+			r.mu.Unlock()
+		}
+	})
+	return r
+}
+
+func (r *readyStores) at(id string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.ready[id]
+	return at, ok
+}
+
+func (r *readyStores) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.ready)
+}
+
+// A user's create is picked up at once however many resync commands are
+// queued: with 200 READY stores resynced every second by one worker, a new
+// store becomes READY while most of the resync commands still wait, in
+// about the time it takes on an idle worker.
+func TestUserCommandsNeverWaitBehindResync(t *testing.T) {
+	t.Parallel()
+	const fleet = 200
+	env := bustest.Embedded(t)
+	w := startWorker(t, env, setup{worker: fastRetries()}) // guardrails only: cheap stores, real verifies
+	ready := watchReady(t, env)
+	ids := make([]string, fleet)
+	for i := range ids {
+		ids[i] = newStore(t)
+		publish(t, env, command(ids[i], 1, provision), "")
+	}
+	eventually(t, 5*time.Minute, func() bool { return ready.count() == fleet },
+		func() string { return fmt.Sprintf("%d of %d stores READY", ready.count(), fleet) })
+	waitSettled(t, env, 30*time.Second)
+
+	// On the idle worker.
+	idle := newStore(t)
+	start := time.Now()
+	publish(t, env, command(idle, 1, provision), "")
+	eventually(t, time.Minute, func() bool { _, ok := ready.at(idle); return ok }, func() string { return "idle store not READY" })
+	idleTime := time.Since(start)
+
+	// The api's resync, every second: a batch of the whole fleet each time.
+	stop := make(chan struct{})
+	var resyncing sync.WaitGroup
+	resyncing.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			for _, id := range ids {
+				cmd, msgID := resyncCommand(id, 1)
+				if err := bus.Publish(context.Background(), env.JS, env.Topology.ResyncSubject(id), msgID, cmd); err != nil {
+					t.Errorf("resync of %s: %v", id, err)
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	defer func() { close(stop); resyncing.Wait() }()
+	eventually(t, 30*time.Second, func() bool { return count(w.metrics, "provision", "done") > fleet+1 },
+		func() string { return "no resync handled" })
+
+	busy := newStore(t)
+	start = time.Now()
+	publish(t, env, command(busy, 1, provision), "")
+	eventually(t, time.Minute, func() bool { _, ok := ready.at(busy); return ok }, func() string { return "store not READY during resyncs" })
+	busyTime := time.Since(start)
+	queued := streamMsgs(t, env, env.Topology.ResyncStream())
+	t.Logf("create → READY: %s idle, %s with %d resync commands queued (%d handled so far)",
+		idleTime.Round(time.Millisecond), busyTime.Round(time.Millisecond), queued, count(w.metrics, "provision", "done")-fleet-1)
+	// Structural, not timed: had the create waited behind maintenance, the
+	// resync queue would have drained first.
+	if queued < fleet/2 {
+		t.Errorf("only %d resync commands were still queued when the new store became READY: it waited behind them", queued)
+	}
+}
+
+func streamMsgs(t *testing.T, env *bustest.Env, name string) uint64 {
+	t.Helper()
+	s, err := env.JS.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
 }
