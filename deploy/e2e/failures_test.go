@@ -253,3 +253,28 @@ func releaseRevisions(t *testing.T, ns string) string {
 	}
 	return desc
 }
+
+// A delete issued 5 s into an upgrade that cannot become ready reaches
+// DELETED within 30 s on a platform with the default ten-minute
+// provisioning deadline: the delete supersedes the upgrade, which the
+// audit log records, and nothing of the store is left.
+func TestDeleteDuringAStuckUpgradeThroughREST(t *testing.T) {
+	s := startStack(t, configs(t)[0])
+	api := &restClient{t: t, base: s.GatewayURL, token: s.Token}
+
+	var created store
+	api.do("POST", "/v1/stores", `{"displayName":"Stuck Shop","engine":"ENGINE_WOOCOMMERCE"}`, 200, &created)
+	ns := "store-" + created.ID
+	sandboxtest.CleanupNamespace(t, ns)
+	api.waitObserved(created.ID, 1, "PHASE_READY", time.Minute)
+
+	api.do("POST", "/v1/stores/"+created.ID+":upgrade",
+		`{"values":{"wordpress.resources.requests.cpu":"1900m","wordpress.resources.limits.cpu":"2"}}`, 200, nil)
+	time.Sleep(5 * time.Second)
+	start := time.Now()
+	api.do("DELETE", "/v1/stores/"+created.ID, "", 200, nil)
+	api.waitObserved(created.ID, 3, "PHASE_DELETED", 30*time.Second)
+	t.Logf("delete 5 s into a stuck upgrade: DELETED in %s", time.Since(start).Round(time.Millisecond))
+	api.auditDetail(created.ID, "superseded", "generation 3 (delete")
+	assertNothingLeft(t, ns)
+}
