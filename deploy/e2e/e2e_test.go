@@ -278,6 +278,34 @@ func TestBadRequestsThroughREST(t *testing.T) {
 	if status != 200 || !bytes.Contains(body, []byte("/v1/stores")) {
 		t.Errorf("OpenAPI document: %d %.200s", status, body)
 	}
+
+	// A create retried with the same Idempotency-Key returns the same
+	// store; the key reused for another store is refused with 409.
+	create := func(body, key string) (int, store) {
+		req, err := http.NewRequest("POST", s.GatewayURL+"/v1/stores", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st store
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		return resp.StatusCode, st
+	}
+	code1, first := create(`{"displayName":"Retried","engine":"ENGINE_MEDUSA"}`, "e2e-key-1")
+	code2, second := create(`{"displayName":"Retried","engine":"ENGINE_MEDUSA"}`, "e2e-key-1")
+	if code1 != 200 || code2 != 200 || first.ID == "" || second.ID != first.ID {
+		t.Errorf("create retried with one Idempotency-Key = %d %s then %d %s; want the same store twice", code1, first.ID, code2, second.ID)
+	}
+	if code, _ := create(`{"displayName":"Another","engine":"ENGINE_MEDUSA"}`, "e2e-key-1"); code != 409 {
+		t.Errorf("another store with a used Idempotency-Key = %d, want 409", code)
+	}
+	sandboxtest.CleanupNamespace(t, "store-"+first.ID)
 }
 
 type store struct {

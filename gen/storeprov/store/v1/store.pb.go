@@ -733,7 +733,13 @@ func (x *Store) GetChartVersion() string {
 type CreateStoreRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The store to create: display_name and engine are read, the rest is ignored.
-	Store         *Store `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
+	Store *Store `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
+	// Makes the create idempotent: the same request_id from the same user
+	// within 24 hours returns the store it created instead of a second one,
+	// and with another display name or engine is refused (ALREADY_EXISTS,
+	// HTTP 409). At most 128 printable ASCII characters. Over REST it may also
+	// be sent as the Idempotency-Key header.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -773,6 +779,13 @@ func (x *CreateStoreRequest) GetStore() *Store {
 		return x.Store
 	}
 	return nil
+}
+
+func (x *CreateStoreRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type GetStoreRequest struct {
@@ -1233,9 +1246,11 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"generation\x124\n" +
 	"\x13observed_generation\x18\f \x01(\x03B\x03\xe0A\x03R\x12observedGeneration\x12!\n" +
 	"\tnamespace\x18\r \x01(\tB\x03\xe0A\x03R\tnamespace\x12(\n" +
-	"\rchart_version\x18\x0e \x01(\tB\x03\xe0A\x03R\fchartVersion\"J\n" +
+	"\rchart_version\x18\x0e \x01(\tB\x03\xe0A\x03R\fchartVersion\"i\n" +
 	"\x12CreateStoreRequest\x124\n" +
-	"\x05store\x18\x01 \x01(\v2\x19.storeprov.store.v1.StoreB\x03\xe0A\x02R\x05store\"&\n" +
+	"\x05store\x18\x01 \x01(\v2\x19.storeprov.store.v1.StoreB\x03\xe0A\x02R\x05store\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"&\n" +
 	"\x0fGetStoreRequest\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\"\x80\x01\n" +
 	"\x11ListStoresRequest\x12\x1b\n" +

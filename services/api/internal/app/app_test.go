@@ -3,11 +3,14 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -519,4 +522,90 @@ func waitMessage(t *testing.T, nats *bustest.Env, stream, subject string, into p
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Concurrent creates of one user through two api replicas never pass the
+// user's quota together: the quota check locks the user's row.
+func TestConcurrentCreatesThroughTwoReplicasHoldTheQuota(t *testing.T) {
+	bustest.Each(t, func(t *testing.T, nats *bustest.Env) {
+		databasetest.Each(t, func(t *testing.T, dbURL string) {
+			unlimited := func(o *app.Options) { o.RateLimit = 0 }
+			a := startAPI(t, dbURL, nats, unlimited)
+			b := startAPI(t, dbURL, nats, unlimited)
+			tok, err := a.users.CreateToken(a.admin(), &storev1.CreateTokenRequest{User: "carol", StoreQuota: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const attempts = 50
+			var (
+				wg               sync.WaitGroup
+				created, refused atomic.Int32
+				mu               sync.Mutex
+				unexpected       []error
+			)
+			for i := range attempts {
+				replica := []*apiEnv{a, b}[i%2]
+				wg.Go(func() {
+					_, err := replica.stores.CreateStore(replica.as(tok.GetToken()), &storev1.CreateStoreRequest{
+						Store: &storev1.Store{DisplayName: fmt.Sprintf("shop %d", i), Engine: storev1.Engine_ENGINE_WOOCOMMERCE}})
+					switch {
+					case err == nil:
+						created.Add(1)
+					case status.Code(err) == codes.ResourceExhausted && strings.Contains(err.Error(), "of 3 stores"):
+						refused.Add(1)
+					default:
+						mu.Lock()
+						unexpected = append(unexpected, err)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if len(unexpected) > 0 {
+				t.Errorf("%d creates failed otherwise than on the quota, first: %v", len(unexpected), unexpected[0])
+			}
+			if created.Load() != 3 || refused.Load() != attempts-3 {
+				t.Errorf("%d creates succeeded and %d were refused for the quota; want exactly 3 and %d", created.Load(), refused.Load(), attempts-3)
+			}
+			list, err := a.stores.ListStores(a.as(tok.GetToken()), &storev1.ListStoresRequest{})
+			if err != nil || len(list.GetStores()) != 3 {
+				t.Errorf("carol has %d stores (%v), want 3", len(list.GetStores()), err)
+			}
+		})
+	})
+}
+
+// A create retried with the same request id returns the store the first
+// one created; the same id for another store is refused.
+func TestCreateWithARequestIDIsIdempotent(t *testing.T) {
+	each(t, func(t *testing.T, e *apiEnv) {
+		ctx := e.admin()
+		req := func(name, id string) *storev1.CreateStoreRequest {
+			return &storev1.CreateStoreRequest{RequestId: id, Store: &storev1.Store{DisplayName: name, Engine: storev1.Engine_ENGINE_MEDUSA}}
+		}
+		first, err := e.stores.CreateStore(ctx, req("shop", "8d1c0b3e-retry"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := e.stores.CreateStore(ctx, req("shop", "8d1c0b3e-retry"))
+		if err != nil || again.GetId() != first.GetId() || again.GetGeneration() != 1 {
+			t.Errorf("retried create = %v, %v; want store %s again", again, err, first.GetId())
+		}
+		if _, err := e.stores.CreateStore(ctx, req("other shop", "8d1c0b3e-retry")); status.Code(err) != codes.AlreadyExists || !strings.Contains(err.Error(), first.GetId()) {
+			t.Errorf("another store with the same request id = %v, want AlreadyExists naming %s", err, first.GetId())
+		}
+		other, err := e.stores.CreateStore(ctx, req("shop", "another-id"))
+		if err != nil || other.GetId() == first.GetId() {
+			t.Errorf("create with a new request id = %v, %v; want a second store", other, err)
+		}
+		for _, bad := range []string{"has space", strings.Repeat("x", 129), "é"} {
+			if _, err := e.stores.CreateStore(ctx, req("shop", bad)); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "request_id") {
+				t.Errorf("request id %q = %v, want InvalidArgument naming request_id", bad, err)
+			}
+		}
+		list, err := e.stores.ListStores(ctx, &storev1.ListStoresRequest{})
+		if err != nil || len(list.GetStores()) != 2 {
+			t.Errorf("stores after the retries = %d (%v), want 2", len(list.GetStores()), err)
+		}
+	})
 }

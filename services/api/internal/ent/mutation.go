@@ -681,6 +681,7 @@ type StoreMutation struct {
 	status_time            *time.Time
 	lease_token            *uint64
 	addlease_token         *int64
+	request_id             *string
 	create_time            *time.Time
 	update_time            *time.Time
 	clearedFields          map[string]struct{}
@@ -1419,6 +1420,55 @@ func (m *StoreMutation) ResetLeaseToken() {
 	m.addlease_token = nil
 }
 
+// SetRequestID sets the "request_id" field.
+func (m *StoreMutation) SetRequestID(s string) {
+	m.request_id = &s
+}
+
+// RequestID returns the value of the "request_id" field in the mutation.
+func (m *StoreMutation) RequestID() (r string, exists bool) {
+	v := m.request_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequestID returns the old "request_id" field's value of the Store entity.
+// If the Store object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoreMutation) OldRequestID(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequestID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequestID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequestID: %w", err)
+	}
+	return oldValue.RequestID, nil
+}
+
+// ClearRequestID clears the value of the "request_id" field.
+func (m *StoreMutation) ClearRequestID() {
+	m.request_id = nil
+	m.clearedFields[store.FieldRequestID] = struct{}{}
+}
+
+// RequestIDCleared returns if the "request_id" field was cleared in this mutation.
+func (m *StoreMutation) RequestIDCleared() bool {
+	_, ok := m.clearedFields[store.FieldRequestID]
+	return ok
+}
+
+// ResetRequestID resets all changes to the "request_id" field.
+func (m *StoreMutation) ResetRequestID() {
+	m.request_id = nil
+	delete(m.clearedFields, store.FieldRequestID)
+}
+
 // SetCreateTime sets the "create_time" field.
 func (m *StoreMutation) SetCreateTime(t time.Time) {
 	m.create_time = &t
@@ -1525,7 +1575,7 @@ func (m *StoreMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *StoreMutation) Fields() []string {
-	fields := make([]string, 0, 17)
+	fields := make([]string, 0, 18)
 	if m.display_name != nil {
 		fields = append(fields, store.FieldDisplayName)
 	}
@@ -1571,6 +1621,9 @@ func (m *StoreMutation) Fields() []string {
 	if m.lease_token != nil {
 		fields = append(fields, store.FieldLeaseToken)
 	}
+	if m.request_id != nil {
+		fields = append(fields, store.FieldRequestID)
+	}
 	if m.create_time != nil {
 		fields = append(fields, store.FieldCreateTime)
 	}
@@ -1615,6 +1668,8 @@ func (m *StoreMutation) Field(name string) (ent.Value, bool) {
 		return m.StatusTime()
 	case store.FieldLeaseToken:
 		return m.LeaseToken()
+	case store.FieldRequestID:
+		return m.RequestID()
 	case store.FieldCreateTime:
 		return m.CreateTime()
 	case store.FieldUpdateTime:
@@ -1658,6 +1713,8 @@ func (m *StoreMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldStatusTime(ctx)
 	case store.FieldLeaseToken:
 		return m.OldLeaseToken(ctx)
+	case store.FieldRequestID:
+		return m.OldRequestID(ctx)
 	case store.FieldCreateTime:
 		return m.OldCreateTime(ctx)
 	case store.FieldUpdateTime:
@@ -1776,6 +1833,13 @@ func (m *StoreMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetLeaseToken(v)
 		return nil
+	case store.FieldRequestID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequestID(v)
+		return nil
 	case store.FieldCreateTime:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -1865,6 +1929,9 @@ func (m *StoreMutation) ClearedFields() []string {
 	if m.FieldCleared(store.FieldStatusTime) {
 		fields = append(fields, store.FieldStatusTime)
 	}
+	if m.FieldCleared(store.FieldRequestID) {
+		fields = append(fields, store.FieldRequestID)
+	}
 	return fields
 }
 
@@ -1884,6 +1951,9 @@ func (m *StoreMutation) ClearField(name string) error {
 		return nil
 	case store.FieldStatusTime:
 		m.ClearStatusTime()
+		return nil
+	case store.FieldRequestID:
+		m.ClearRequestID()
 		return nil
 	}
 	return fmt.Errorf("unknown Store nullable field %s", name)
@@ -1937,6 +2007,9 @@ func (m *StoreMutation) ResetField(name string) error {
 		return nil
 	case store.FieldLeaseToken:
 		m.ResetLeaseToken()
+		return nil
+	case store.FieldRequestID:
+		m.ResetRequestID()
 		return nil
 	case store.FieldCreateTime:
 		m.ResetCreateTime()

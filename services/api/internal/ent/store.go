@@ -48,6 +48,8 @@ type Store struct {
 	StatusTime *time.Time `json:"status_time,omitempty"`
 	// LeaseToken holds the value of the "lease_token" field.
 	LeaseToken uint64 `json:"lease_token,omitempty"`
+	// RequestID holds the value of the "request_id" field.
+	RequestID *string `json:"request_id,omitempty"`
 	// CreateTime holds the value of the "create_time" field.
 	CreateTime time.Time `json:"create_time,omitempty"`
 	// UpdateTime holds the value of the "update_time" field.
@@ -64,7 +66,7 @@ func (*Store) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case store.FieldGeneration, store.FieldObservedGeneration, store.FieldLeaseToken:
 			values[i] = new(sql.NullInt64)
-		case store.FieldID, store.FieldDisplayName, store.FieldEngine, store.FieldOwner, store.FieldPhase, store.FieldFailureReason, store.FieldFailureMessage, store.FieldURL, store.FieldChartVersion, store.FieldDesiredChartVersion, store.FieldLastAction:
+		case store.FieldID, store.FieldDisplayName, store.FieldEngine, store.FieldOwner, store.FieldPhase, store.FieldFailureReason, store.FieldFailureMessage, store.FieldURL, store.FieldChartVersion, store.FieldDesiredChartVersion, store.FieldLastAction, store.FieldRequestID:
 			values[i] = new(sql.NullString)
 		case store.FieldStatusTime, store.FieldCreateTime, store.FieldUpdateTime:
 			values[i] = new(sql.NullTime)
@@ -182,6 +184,13 @@ func (_m *Store) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.LeaseToken = uint64(value.Int64)
 			}
+		case store.FieldRequestID:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field request_id", values[i])
+			} else if value.Valid {
+				_m.RequestID = new(string)
+				*_m.RequestID = value.String
+			}
 		case store.FieldCreateTime:
 			if value, ok := values[i].(*sql.NullTime); !ok {
 				return fmt.Errorf("unexpected type %T for field create_time", values[i])
@@ -276,6 +285,11 @@ func (_m *Store) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("lease_token=")
 	builder.WriteString(fmt.Sprintf("%v", _m.LeaseToken))
+	builder.WriteString(", ")
+	if v := _m.RequestID; v != nil {
+		builder.WriteString("request_id=")
+		builder.WriteString(*v)
+	}
 	builder.WriteString(", ")
 	builder.WriteString("create_time=")
 	builder.WriteString(_m.CreateTime.Format(time.ANSIC))

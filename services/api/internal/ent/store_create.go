@@ -193,6 +193,20 @@ func (_c *StoreCreate) SetNillableLeaseToken(v *uint64) *StoreCreate {
 	return _c
 }
 
+// SetRequestID sets the "request_id" field.
+func (_c *StoreCreate) SetRequestID(v string) *StoreCreate {
+	_c.mutation.SetRequestID(v)
+	return _c
+}
+
+// SetNillableRequestID sets the "request_id" field if the given value is not nil.
+func (_c *StoreCreate) SetNillableRequestID(v *string) *StoreCreate {
+	if v != nil {
+		_c.SetRequestID(*v)
+	}
+	return _c
+}
+
 // SetCreateTime sets the "create_time" field.
 func (_c *StoreCreate) SetCreateTime(v time.Time) *StoreCreate {
 	_c.mutation.SetCreateTime(v)
@@ -369,6 +383,11 @@ func (_c *StoreCreate) check() error {
 	if _, ok := _c.mutation.LeaseToken(); !ok {
 		return &ValidationError{Name: "lease_token", err: errors.New(`ent: missing required field "Store.lease_token"`)}
 	}
+	if v, ok := _c.mutation.RequestID(); ok {
+		if err := store.RequestIDValidator(v); err != nil {
+			return &ValidationError{Name: "request_id", err: fmt.Errorf(`ent: validator failed for field "Store.request_id": %w`, err)}
+		}
+	}
 	if _, ok := _c.mutation.CreateTime(); !ok {
 		return &ValidationError{Name: "create_time", err: errors.New(`ent: missing required field "Store.create_time"`)}
 	}
@@ -475,6 +494,10 @@ func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.LeaseToken(); ok {
 		_spec.SetField(store.FieldLeaseToken, field.TypeUint64, value)
 		_node.LeaseToken = value
+	}
+	if value, ok := _c.mutation.RequestID(); ok {
+		_spec.SetField(store.FieldRequestID, field.TypeString, value)
+		_node.RequestID = &value
 	}
 	if value, ok := _c.mutation.CreateTime(); ok {
 		_spec.SetField(store.FieldCreateTime, field.TypeTime, value)
@@ -731,6 +754,24 @@ func (u *StoreUpsert) UpdateLeaseToken() *StoreUpsert {
 // AddLeaseToken adds v to the "lease_token" field.
 func (u *StoreUpsert) AddLeaseToken(v uint64) *StoreUpsert {
 	u.Add(store.FieldLeaseToken, v)
+	return u
+}
+
+// SetRequestID sets the "request_id" field.
+func (u *StoreUpsert) SetRequestID(v string) *StoreUpsert {
+	u.Set(store.FieldRequestID, v)
+	return u
+}
+
+// UpdateRequestID sets the "request_id" field to the value that was provided on create.
+func (u *StoreUpsert) UpdateRequestID() *StoreUpsert {
+	u.SetExcluded(store.FieldRequestID)
+	return u
+}
+
+// ClearRequestID clears the value of the "request_id" field.
+func (u *StoreUpsert) ClearRequestID() *StoreUpsert {
+	u.SetNull(store.FieldRequestID)
 	return u
 }
 
@@ -1028,6 +1069,27 @@ func (u *StoreUpsertOne) AddLeaseToken(v uint64) *StoreUpsertOne {
 func (u *StoreUpsertOne) UpdateLeaseToken() *StoreUpsertOne {
 	return u.Update(func(s *StoreUpsert) {
 		s.UpdateLeaseToken()
+	})
+}
+
+// SetRequestID sets the "request_id" field.
+func (u *StoreUpsertOne) SetRequestID(v string) *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetRequestID(v)
+	})
+}
+
+// UpdateRequestID sets the "request_id" field to the value that was provided on create.
+func (u *StoreUpsertOne) UpdateRequestID() *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateRequestID()
+	})
+}
+
+// ClearRequestID clears the value of the "request_id" field.
+func (u *StoreUpsertOne) ClearRequestID() *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.ClearRequestID()
 	})
 }
 
@@ -1494,6 +1556,27 @@ func (u *StoreUpsertBulk) AddLeaseToken(v uint64) *StoreUpsertBulk {
 func (u *StoreUpsertBulk) UpdateLeaseToken() *StoreUpsertBulk {
 	return u.Update(func(s *StoreUpsert) {
 		s.UpdateLeaseToken()
+	})
+}
+
+// SetRequestID sets the "request_id" field.
+func (u *StoreUpsertBulk) SetRequestID(v string) *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetRequestID(v)
+	})
+}
+
+// UpdateRequestID sets the "request_id" field to the value that was provided on create.
+func (u *StoreUpsertBulk) UpdateRequestID() *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateRequestID()
+	})
+}
+
+// ClearRequestID clears the value of the "request_id" field.
+func (u *StoreUpsertBulk) ClearRequestID() *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.ClearRequestID()
 	})
 }
 

@@ -249,6 +249,26 @@ func (_u *StoreUpdate) AddLeaseToken(v int64) *StoreUpdate {
 	return _u
 }
 
+// SetRequestID sets the "request_id" field.
+func (_u *StoreUpdate) SetRequestID(v string) *StoreUpdate {
+	_u.mutation.SetRequestID(v)
+	return _u
+}
+
+// SetNillableRequestID sets the "request_id" field if the given value is not nil.
+func (_u *StoreUpdate) SetNillableRequestID(v *string) *StoreUpdate {
+	if v != nil {
+		_u.SetRequestID(*v)
+	}
+	return _u
+}
+
+// ClearRequestID clears the value of the "request_id" field.
+func (_u *StoreUpdate) ClearRequestID() *StoreUpdate {
+	_u.mutation.ClearRequestID()
+	return _u
+}
+
 // SetUpdateTime sets the "update_time" field.
 func (_u *StoreUpdate) SetUpdateTime(v time.Time) *StoreUpdate {
 	_u.mutation.SetUpdateTime(v)
@@ -311,6 +331,11 @@ func (_u *StoreUpdate) check() error {
 	if v, ok := _u.mutation.Phase(); ok {
 		if err := store.PhaseValidator(v); err != nil {
 			return &ValidationError{Name: "phase", err: fmt.Errorf(`ent: validator failed for field "Store.phase": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.RequestID(); ok {
+		if err := store.RequestIDValidator(v); err != nil {
+			return &ValidationError{Name: "request_id", err: fmt.Errorf(`ent: validator failed for field "Store.request_id": %w`, err)}
 		}
 	}
 	return nil
@@ -384,6 +409,12 @@ func (_u *StoreUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedLeaseToken(); ok {
 		_spec.AddField(store.FieldLeaseToken, field.TypeUint64, value)
+	}
+	if value, ok := _u.mutation.RequestID(); ok {
+		_spec.SetField(store.FieldRequestID, field.TypeString, value)
+	}
+	if _u.mutation.RequestIDCleared() {
+		_spec.ClearField(store.FieldRequestID, field.TypeString)
 	}
 	if value, ok := _u.mutation.UpdateTime(); ok {
 		_spec.SetField(store.FieldUpdateTime, field.TypeTime, value)
@@ -629,6 +660,26 @@ func (_u *StoreUpdateOne) AddLeaseToken(v int64) *StoreUpdateOne {
 	return _u
 }
 
+// SetRequestID sets the "request_id" field.
+func (_u *StoreUpdateOne) SetRequestID(v string) *StoreUpdateOne {
+	_u.mutation.SetRequestID(v)
+	return _u
+}
+
+// SetNillableRequestID sets the "request_id" field if the given value is not nil.
+func (_u *StoreUpdateOne) SetNillableRequestID(v *string) *StoreUpdateOne {
+	if v != nil {
+		_u.SetRequestID(*v)
+	}
+	return _u
+}
+
+// ClearRequestID clears the value of the "request_id" field.
+func (_u *StoreUpdateOne) ClearRequestID() *StoreUpdateOne {
+	_u.mutation.ClearRequestID()
+	return _u
+}
+
 // SetUpdateTime sets the "update_time" field.
 func (_u *StoreUpdateOne) SetUpdateTime(v time.Time) *StoreUpdateOne {
 	_u.mutation.SetUpdateTime(v)
@@ -704,6 +755,11 @@ func (_u *StoreUpdateOne) check() error {
 	if v, ok := _u.mutation.Phase(); ok {
 		if err := store.PhaseValidator(v); err != nil {
 			return &ValidationError{Name: "phase", err: fmt.Errorf(`ent: validator failed for field "Store.phase": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.RequestID(); ok {
+		if err := store.RequestIDValidator(v); err != nil {
+			return &ValidationError{Name: "request_id", err: fmt.Errorf(`ent: validator failed for field "Store.request_id": %w`, err)}
 		}
 	}
 	return nil
@@ -794,6 +850,12 @@ func (_u *StoreUpdateOne) sqlSave(ctx context.Context) (_node *Store, err error)
 	}
 	if value, ok := _u.mutation.AddedLeaseToken(); ok {
 		_spec.AddField(store.FieldLeaseToken, field.TypeUint64, value)
+	}
+	if value, ok := _u.mutation.RequestID(); ok {
+		_spec.SetField(store.FieldRequestID, field.TypeString, value)
+	}
+	if _u.mutation.RequestIDCleared() {
+		_spec.ClearField(store.FieldRequestID, field.TypeString)
 	}
 	if value, ok := _u.mutation.UpdateTime(); ok {
 		_spec.SetField(store.FieldUpdateTime, field.TypeTime, value)

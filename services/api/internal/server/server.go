@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -31,13 +32,25 @@ type Server struct {
 	OIDC *users.OIDC
 }
 
+// IdempotencyKeyMetadata is the gRPC metadata key of a REST request's
+// Idempotency-Key header, which CreateStore reads when the request has no
+// request_id.
+const IdempotencyKeyMetadata = "idempotency-key"
+
 // CreateStore implements StoreService.
 func (s *Server) CreateStore(ctx context.Context, req *storev1.CreateStoreRequest) (*storev1.Store, error) {
 	caller := principal(ctx)
 	if req.GetStore() == nil {
 		return nil, status.Error(codes.InvalidArgument, "store: is required: send {\"displayName\": …, \"engine\": \"ENGINE_WOOCOMMERCE\"|\"ENGINE_MEDUSA\"}")
 	}
-	st, err := s.Stores.Create(ctx, caller, req.GetStore().GetDisplayName(), req.GetStore().GetEngine())
+	requestID := req.GetRequestId()
+	if requestID == "" {
+		// REST clients may send the key as a header; the gateway forwards it.
+		if v := metadata.ValueFromIncomingContext(ctx, IdempotencyKeyMetadata); len(v) > 0 {
+			requestID = v[0]
+		}
+	}
+	st, _, err := s.Stores.Create(ctx, caller, req.GetStore().GetDisplayName(), req.GetStore().GetEngine(), requestID)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -223,6 +236,8 @@ func toStatus(err error) error {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, stores.ErrWrongPhase):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, stores.ErrRequestIDReused):
+		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, users.ErrForbidden):
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, users.ErrInvalid):

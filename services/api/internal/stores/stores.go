@@ -50,7 +50,17 @@ var (
 	ErrQuotaExceeded = errors.New("store quota exceeded")
 	// ErrWrongPhase means the store is not in a phase that allows the request.
 	ErrWrongPhase = errors.New("store is in the wrong phase")
+	// ErrRequestIDReused means a create's request id was used for another
+	// request (another display name or engine) within RequestIDWindow.
+	ErrRequestIDReused = errors.New("request id already used for another request")
 )
+
+// RequestIDWindow is how long a create's request id returns the store it
+// created.
+const RequestIDWindow = 24 * time.Hour
+
+// MaxRequestIDLength bounds a create's request id.
+const MaxRequestIDLength = 128
 
 // InvalidFieldError reports a request field with a value that is not
 // allowed; Error says what is allowed.
@@ -87,19 +97,57 @@ func (s *Service) now() time.Time {
 // Create validates the request, checks the caller's store quota and records
 // a new store in phase PROVISIONING with its provisioning command and audit
 // event. It returns *InvalidFieldError or ErrQuotaExceeded on a bad request.
-func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName string, engine storev1.Engine) (*ent.Store, error) {
+//
+// The quota check holds the caller's user row locked (FOR UPDATE on
+// PostgreSQL; SQLite transactions take the database's write lock), so
+// concurrent creates of one user through any number of api replicas are
+// serialised and never pass the quota together.
+//
+// A non-empty requestID makes the create idempotent: within
+// RequestIDWindow, the same id from the same user returns the store it
+// created (replayed is true), and with another display name or engine
+// fails with ErrRequestIDReused.
+func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName string, engine storev1.Engine, requestID string) (_ *ent.Store, replayed bool, _ error) {
 	displayName = strings.TrimSpace(displayName)
 	if err := validateDisplayName(displayName); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := validateEngine(engine); err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if err := validateRequestID(requestID); err != nil {
+		return nil, false, err
 	}
 	var created *ent.Store
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
-		user, err := tx.User.Query().Where(entuser.Name(caller.Name)).Only(ctx)
+		q := tx.User.Query().Where(entuser.Name(caller.Name))
+		if s.Dialect == entdialect.Postgres {
+			q = q.ForUpdate()
+		}
+		user, err := q.Only(ctx)
 		if err != nil {
 			return fmt.Errorf("cannot read user %s: %w", caller.Name, err)
+		}
+		now := s.now()
+		if requestID != "" {
+			prior, err := tx.Store.Query().Where(entstore.Owner(caller.Name), entstore.RequestID(requestID)).Only(ctx)
+			switch {
+			case ent.IsNotFound(err):
+			case err != nil:
+				return err
+			case now.Sub(prior.CreateTime) < RequestIDWindow:
+				if prior.DisplayName != displayName || prior.Engine != engine.String() {
+					return fmt.Errorf("%w: request id %q created store %s (%q, %s) at %s; use a new request id for another store",
+						ErrRequestIDReused, requestID, prior.ID, prior.DisplayName, prior.Engine, prior.CreateTime.Format(time.RFC3339))
+				}
+				created, replayed = prior, true
+				return nil
+			default:
+				// Older than the window: the id is free again.
+				if err := tx.Store.UpdateOne(prior).ClearRequestID().Exec(ctx); err != nil {
+					return err
+				}
+			}
 		}
 		active, err := tx.Store.Query().Where(entstore.Owner(caller.Name), entstore.PhaseNEQ(storev1.Phase_PHASE_DELETED.String())).Count(ctx)
 		if err != nil {
@@ -108,8 +156,7 @@ func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName 
 		if active >= int(user.StoreQuota) {
 			return fmt.Errorf("%w: %s has %d of %d stores; delete one first or ask an admin for a higher quota", ErrQuotaExceeded, caller.Name, active, user.StoreQuota)
 		}
-		now := s.now()
-		created, err = tx.Store.Create().
+		c := tx.Store.Create().
 			SetID(newStoreID()).
 			SetDisplayName(displayName).
 			SetEngine(engine.String()).
@@ -118,18 +165,37 @@ func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName 
 			SetGeneration(1).
 			SetLastAction(lifecycle.ActionCreate).
 			SetCreateTime(now).
-			SetUpdateTime(now).
-			Save(ctx)
+			SetUpdateTime(now)
+		if requestID != "" {
+			c.SetRequestID(requestID)
+		}
+		created, err = c.Save(ctx)
 		if err != nil {
 			return fmt.Errorf("cannot insert store: %w", err)
 		}
 		return s.announce(ctx, tx, created, eventsv1.Action_ACTION_PROVISION, caller.Name, lifecycle.ActionCreate, "created "+engine.String()+" store "+fmt.Sprintf("%q", displayName))
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	s.committed(created)
-	return created, nil
+	if !replayed {
+		s.committed(created)
+	}
+	return created, replayed, nil
+}
+
+// validateRequestID accepts an empty id (no idempotency) or up to
+// MaxRequestIDLength printable ASCII characters.
+func validateRequestID(id string) error {
+	if len(id) > MaxRequestIDLength {
+		return &InvalidFieldError{"request_id", fmt.Sprintf("is %d characters long: use at most %d, such as a UUID", len(id), MaxRequestIDLength)}
+	}
+	for _, r := range id {
+		if r < 0x21 || r > 0x7e {
+			return &InvalidFieldError{"request_id", "may hold only printable ASCII characters without spaces, such as a UUID"}
+		}
+	}
+	return nil
 }
 
 // Get returns a store the caller may see.

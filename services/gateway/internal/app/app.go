@@ -92,6 +92,7 @@ func Handler(ctx context.Context, o Options) (http.Handler, error) {
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
 	)
 	dial := rpc.ClientOptions()
 	registrations := []struct {
@@ -163,4 +164,14 @@ func Run(ctx context.Context, o Options) error {
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
+}
+
+// incomingHeader forwards to the services the headers grpc-gateway
+// forwards by default and Idempotency-Key, which CreateStore reads as its
+// request id.
+func incomingHeader(key string) (string, bool) {
+	if http.CanonicalHeaderKey(key) == "Idempotency-Key" {
+		return "idempotency-key", true
+	}
+	return runtime.DefaultHeaderMatcher(key)
 }

@@ -41,6 +41,10 @@ func (Store) Fields() []ent.Field {
 		// under an older lease of the store (a fenced-out worker's) is
 		// ignored.
 		field.Uint64("lease_token").Default(0),
+		// Idempotency key of the CreateStore request that created the
+		// store, if it had one; unique per owner (cleared when reused after
+		// RequestIDWindow).
+		field.String("request_id").Optional().Nillable().MaxLen(128),
 		field.Time("create_time").Default(time.Now).Immutable(),
 		field.Time("update_time").Default(time.Now).UpdateDefault(time.Now),
 	}
@@ -51,5 +55,6 @@ func (Store) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("owner", "phase"),
 		index.Fields("create_time", "id"),
+		index.Fields("owner", "request_id").Unique(),
 	}
 }

@@ -43,6 +43,8 @@ const (
 	FieldStatusTime = "status_time"
 	// FieldLeaseToken holds the string denoting the lease_token field in the database.
 	FieldLeaseToken = "lease_token"
+	// FieldRequestID holds the string denoting the request_id field in the database.
+	FieldRequestID = "request_id"
 	// FieldCreateTime holds the string denoting the create_time field in the database.
 	FieldCreateTime = "create_time"
 	// FieldUpdateTime holds the string denoting the update_time field in the database.
@@ -69,6 +71,7 @@ var Columns = []string{
 	FieldObservedGeneration,
 	FieldStatusTime,
 	FieldLeaseToken,
+	FieldRequestID,
 	FieldCreateTime,
 	FieldUpdateTime,
 }
@@ -110,6 +113,8 @@ var (
 	DefaultObservedGeneration int64
 	// DefaultLeaseToken holds the default value on creation for the "lease_token" field.
 	DefaultLeaseToken uint64
+	// RequestIDValidator is a validator for the "request_id" field. It is called by the builders before save.
+	RequestIDValidator func(string) error
 	// DefaultCreateTime holds the default value on creation for the "create_time" field.
 	DefaultCreateTime func() time.Time
 	// DefaultUpdateTime holds the default value on creation for the "update_time" field.
@@ -196,6 +201,11 @@ func ByStatusTime(opts ...sql.OrderTermOption) OrderOption {
 // ByLeaseToken orders the results by the lease_token field.
 func ByLeaseToken(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldLeaseToken, opts...).ToFunc()
+}
+
+// ByRequestID orders the results by the request_id field.
+func ByRequestID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRequestID, opts...).ToFunc()
 }
 
 // ByCreateTime orders the results by the create_time field.
