@@ -381,7 +381,8 @@ func (l *Lease) Release(ctx context.Context, applied *eventsv1.ProvisionCommand)
 // Keep renews the lease every TTL/6 until stop is called and returns a
 // context derived from ctx that carries the lease (FromContext) and is
 // cancelled with ErrLost as its cause when the lease is lost or its fence
-// closes before a renewal succeeds. stop waits for the renewals to end.
+// closes before a renewal succeeds. stop ends the renewals, waits for them
+// and cancels the context; the lease stays held until Release.
 func (l *Lease) Keep(ctx context.Context) (fenced context.Context, stop func()) {
 	fenced, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, l))
 	every := l.store.ttl() / 6
@@ -416,7 +417,7 @@ func (l *Lease) Keep(ctx context.Context) (fenced context.Context, stop func()) 
 			renew.Reset(every)
 		}
 	}()
-	return fenced, sync.OnceFunc(func() { close(quit); <-done })
+	return fenced, sync.OnceFunc(func() { close(quit); <-done; cancel(context.Canceled) })
 }
 
 type leaseKey struct{}

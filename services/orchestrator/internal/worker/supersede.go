@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,7 +31,8 @@ func (e *supersededError) Error() string {
 // command is read from the commands stream itself (its last message on
 // the subject), so nothing is missed while the watch was not running. A
 // read that fails is tried again at the next check: the older command then
-// only runs on, as it would without the watch.
+// only runs on, as it would without the watch. The returned function stops
+// the watch and cancels the context.
 func (w *Worker) watchSupersede(ctx context.Context, commands jetstream.Stream, cmd *eventsv1.ProvisionCommand) (context.Context, func()) {
 	watched, cancel := context.WithCancelCause(ctx)
 	subject := w.topology.CommandSubject(cmd.GetStoreId())
@@ -61,14 +63,7 @@ func (w *Worker) watchSupersede(ctx context.Context, commands jetstream.Stream, 
 			}
 		}
 	}()
-	return watched, func() {
-		select {
-		case <-quit:
-		default:
-			close(quit)
-		}
-		<-done
-	}
+	return watched, sync.OnceFunc(func() { close(quit); <-done; cancel(context.Canceled) })
 }
 
 // lastCommand returns the newest command queued on subject, or nil when

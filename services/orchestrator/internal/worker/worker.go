@@ -291,13 +291,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 			err = w.reconciler.Reconcile(work, &cmd)
 			w.metrics.Duration.WithLabelValues(actionLabel(&cmd)).Observe(time.Since(start).Seconds())
 		}
-		stopWatch()
-		stopKeep()
 		if work.Err() != nil {
 			// Superseded, lease lost or the worker stopping: say so,
 			// whatever the reconcile made of its cancelled context.
 			err = errors.Join(context.Cause(work), err)
 		}
+		// Each cancels its context: read the cause first.
+		stopWatch()
+		stopKeep()
 	}
 	if _, ok := errors.AsType[*lease.HeldError](err); ok {
 		w.metrics.LeaseConflicts.Inc()
