@@ -23,6 +23,69 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Kind of mismatch.
+type ChainBreak_Kind int32
+
+const (
+	ChainBreak_KIND_UNSPECIFIED ChainBreak_Kind = 0
+	// The entry's content does not hash to its stored hash: it was edited.
+	ChainBreak_KIND_CONTENT ChainBreak_Kind = 1
+	// The entry does not link to the entry before it (or to the
+	// checkpoint): entries before it were deleted or rewritten.
+	ChainBreak_KIND_LINK ChainBreak_Kind = 2
+	// The newest entry is not the chain's recorded head: entries at the end
+	// were deleted or the head was changed.
+	ChainBreak_KIND_HEAD ChainBreak_Kind = 3
+	// known_hash is not in the kept chain: the entries up to it were
+	// rewritten, or retention deleted it.
+	ChainBreak_KIND_KNOWN_HASH_MISSING ChainBreak_Kind = 4
+)
+
+// Enum value maps for ChainBreak_Kind.
+var (
+	ChainBreak_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_CONTENT",
+		2: "KIND_LINK",
+		3: "KIND_HEAD",
+		4: "KIND_KNOWN_HASH_MISSING",
+	}
+	ChainBreak_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED":        0,
+		"KIND_CONTENT":            1,
+		"KIND_LINK":               2,
+		"KIND_HEAD":               3,
+		"KIND_KNOWN_HASH_MISSING": 4,
+	}
+)
+
+func (x ChainBreak_Kind) Enum() *ChainBreak_Kind {
+	p := new(ChainBreak_Kind)
+	*p = x
+	return p
+}
+
+func (x ChainBreak_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChainBreak_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_storeprov_audit_v1_audit_proto_enumTypes[0].Descriptor()
+}
+
+func (ChainBreak_Kind) Type() protoreflect.EnumType {
+	return &file_storeprov_audit_v1_audit_proto_enumTypes[0]
+}
+
+func (x ChainBreak_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChainBreak_Kind.Descriptor instead.
+func (ChainBreak_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_storeprov_audit_v1_audit_proto_rawDescGZIP(), []int{5, 0}
+}
+
 // AuditEntry is one recorded action.
 type AuditEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -38,7 +101,17 @@ type AuditEntry struct {
 	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
 	// Owner of the store; users who are not admins see entries of their own
 	// stores only.
-	StoreOwner    string `protobuf:"bytes,7,opt,name=store_owner,json=storeOwner,proto3" json:"store_owner,omitempty"`
+	StoreOwner string `protobuf:"bytes,7,opt,name=store_owner,json=storeOwner,proto3" json:"store_owner,omitempty"`
+	// Fencing token of the orchestrator's store lease the event was made
+	// under (AuditEvent.lease_token); zero for the api's events. Entries are
+	// unique by (id, lease_token): each attempt is recorded.
+	LeaseToken uint64 `protobuf:"varint,8,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	// Position of the entry in the log's hash chain, in the order the audit
+	// service committed entries.
+	Sequence int64 `protobuf:"varint,9,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Hex SHA-256 of the hash of the entry before it and of this entry's
+	// content.
+	Hash          string `protobuf:"bytes,10,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -118,6 +191,27 @@ func (x *AuditEntry) GetDetail() string {
 func (x *AuditEntry) GetStoreOwner() string {
 	if x != nil {
 		return x.StoreOwner
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetHash() string {
+	if x != nil {
+		return x.Hash
 	}
 	return ""
 }
@@ -269,11 +363,236 @@ func (x *ListAuditEntriesResponse) GetNextPageToken() string {
 	return ""
 }
 
+type VerifyAuditEntriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A head_hash from an earlier verification, kept outside the audit
+	// database (optional; 64 hex digits). The chain must still contain the
+	// entry with this hash: everything up to it is then as it was when the
+	// hash was taken, even against someone who rewrote the table and
+	// recomputed every hash.
+	KnownHash     string `protobuf:"bytes,1,opt,name=known_hash,json=knownHash,proto3" json:"known_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditEntriesRequest) Reset() {
+	*x = VerifyAuditEntriesRequest{}
+	mi := &file_storeprov_audit_v1_audit_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditEntriesRequest) ProtoMessage() {}
+
+func (x *VerifyAuditEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_audit_v1_audit_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditEntriesRequest.ProtoReflect.Descriptor instead.
+func (*VerifyAuditEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_storeprov_audit_v1_audit_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *VerifyAuditEntriesRequest) GetKnownHash() string {
+	if x != nil {
+		return x.KnownHash
+	}
+	return ""
+}
+
+type VerifyAuditEntriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when every kept entry matches its hash and links to the one
+	// before it, the first to the checkpoint, the last is the chain's head,
+	// and known_hash, when given, was found.
+	Intact bool `protobuf:"varint,1,opt,name=intact,proto3" json:"intact,omitempty"`
+	// Entries checked.
+	CheckedEntries int64 `protobuf:"varint,2,opt,name=checked_entries,json=checkedEntries,proto3" json:"checked_entries,omitempty"`
+	// Hash the kept chain starts from: that of the last entry retention
+	// deleted, empty when nothing was deleted.
+	CheckpointHash string `protobuf:"bytes,3,opt,name=checkpoint_hash,json=checkpointHash,proto3" json:"checkpoint_hash,omitempty"`
+	// Sequence of the last entry retention deleted (0: none).
+	CheckpointSequence int64 `protobuf:"varint,4,opt,name=checkpoint_sequence,json=checkpointSequence,proto3" json:"checkpoint_sequence,omitempty"`
+	// Hash and sequence of the newest entry. Keep head_hash outside the
+	// audit database (and pass it later as known_hash) to detect a rewrite
+	// of the whole table.
+	HeadHash     string `protobuf:"bytes,5,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	HeadSequence int64  `protobuf:"varint,6,opt,name=head_sequence,json=headSequence,proto3" json:"head_sequence,omitempty"`
+	// The first problem found, when intact is false.
+	FirstBreak    *ChainBreak `protobuf:"bytes,7,opt,name=first_break,json=firstBreak,proto3" json:"first_break,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditEntriesResponse) Reset() {
+	*x = VerifyAuditEntriesResponse{}
+	mi := &file_storeprov_audit_v1_audit_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditEntriesResponse) ProtoMessage() {}
+
+func (x *VerifyAuditEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_audit_v1_audit_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditEntriesResponse.ProtoReflect.Descriptor instead.
+func (*VerifyAuditEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_storeprov_audit_v1_audit_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VerifyAuditEntriesResponse) GetIntact() bool {
+	if x != nil {
+		return x.Intact
+	}
+	return false
+}
+
+func (x *VerifyAuditEntriesResponse) GetCheckedEntries() int64 {
+	if x != nil {
+		return x.CheckedEntries
+	}
+	return 0
+}
+
+func (x *VerifyAuditEntriesResponse) GetCheckpointHash() string {
+	if x != nil {
+		return x.CheckpointHash
+	}
+	return ""
+}
+
+func (x *VerifyAuditEntriesResponse) GetCheckpointSequence() int64 {
+	if x != nil {
+		return x.CheckpointSequence
+	}
+	return 0
+}
+
+func (x *VerifyAuditEntriesResponse) GetHeadHash() string {
+	if x != nil {
+		return x.HeadHash
+	}
+	return ""
+}
+
+func (x *VerifyAuditEntriesResponse) GetHeadSequence() int64 {
+	if x != nil {
+		return x.HeadSequence
+	}
+	return 0
+}
+
+func (x *VerifyAuditEntriesResponse) GetFirstBreak() *ChainBreak {
+	if x != nil {
+		return x.FirstBreak
+	}
+	return nil
+}
+
+// ChainBreak is where the audit log's hash chain stops matching.
+type ChainBreak struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  ChainBreak_Kind        `protobuf:"varint,1,opt,name=kind,proto3,enum=storeprov.audit.v1.ChainBreak_Kind" json:"kind,omitempty"`
+	// Sequence of the entry at fault (for KIND_HEAD, of the newest entry
+	// found; 0 when none).
+	Sequence int64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The entry at fault as stored, when there is one.
+	Entry *AuditEntry `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
+	// What does not match, for people.
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChainBreak) Reset() {
+	*x = ChainBreak{}
+	mi := &file_storeprov_audit_v1_audit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChainBreak) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChainBreak) ProtoMessage() {}
+
+func (x *ChainBreak) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_audit_v1_audit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChainBreak.ProtoReflect.Descriptor instead.
+func (*ChainBreak) Descriptor() ([]byte, []int) {
+	return file_storeprov_audit_v1_audit_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ChainBreak) GetKind() ChainBreak_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return ChainBreak_KIND_UNSPECIFIED
+}
+
+func (x *ChainBreak) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ChainBreak) GetEntry() *AuditEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *ChainBreak) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_storeprov_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_storeprov_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1estoreprov/audit/v1/audit.proto\x12\x12storeprov.audit.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x01\n" +
+	"\x1estoreprov/audit/v1/audit.proto\x12\x12storeprov.audit.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x02\n" +
 	"\n" +
 	"AuditEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
@@ -283,7 +602,12 @@ const file_storeprov_audit_v1_audit_proto_rawDesc = "" +
 	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1f\n" +
 	"\vstore_owner\x18\a \x01(\tR\n" +
-	"storeOwner\"\x90\x02\n" +
+	"storeOwner\x12$\n" +
+	"\vlease_token\x18\b \x01(\x04B\x03\xe0A\x03R\n" +
+	"leaseToken\x12\x1f\n" +
+	"\bsequence\x18\t \x01(\x03B\x03\xe0A\x03R\bsequence\x12\x17\n" +
+	"\x04hash\x18\n" +
+	" \x01(\tB\x03\xe0A\x03R\x04hash\"\x90\x02\n" +
 	"\x17ListAuditEntriesRequest\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\tR\astoreId\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
@@ -296,9 +620,34 @@ const file_storeprov_audit_v1_audit_proto_rawDesc = "" +
 	"page_token\x18\a \x01(\tR\tpageToken\"|\n" +
 	"\x18ListAuditEntriesResponse\x128\n" +
 	"\aentries\x18\x01 \x03(\v2\x1e.storeprov.audit.v1.AuditEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x98\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\":\n" +
+	"\x19VerifyAuditEntriesRequest\x12\x1d\n" +
+	"\n" +
+	"known_hash\x18\x01 \x01(\tR\tknownHash\"\xba\x02\n" +
+	"\x1aVerifyAuditEntriesResponse\x12\x16\n" +
+	"\x06intact\x18\x01 \x01(\bR\x06intact\x12'\n" +
+	"\x0fchecked_entries\x18\x02 \x01(\x03R\x0echeckedEntries\x12'\n" +
+	"\x0fcheckpoint_hash\x18\x03 \x01(\tR\x0echeckpointHash\x12/\n" +
+	"\x13checkpoint_sequence\x18\x04 \x01(\x03R\x12checkpointSequence\x12\x1b\n" +
+	"\thead_hash\x18\x05 \x01(\tR\bheadHash\x12#\n" +
+	"\rhead_sequence\x18\x06 \x01(\x03R\fheadSequence\x12?\n" +
+	"\vfirst_break\x18\a \x01(\v2\x1e.storeprov.audit.v1.ChainBreakR\n" +
+	"firstBreak\"\x9c\x02\n" +
+	"\n" +
+	"ChainBreak\x127\n" +
+	"\x04kind\x18\x01 \x01(\x0e2#.storeprov.audit.v1.ChainBreak.KindR\x04kind\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x03R\bsequence\x124\n" +
+	"\x05entry\x18\x03 \x01(\v2\x1e.storeprov.audit.v1.AuditEntryR\x05entry\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"i\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fKIND_CONTENT\x10\x01\x12\r\n" +
+	"\tKIND_LINK\x10\x02\x12\r\n" +
+	"\tKIND_HEAD\x10\x03\x12\x1b\n" +
+	"\x17KIND_KNOWN_HASH_MISSING\x10\x042\xaf\x02\n" +
 	"\fAuditService\x12\x87\x01\n" +
-	"\x10ListAuditEntries\x12+.storeprov.audit.v1.ListAuditEntriesRequest\x1a,.storeprov.audit.v1.ListAuditEntriesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/auditEntriesB\xcd\x01\n" +
+	"\x10ListAuditEntries\x12+.storeprov.audit.v1.ListAuditEntriesRequest\x1a,.storeprov.audit.v1.ListAuditEntriesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/auditEntries\x12\x94\x01\n" +
+	"\x12VerifyAuditEntries\x12-.storeprov.audit.v1.VerifyAuditEntriesRequest\x1a..storeprov.audit.v1.VerifyAuditEntriesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/auditEntries:verifyB\xcd\x01\n" +
 	"\x16com.storeprov.audit.v1B\n" +
 	"AuditProtoP\x01Z=github.com/storeprov/storeprov/gen/storeprov/audit/v1;auditv1\xa2\x02\x03SAX\xaa\x02\x12Storeprov.Audit.V1\xca\x02\x12Storeprov\\Audit\\V1\xe2\x02\x1eStoreprov\\Audit\\V1\\GPBMetadata\xea\x02\x14Storeprov::Audit::V1b\x06proto3"
 
@@ -314,25 +663,35 @@ func file_storeprov_audit_v1_audit_proto_rawDescGZIP() []byte {
 	return file_storeprov_audit_v1_audit_proto_rawDescData
 }
 
-var file_storeprov_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_storeprov_audit_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_storeprov_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_storeprov_audit_v1_audit_proto_goTypes = []any{
-	(*AuditEntry)(nil),               // 0: storeprov.audit.v1.AuditEntry
-	(*ListAuditEntriesRequest)(nil),  // 1: storeprov.audit.v1.ListAuditEntriesRequest
-	(*ListAuditEntriesResponse)(nil), // 2: storeprov.audit.v1.ListAuditEntriesResponse
-	(*timestamppb.Timestamp)(nil),    // 3: google.protobuf.Timestamp
+	(ChainBreak_Kind)(0),               // 0: storeprov.audit.v1.ChainBreak.Kind
+	(*AuditEntry)(nil),                 // 1: storeprov.audit.v1.AuditEntry
+	(*ListAuditEntriesRequest)(nil),    // 2: storeprov.audit.v1.ListAuditEntriesRequest
+	(*ListAuditEntriesResponse)(nil),   // 3: storeprov.audit.v1.ListAuditEntriesResponse
+	(*VerifyAuditEntriesRequest)(nil),  // 4: storeprov.audit.v1.VerifyAuditEntriesRequest
+	(*VerifyAuditEntriesResponse)(nil), // 5: storeprov.audit.v1.VerifyAuditEntriesResponse
+	(*ChainBreak)(nil),                 // 6: storeprov.audit.v1.ChainBreak
+	(*timestamppb.Timestamp)(nil),      // 7: google.protobuf.Timestamp
 }
 var file_storeprov_audit_v1_audit_proto_depIdxs = []int32{
-	3, // 0: storeprov.audit.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	3, // 1: storeprov.audit.v1.ListAuditEntriesRequest.start_time:type_name -> google.protobuf.Timestamp
-	3, // 2: storeprov.audit.v1.ListAuditEntriesRequest.end_time:type_name -> google.protobuf.Timestamp
-	0, // 3: storeprov.audit.v1.ListAuditEntriesResponse.entries:type_name -> storeprov.audit.v1.AuditEntry
-	1, // 4: storeprov.audit.v1.AuditService.ListAuditEntries:input_type -> storeprov.audit.v1.ListAuditEntriesRequest
-	2, // 5: storeprov.audit.v1.AuditService.ListAuditEntries:output_type -> storeprov.audit.v1.ListAuditEntriesResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	7, // 0: storeprov.audit.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	7, // 1: storeprov.audit.v1.ListAuditEntriesRequest.start_time:type_name -> google.protobuf.Timestamp
+	7, // 2: storeprov.audit.v1.ListAuditEntriesRequest.end_time:type_name -> google.protobuf.Timestamp
+	1, // 3: storeprov.audit.v1.ListAuditEntriesResponse.entries:type_name -> storeprov.audit.v1.AuditEntry
+	6, // 4: storeprov.audit.v1.VerifyAuditEntriesResponse.first_break:type_name -> storeprov.audit.v1.ChainBreak
+	0, // 5: storeprov.audit.v1.ChainBreak.kind:type_name -> storeprov.audit.v1.ChainBreak.Kind
+	1, // 6: storeprov.audit.v1.ChainBreak.entry:type_name -> storeprov.audit.v1.AuditEntry
+	2, // 7: storeprov.audit.v1.AuditService.ListAuditEntries:input_type -> storeprov.audit.v1.ListAuditEntriesRequest
+	4, // 8: storeprov.audit.v1.AuditService.VerifyAuditEntries:input_type -> storeprov.audit.v1.VerifyAuditEntriesRequest
+	3, // 9: storeprov.audit.v1.AuditService.ListAuditEntries:output_type -> storeprov.audit.v1.ListAuditEntriesResponse
+	5, // 10: storeprov.audit.v1.AuditService.VerifyAuditEntries:output_type -> storeprov.audit.v1.VerifyAuditEntriesResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_storeprov_audit_v1_audit_proto_init() }
@@ -345,13 +704,14 @@ func file_storeprov_audit_v1_audit_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storeprov_audit_v1_audit_proto_rawDesc), len(file_storeprov_audit_v1_audit_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   3,
+			NumEnums:      1,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_storeprov_audit_v1_audit_proto_goTypes,
 		DependencyIndexes: file_storeprov_audit_v1_audit_proto_depIdxs,
+		EnumInfos:         file_storeprov_audit_v1_audit_proto_enumTypes,
 		MessageInfos:      file_storeprov_audit_v1_audit_proto_msgTypes,
 	}.Build()
 	File_storeprov_audit_v1_audit_proto = out.File

@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuditService_ListAuditEntries_FullMethodName = "/storeprov.audit.v1.AuditService/ListAuditEntries"
+	AuditService_ListAuditEntries_FullMethodName   = "/storeprov.audit.v1.AuditService/ListAuditEntries"
+	AuditService_VerifyAuditEntries_FullMethodName = "/storeprov.audit.v1.AuditService/VerifyAuditEntries"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -32,6 +33,11 @@ type AuditServiceClient interface {
 	// ListAuditEntries returns entries matching every filter that is set,
 	// oldest first.
 	ListAuditEntries(ctx context.Context, in *ListAuditEntriesRequest, opts ...grpc.CallOption) (*ListAuditEntriesResponse, error)
+	// VerifyAuditEntries walks the log's hash chain, oldest kept entry first,
+	// and reports the first entry whose content or link to the entry before
+	// it does not match its hash, or that every entry from the first kept one
+	// to the head is intact. Admins only.
+	VerifyAuditEntries(ctx context.Context, in *VerifyAuditEntriesRequest, opts ...grpc.CallOption) (*VerifyAuditEntriesResponse, error)
 }
 
 type auditServiceClient struct {
@@ -52,6 +58,16 @@ func (c *auditServiceClient) ListAuditEntries(ctx context.Context, in *ListAudit
 	return out, nil
 }
 
+func (c *auditServiceClient) VerifyAuditEntries(ctx context.Context, in *VerifyAuditEntriesRequest, opts ...grpc.CallOption) (*VerifyAuditEntriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyAuditEntriesResponse)
+	err := c.cc.Invoke(ctx, AuditService_VerifyAuditEntries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
@@ -62,6 +78,11 @@ type AuditServiceServer interface {
 	// ListAuditEntries returns entries matching every filter that is set,
 	// oldest first.
 	ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*ListAuditEntriesResponse, error)
+	// VerifyAuditEntries walks the log's hash chain, oldest kept entry first,
+	// and reports the first entry whose content or link to the entry before
+	// it does not match its hash, or that every entry from the first kept one
+	// to the head is intact. Admins only.
+	VerifyAuditEntries(context.Context, *VerifyAuditEntriesRequest) (*VerifyAuditEntriesResponse, error)
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -74,6 +95,9 @@ type UnimplementedAuditServiceServer struct{}
 
 func (UnimplementedAuditServiceServer) ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*ListAuditEntriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEntries not implemented")
+}
+func (UnimplementedAuditServiceServer) VerifyAuditEntries(context.Context, *VerifyAuditEntriesRequest) (*VerifyAuditEntriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyAuditEntries not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -114,6 +138,24 @@ func _AuditService_ListAuditEntries_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_VerifyAuditEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyAuditEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).VerifyAuditEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_VerifyAuditEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).VerifyAuditEntries(ctx, req.(*VerifyAuditEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,6 +166,10 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEntries",
 			Handler:    _AuditService_ListAuditEntries_Handler,
+		},
+		{
+			MethodName: "VerifyAuditEntries",
+			Handler:    _AuditService_VerifyAuditEntries_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

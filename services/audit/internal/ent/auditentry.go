@@ -17,8 +17,10 @@ type AuditEntry struct {
 	config `json:"-"`
 	// ID of the ent.
 	ID int `json:"id,omitempty"`
-	// Id of the event that produced the entry; a redelivered event is recorded once.
+	// Id of the event that produced the entry; a redelivered event is recorded once per lease token.
 	EventID string `json:"event_id,omitempty"`
+	// Fencing token of the orchestrator's lease the event was made under (0 from the api): each attempt is an entry of its own.
+	LeaseToken uint64 `json:"lease_token,omitempty"`
 	// What happened: create, delete, retry, ready, failure, deleted.
 	Action string `json:"action,omitempty"`
 	// User who caused it, or the platform's own actor.
@@ -32,7 +34,11 @@ type AuditEntry struct {
 	// Detail holds the value of the "detail" field.
 	Detail string `json:"detail,omitempty"`
 	// When the audit service stored it.
-	RecordedAt   time.Time `json:"recorded_at,omitempty"`
+	RecordedAt time.Time `json:"recorded_at,omitempty"`
+	// Hash of the entry before it in the chain; empty for the first entry ever.
+	PrevHash string `json:"prev_hash,omitempty"`
+	// Hex SHA-256 of prev_hash and of the entry's content (see package store's hashEntry).
+	Hash         string `json:"hash,omitempty"`
 	selectValues sql.SelectValues
 }
 
@@ -41,9 +47,9 @@ func (*AuditEntry) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case auditentry.FieldID:
+		case auditentry.FieldID, auditentry.FieldLeaseToken:
 			values[i] = new(sql.NullInt64)
-		case auditentry.FieldEventID, auditentry.FieldAction, auditentry.FieldActor, auditentry.FieldStoreID, auditentry.FieldStoreOwner, auditentry.FieldDetail:
+		case auditentry.FieldEventID, auditentry.FieldAction, auditentry.FieldActor, auditentry.FieldStoreID, auditentry.FieldStoreOwner, auditentry.FieldDetail, auditentry.FieldPrevHash, auditentry.FieldHash:
 			values[i] = new(sql.NullString)
 		case auditentry.FieldTime, auditentry.FieldRecordedAt:
 			values[i] = new(sql.NullTime)
@@ -73,6 +79,12 @@ func (_m *AuditEntry) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field event_id", values[i])
 			} else if value.Valid {
 				_m.EventID = value.String
+			}
+		case auditentry.FieldLeaseToken:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field lease_token", values[i])
+			} else if value.Valid {
+				_m.LeaseToken = uint64(value.Int64)
 			}
 		case auditentry.FieldAction:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -116,6 +128,18 @@ func (_m *AuditEntry) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.RecordedAt = value.Time
 			}
+		case auditentry.FieldPrevHash:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field prev_hash", values[i])
+			} else if value.Valid {
+				_m.PrevHash = value.String
+			}
+		case auditentry.FieldHash:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field hash", values[i])
+			} else if value.Valid {
+				_m.Hash = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -155,6 +179,9 @@ func (_m *AuditEntry) String() string {
 	builder.WriteString("event_id=")
 	builder.WriteString(_m.EventID)
 	builder.WriteString(", ")
+	builder.WriteString("lease_token=")
+	builder.WriteString(fmt.Sprintf("%v", _m.LeaseToken))
+	builder.WriteString(", ")
 	builder.WriteString("action=")
 	builder.WriteString(_m.Action)
 	builder.WriteString(", ")
@@ -175,6 +202,12 @@ func (_m *AuditEntry) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("recorded_at=")
 	builder.WriteString(_m.RecordedAt.Format(time.ANSIC))
+	builder.WriteString(", ")
+	builder.WriteString("prev_hash=")
+	builder.WriteString(_m.PrevHash)
+	builder.WriteString(", ")
+	builder.WriteString("hash=")
+	builder.WriteString(_m.Hash)
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -28,6 +28,20 @@ func (_c *AuditEntryCreate) SetEventID(v string) *AuditEntryCreate {
 	return _c
 }
 
+// SetLeaseToken sets the "lease_token" field.
+func (_c *AuditEntryCreate) SetLeaseToken(v uint64) *AuditEntryCreate {
+	_c.mutation.SetLeaseToken(v)
+	return _c
+}
+
+// SetNillableLeaseToken sets the "lease_token" field if the given value is not nil.
+func (_c *AuditEntryCreate) SetNillableLeaseToken(v *uint64) *AuditEntryCreate {
+	if v != nil {
+		_c.SetLeaseToken(*v)
+	}
+	return _c
+}
+
 // SetAction sets the "action" field.
 func (_c *AuditEntryCreate) SetAction(v string) *AuditEntryCreate {
 	_c.mutation.SetAction(v)
@@ -78,6 +92,34 @@ func (_c *AuditEntryCreate) SetRecordedAt(v time.Time) *AuditEntryCreate {
 	return _c
 }
 
+// SetPrevHash sets the "prev_hash" field.
+func (_c *AuditEntryCreate) SetPrevHash(v string) *AuditEntryCreate {
+	_c.mutation.SetPrevHash(v)
+	return _c
+}
+
+// SetNillablePrevHash sets the "prev_hash" field if the given value is not nil.
+func (_c *AuditEntryCreate) SetNillablePrevHash(v *string) *AuditEntryCreate {
+	if v != nil {
+		_c.SetPrevHash(*v)
+	}
+	return _c
+}
+
+// SetHash sets the "hash" field.
+func (_c *AuditEntryCreate) SetHash(v string) *AuditEntryCreate {
+	_c.mutation.SetHash(v)
+	return _c
+}
+
+// SetNillableHash sets the "hash" field if the given value is not nil.
+func (_c *AuditEntryCreate) SetNillableHash(v *string) *AuditEntryCreate {
+	if v != nil {
+		_c.SetHash(*v)
+	}
+	return _c
+}
+
 // Mutation returns the AuditEntryMutation object of the builder.
 func (_c *AuditEntryCreate) Mutation() *AuditEntryMutation {
 	return _c.mutation
@@ -113,9 +155,21 @@ func (_c *AuditEntryCreate) ExecX(ctx context.Context) {
 
 // defaults sets the default values of the builder before save.
 func (_c *AuditEntryCreate) defaults() {
+	if _, ok := _c.mutation.LeaseToken(); !ok {
+		v := auditentry.DefaultLeaseToken
+		_c.mutation.SetLeaseToken(v)
+	}
 	if _, ok := _c.mutation.Detail(); !ok {
 		v := auditentry.DefaultDetail
 		_c.mutation.SetDetail(v)
+	}
+	if _, ok := _c.mutation.PrevHash(); !ok {
+		v := auditentry.DefaultPrevHash
+		_c.mutation.SetPrevHash(v)
+	}
+	if _, ok := _c.mutation.Hash(); !ok {
+		v := auditentry.DefaultHash
+		_c.mutation.SetHash(v)
 	}
 }
 
@@ -128,6 +182,9 @@ func (_c *AuditEntryCreate) check() error {
 		if err := auditentry.EventIDValidator(v); err != nil {
 			return &ValidationError{Name: "event_id", err: fmt.Errorf(`ent: validator failed for field "AuditEntry.event_id": %w`, err)}
 		}
+	}
+	if _, ok := _c.mutation.LeaseToken(); !ok {
+		return &ValidationError{Name: "lease_token", err: errors.New(`ent: missing required field "AuditEntry.lease_token"`)}
 	}
 	if _, ok := _c.mutation.Action(); !ok {
 		return &ValidationError{Name: "action", err: errors.New(`ent: missing required field "AuditEntry.action"`)}
@@ -149,6 +206,12 @@ func (_c *AuditEntryCreate) check() error {
 	}
 	if _, ok := _c.mutation.RecordedAt(); !ok {
 		return &ValidationError{Name: "recorded_at", err: errors.New(`ent: missing required field "AuditEntry.recorded_at"`)}
+	}
+	if _, ok := _c.mutation.PrevHash(); !ok {
+		return &ValidationError{Name: "prev_hash", err: errors.New(`ent: missing required field "AuditEntry.prev_hash"`)}
+	}
+	if _, ok := _c.mutation.Hash(); !ok {
+		return &ValidationError{Name: "hash", err: errors.New(`ent: missing required field "AuditEntry.hash"`)}
 	}
 	return nil
 }
@@ -181,6 +244,10 @@ func (_c *AuditEntryCreate) createSpec() (*AuditEntry, *sqlgraph.CreateSpec) {
 		_spec.SetField(auditentry.FieldEventID, field.TypeString, value)
 		_node.EventID = value
 	}
+	if value, ok := _c.mutation.LeaseToken(); ok {
+		_spec.SetField(auditentry.FieldLeaseToken, field.TypeUint64, value)
+		_node.LeaseToken = value
+	}
 	if value, ok := _c.mutation.Action(); ok {
 		_spec.SetField(auditentry.FieldAction, field.TypeString, value)
 		_node.Action = value
@@ -208,6 +275,14 @@ func (_c *AuditEntryCreate) createSpec() (*AuditEntry, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.RecordedAt(); ok {
 		_spec.SetField(auditentry.FieldRecordedAt, field.TypeTime, value)
 		_node.RecordedAt = value
+	}
+	if value, ok := _c.mutation.PrevHash(); ok {
+		_spec.SetField(auditentry.FieldPrevHash, field.TypeString, value)
+		_node.PrevHash = value
+	}
+	if value, ok := _c.mutation.Hash(); ok {
+		_spec.SetField(auditentry.FieldHash, field.TypeString, value)
+		_node.Hash = value
 	}
 	return _node, _spec
 }
@@ -275,6 +350,9 @@ func (u *AuditEntryUpsertOne) UpdateNewValues() *AuditEntryUpsertOne {
 		if _, exists := u.create.mutation.EventID(); exists {
 			s.SetIgnore(auditentry.FieldEventID)
 		}
+		if _, exists := u.create.mutation.LeaseToken(); exists {
+			s.SetIgnore(auditentry.FieldLeaseToken)
+		}
 		if _, exists := u.create.mutation.Action(); exists {
 			s.SetIgnore(auditentry.FieldAction)
 		}
@@ -295,6 +373,12 @@ func (u *AuditEntryUpsertOne) UpdateNewValues() *AuditEntryUpsertOne {
 		}
 		if _, exists := u.create.mutation.RecordedAt(); exists {
 			s.SetIgnore(auditentry.FieldRecordedAt)
+		}
+		if _, exists := u.create.mutation.PrevHash(); exists {
+			s.SetIgnore(auditentry.FieldPrevHash)
+		}
+		if _, exists := u.create.mutation.Hash(); exists {
+			s.SetIgnore(auditentry.FieldHash)
 		}
 	}))
 	return u
@@ -506,6 +590,9 @@ func (u *AuditEntryUpsertBulk) UpdateNewValues() *AuditEntryUpsertBulk {
 			if _, exists := b.mutation.EventID(); exists {
 				s.SetIgnore(auditentry.FieldEventID)
 			}
+			if _, exists := b.mutation.LeaseToken(); exists {
+				s.SetIgnore(auditentry.FieldLeaseToken)
+			}
 			if _, exists := b.mutation.Action(); exists {
 				s.SetIgnore(auditentry.FieldAction)
 			}
@@ -526,6 +613,12 @@ func (u *AuditEntryUpsertBulk) UpdateNewValues() *AuditEntryUpsertBulk {
 			}
 			if _, exists := b.mutation.RecordedAt(); exists {
 				s.SetIgnore(auditentry.FieldRecordedAt)
+			}
+			if _, exists := b.mutation.PrevHash(); exists {
+				s.SetIgnore(auditentry.FieldPrevHash)
+			}
+			if _, exists := b.mutation.Hash(); exists {
+				s.SetIgnore(auditentry.FieldHash)
 			}
 		}
 	}))

@@ -14,7 +14,10 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
+	"github.com/storeprov/storeprov/services/audit/internal/ent/auditchain"
 	"github.com/storeprov/storeprov/services/audit/internal/ent/auditentry"
+
+	stdsql "database/sql"
 )
 
 // Client is the client that holds all ent builders.
@@ -22,6 +25,8 @@ type Client struct {
 	config
 	// Schema is the client for creating, migrating and dropping schema.
 	Schema *migrate.Schema
+	// AuditChain is the client for interacting with the AuditChain builders.
+	AuditChain *AuditChainClient
 	// AuditEntry is the client for interacting with the AuditEntry builders.
 	AuditEntry *AuditEntryClient
 }
@@ -35,6 +40,7 @@ func NewClient(opts ...Option) *Client {
 
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
+	c.AuditChain = NewAuditChainClient(c.config)
 	c.AuditEntry = NewAuditEntryClient(c.config)
 }
 
@@ -128,6 +134,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 	return &Tx{
 		ctx:        ctx,
 		config:     cfg,
+		AuditChain: NewAuditChainClient(cfg),
 		AuditEntry: NewAuditEntryClient(cfg),
 	}, nil
 }
@@ -148,6 +155,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 	return &Tx{
 		ctx:        ctx,
 		config:     cfg,
+		AuditChain: NewAuditChainClient(cfg),
 		AuditEntry: NewAuditEntryClient(cfg),
 	}, nil
 }
@@ -155,7 +163,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 // Debug returns a new debug-client. It's used to get verbose logging on specific operations.
 //
 //	client.Debug().
-//		AuditEntry.
+//		AuditChain.
 //		Query().
 //		Count(ctx)
 func (c *Client) Debug() *Client {
@@ -177,22 +185,159 @@ func (c *Client) Close() error {
 // Use adds the mutation hooks to all the entity clients.
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
+	c.AuditChain.Use(hooks...)
 	c.AuditEntry.Use(hooks...)
 }
 
 // Intercept adds the query interceptors to all the entity clients.
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
+	c.AuditChain.Intercept(interceptors...)
 	c.AuditEntry.Intercept(interceptors...)
 }
 
 // Mutate implements the ent.Mutator interface.
 func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
+	case *AuditChainMutation:
+		return c.AuditChain.mutate(ctx, m)
 	case *AuditEntryMutation:
 		return c.AuditEntry.mutate(ctx, m)
 	default:
 		return nil, fmt.Errorf("ent: unknown mutation type %T", m)
+	}
+}
+
+// AuditChainClient is a client for the AuditChain schema.
+type AuditChainClient struct {
+	config
+}
+
+// NewAuditChainClient returns a client for the AuditChain from the given config.
+func NewAuditChainClient(c config) *AuditChainClient {
+	return &AuditChainClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `auditchain.Hooks(f(g(h())))`.
+func (c *AuditChainClient) Use(hooks ...Hook) {
+	c.hooks.AuditChain = append(c.hooks.AuditChain, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `auditchain.Intercept(f(g(h())))`.
+func (c *AuditChainClient) Intercept(interceptors ...Interceptor) {
+	c.inters.AuditChain = append(c.inters.AuditChain, interceptors...)
+}
+
+// Create returns a builder for creating a AuditChain entity.
+func (c *AuditChainClient) Create() *AuditChainCreate {
+	mutation := newAuditChainMutation(c.config, OpCreate)
+	return &AuditChainCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of AuditChain entities.
+func (c *AuditChainClient) CreateBulk(builders ...*AuditChainCreate) *AuditChainCreateBulk {
+	return &AuditChainCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *AuditChainClient) MapCreateBulk(slice any, setFunc func(*AuditChainCreate, int)) *AuditChainCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &AuditChainCreateBulk{err: fmt.Errorf("calling to AuditChainClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*AuditChainCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &AuditChainCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for AuditChain.
+func (c *AuditChainClient) Update() *AuditChainUpdate {
+	mutation := newAuditChainMutation(c.config, OpUpdate)
+	return &AuditChainUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *AuditChainClient) UpdateOne(_m *AuditChain) *AuditChainUpdateOne {
+	mutation := newAuditChainMutation(c.config, OpUpdateOne, withAuditChain(_m))
+	return &AuditChainUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *AuditChainClient) UpdateOneID(id int) *AuditChainUpdateOne {
+	mutation := newAuditChainMutation(c.config, OpUpdateOne, withAuditChainID(id))
+	return &AuditChainUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for AuditChain.
+func (c *AuditChainClient) Delete() *AuditChainDelete {
+	mutation := newAuditChainMutation(c.config, OpDelete)
+	return &AuditChainDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *AuditChainClient) DeleteOne(_m *AuditChain) *AuditChainDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *AuditChainClient) DeleteOneID(id int) *AuditChainDeleteOne {
+	builder := c.Delete().Where(auditchain.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &AuditChainDeleteOne{builder}
+}
+
+// Query returns a query builder for AuditChain.
+func (c *AuditChainClient) Query() *AuditChainQuery {
+	return &AuditChainQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeAuditChain},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a AuditChain entity by its id.
+func (c *AuditChainClient) Get(ctx context.Context, id int) (*AuditChain, error) {
+	return c.Query().Where(auditchain.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *AuditChainClient) GetX(ctx context.Context, id int) *AuditChain {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *AuditChainClient) Hooks() []Hook {
+	return c.hooks.AuditChain
+}
+
+// Interceptors returns the client interceptors.
+func (c *AuditChainClient) Interceptors() []Interceptor {
+	return c.inters.AuditChain
+}
+
+func (c *AuditChainClient) mutate(ctx context.Context, m *AuditChainMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&AuditChainCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&AuditChainUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&AuditChainUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&AuditChainDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown AuditChain mutation op: %q", m.Op())
 	}
 }
 
@@ -332,9 +477,33 @@ func (c *AuditEntryClient) mutate(ctx context.Context, m *AuditEntryMutation) (V
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		AuditEntry []ent.Hook
+		AuditChain, AuditEntry []ent.Hook
 	}
 	inters struct {
-		AuditEntry []ent.Interceptor
+		AuditChain, AuditEntry []ent.Interceptor
 	}
 )
+
+// ExecContext allows calling the underlying ExecContext method of the driver if it is supported by it.
+// See, database/sql#DB.ExecContext for more information.
+func (c *config) ExecContext(ctx context.Context, query string, args ...any) (stdsql.Result, error) {
+	ex, ok := c.driver.(interface {
+		ExecContext(context.Context, string, ...any) (stdsql.Result, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("Driver.ExecContext is not supported")
+	}
+	return ex.ExecContext(ctx, query, args...)
+}
+
+// QueryContext allows calling the underlying QueryContext method of the driver if it is supported by it.
+// See, database/sql#DB.QueryContext for more information.
+func (c *config) QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error) {
+	q, ok := c.driver.(interface {
+		QueryContext(context.Context, string, ...any) (*stdsql.Rows, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("Driver.QueryContext is not supported")
+	}
+	return q.QueryContext(ctx, query, args...)
+}

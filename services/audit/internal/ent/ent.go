@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/storeprov/storeprov/services/audit/internal/ent/auditchain"
 	"github.com/storeprov/storeprov/services/audit/internal/ent/auditentry"
 )
 
@@ -73,6 +74,7 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
+			auditchain.Table: auditchain.ValidColumn,
 			auditentry.Table: auditentry.ValidColumn,
 		})
 	})

@@ -4,4 +4,4 @@
 // fails until they do).
 package ent
 
-//go:generate go run entgo.io/ent/cmd/ent generate --feature sql/upsert ./schema
+//go:generate go run entgo.io/ent/cmd/ent generate --feature sql/upsert,sql/lock,sql/execquery ./schema

@@ -11,6 +11,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/storeprov/storeprov/services/audit/internal/ent/auditchain"
 	"github.com/storeprov/storeprov/services/audit/internal/ent/auditentry"
 	"github.com/storeprov/storeprov/services/audit/internal/ent/predicate"
 )
@@ -24,27 +25,589 @@ const (
 	OpUpdateOne = ent.OpUpdateOne
 
 	// Node types.
+	TypeAuditChain = "AuditChain"
 	TypeAuditEntry = "AuditEntry"
 )
+
+// AuditChainMutation represents an operation that mutates the AuditChain nodes in the graph.
+type AuditChainMutation struct {
+	config
+	op                     Op
+	typ                    string
+	id                     *int
+	head_hash              *string
+	head_sequence          *int
+	addhead_sequence       *int
+	checkpoint_hash        *string
+	checkpoint_sequence    *int
+	addcheckpoint_sequence *int
+	clearedFields          map[string]struct{}
+	done                   bool
+	oldValue               func(context.Context) (*AuditChain, error)
+	predicates             []predicate.AuditChain
+}
+
+var _ ent.Mutation = (*AuditChainMutation)(nil)
+
+// auditchainOption allows management of the mutation configuration using functional options.
+type auditchainOption func(*AuditChainMutation)
+
+// newAuditChainMutation creates new mutation for the AuditChain entity.
+func newAuditChainMutation(c config, op Op, opts ...auditchainOption) *AuditChainMutation {
+	m := &AuditChainMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeAuditChain,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withAuditChainID sets the ID field of the mutation.
+func withAuditChainID(id int) auditchainOption {
+	return func(m *AuditChainMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *AuditChain
+		)
+		m.oldValue = func(ctx context.Context) (*AuditChain, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().AuditChain.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withAuditChain sets the old AuditChain of the mutation.
+func withAuditChain(node *AuditChain) auditchainOption {
+	return func(m *AuditChainMutation) {
+		m.oldValue = func(context.Context) (*AuditChain, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m AuditChainMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m AuditChainMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *AuditChainMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *AuditChainMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().AuditChain.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetHeadHash sets the "head_hash" field.
+func (m *AuditChainMutation) SetHeadHash(s string) {
+	m.head_hash = &s
+}
+
+// HeadHash returns the value of the "head_hash" field in the mutation.
+func (m *AuditChainMutation) HeadHash() (r string, exists bool) {
+	v := m.head_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHeadHash returns the old "head_hash" field's value of the AuditChain entity.
+// If the AuditChain object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AuditChainMutation) OldHeadHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHeadHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHeadHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHeadHash: %w", err)
+	}
+	return oldValue.HeadHash, nil
+}
+
+// ResetHeadHash resets all changes to the "head_hash" field.
+func (m *AuditChainMutation) ResetHeadHash() {
+	m.head_hash = nil
+}
+
+// SetHeadSequence sets the "head_sequence" field.
+func (m *AuditChainMutation) SetHeadSequence(i int) {
+	m.head_sequence = &i
+	m.addhead_sequence = nil
+}
+
+// HeadSequence returns the value of the "head_sequence" field in the mutation.
+func (m *AuditChainMutation) HeadSequence() (r int, exists bool) {
+	v := m.head_sequence
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHeadSequence returns the old "head_sequence" field's value of the AuditChain entity.
+// If the AuditChain object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AuditChainMutation) OldHeadSequence(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHeadSequence is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHeadSequence requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHeadSequence: %w", err)
+	}
+	return oldValue.HeadSequence, nil
+}
+
+// AddHeadSequence adds i to the "head_sequence" field.
+func (m *AuditChainMutation) AddHeadSequence(i int) {
+	if m.addhead_sequence != nil {
+		*m.addhead_sequence += i
+	} else {
+		m.addhead_sequence = &i
+	}
+}
+
+// AddedHeadSequence returns the value that was added to the "head_sequence" field in this mutation.
+func (m *AuditChainMutation) AddedHeadSequence() (r int, exists bool) {
+	v := m.addhead_sequence
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetHeadSequence resets all changes to the "head_sequence" field.
+func (m *AuditChainMutation) ResetHeadSequence() {
+	m.head_sequence = nil
+	m.addhead_sequence = nil
+}
+
+// SetCheckpointHash sets the "checkpoint_hash" field.
+func (m *AuditChainMutation) SetCheckpointHash(s string) {
+	m.checkpoint_hash = &s
+}
+
+// CheckpointHash returns the value of the "checkpoint_hash" field in the mutation.
+func (m *AuditChainMutation) CheckpointHash() (r string, exists bool) {
+	v := m.checkpoint_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCheckpointHash returns the old "checkpoint_hash" field's value of the AuditChain entity.
+// If the AuditChain object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AuditChainMutation) OldCheckpointHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCheckpointHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCheckpointHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCheckpointHash: %w", err)
+	}
+	return oldValue.CheckpointHash, nil
+}
+
+// ResetCheckpointHash resets all changes to the "checkpoint_hash" field.
+func (m *AuditChainMutation) ResetCheckpointHash() {
+	m.checkpoint_hash = nil
+}
+
+// SetCheckpointSequence sets the "checkpoint_sequence" field.
+func (m *AuditChainMutation) SetCheckpointSequence(i int) {
+	m.checkpoint_sequence = &i
+	m.addcheckpoint_sequence = nil
+}
+
+// CheckpointSequence returns the value of the "checkpoint_sequence" field in the mutation.
+func (m *AuditChainMutation) CheckpointSequence() (r int, exists bool) {
+	v := m.checkpoint_sequence
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCheckpointSequence returns the old "checkpoint_sequence" field's value of the AuditChain entity.
+// If the AuditChain object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AuditChainMutation) OldCheckpointSequence(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCheckpointSequence is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCheckpointSequence requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCheckpointSequence: %w", err)
+	}
+	return oldValue.CheckpointSequence, nil
+}
+
+// AddCheckpointSequence adds i to the "checkpoint_sequence" field.
+func (m *AuditChainMutation) AddCheckpointSequence(i int) {
+	if m.addcheckpoint_sequence != nil {
+		*m.addcheckpoint_sequence += i
+	} else {
+		m.addcheckpoint_sequence = &i
+	}
+}
+
+// AddedCheckpointSequence returns the value that was added to the "checkpoint_sequence" field in this mutation.
+func (m *AuditChainMutation) AddedCheckpointSequence() (r int, exists bool) {
+	v := m.addcheckpoint_sequence
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCheckpointSequence resets all changes to the "checkpoint_sequence" field.
+func (m *AuditChainMutation) ResetCheckpointSequence() {
+	m.checkpoint_sequence = nil
+	m.addcheckpoint_sequence = nil
+}
+
+// Where appends a list predicates to the AuditChainMutation builder.
+func (m *AuditChainMutation) Where(ps ...predicate.AuditChain) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the AuditChainMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *AuditChainMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.AuditChain, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *AuditChainMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *AuditChainMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (AuditChain).
+func (m *AuditChainMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *AuditChainMutation) Fields() []string {
+	fields := make([]string, 0, 4)
+	if m.head_hash != nil {
+		fields = append(fields, auditchain.FieldHeadHash)
+	}
+	if m.head_sequence != nil {
+		fields = append(fields, auditchain.FieldHeadSequence)
+	}
+	if m.checkpoint_hash != nil {
+		fields = append(fields, auditchain.FieldCheckpointHash)
+	}
+	if m.checkpoint_sequence != nil {
+		fields = append(fields, auditchain.FieldCheckpointSequence)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *AuditChainMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case auditchain.FieldHeadHash:
+		return m.HeadHash()
+	case auditchain.FieldHeadSequence:
+		return m.HeadSequence()
+	case auditchain.FieldCheckpointHash:
+		return m.CheckpointHash()
+	case auditchain.FieldCheckpointSequence:
+		return m.CheckpointSequence()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *AuditChainMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case auditchain.FieldHeadHash:
+		return m.OldHeadHash(ctx)
+	case auditchain.FieldHeadSequence:
+		return m.OldHeadSequence(ctx)
+	case auditchain.FieldCheckpointHash:
+		return m.OldCheckpointHash(ctx)
+	case auditchain.FieldCheckpointSequence:
+		return m.OldCheckpointSequence(ctx)
+	}
+	return nil, fmt.Errorf("unknown AuditChain field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AuditChainMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case auditchain.FieldHeadHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHeadHash(v)
+		return nil
+	case auditchain.FieldHeadSequence:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHeadSequence(v)
+		return nil
+	case auditchain.FieldCheckpointHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCheckpointHash(v)
+		return nil
+	case auditchain.FieldCheckpointSequence:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCheckpointSequence(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AuditChain field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *AuditChainMutation) AddedFields() []string {
+	var fields []string
+	if m.addhead_sequence != nil {
+		fields = append(fields, auditchain.FieldHeadSequence)
+	}
+	if m.addcheckpoint_sequence != nil {
+		fields = append(fields, auditchain.FieldCheckpointSequence)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *AuditChainMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case auditchain.FieldHeadSequence:
+		return m.AddedHeadSequence()
+	case auditchain.FieldCheckpointSequence:
+		return m.AddedCheckpointSequence()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AuditChainMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case auditchain.FieldHeadSequence:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddHeadSequence(v)
+		return nil
+	case auditchain.FieldCheckpointSequence:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCheckpointSequence(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AuditChain numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *AuditChainMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *AuditChainMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *AuditChainMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown AuditChain nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *AuditChainMutation) ResetField(name string) error {
+	switch name {
+	case auditchain.FieldHeadHash:
+		m.ResetHeadHash()
+		return nil
+	case auditchain.FieldHeadSequence:
+		m.ResetHeadSequence()
+		return nil
+	case auditchain.FieldCheckpointHash:
+		m.ResetCheckpointHash()
+		return nil
+	case auditchain.FieldCheckpointSequence:
+		m.ResetCheckpointSequence()
+		return nil
+	}
+	return fmt.Errorf("unknown AuditChain field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *AuditChainMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *AuditChainMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *AuditChainMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *AuditChainMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *AuditChainMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *AuditChainMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *AuditChainMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown AuditChain unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *AuditChainMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown AuditChain edge %s", name)
+}
 
 // AuditEntryMutation represents an operation that mutates the AuditEntry nodes in the graph.
 type AuditEntryMutation struct {
 	config
-	op            Op
-	typ           string
-	id            *int
-	event_id      *string
-	action        *string
-	actor         *string
-	store_id      *string
-	store_owner   *string
-	time          *time.Time
-	detail        *string
-	recorded_at   *time.Time
-	clearedFields map[string]struct{}
-	done          bool
-	oldValue      func(context.Context) (*AuditEntry, error)
-	predicates    []predicate.AuditEntry
+	op             Op
+	typ            string
+	id             *int
+	event_id       *string
+	lease_token    *uint64
+	addlease_token *int64
+	action         *string
+	actor          *string
+	store_id       *string
+	store_owner    *string
+	time           *time.Time
+	detail         *string
+	recorded_at    *time.Time
+	prev_hash      *string
+	hash           *string
+	clearedFields  map[string]struct{}
+	done           bool
+	oldValue       func(context.Context) (*AuditEntry, error)
+	predicates     []predicate.AuditEntry
 }
 
 var _ ent.Mutation = (*AuditEntryMutation)(nil)
@@ -179,6 +742,62 @@ func (m *AuditEntryMutation) OldEventID(ctx context.Context) (v string, err erro
 // ResetEventID resets all changes to the "event_id" field.
 func (m *AuditEntryMutation) ResetEventID() {
 	m.event_id = nil
+}
+
+// SetLeaseToken sets the "lease_token" field.
+func (m *AuditEntryMutation) SetLeaseToken(u uint64) {
+	m.lease_token = &u
+	m.addlease_token = nil
+}
+
+// LeaseToken returns the value of the "lease_token" field in the mutation.
+func (m *AuditEntryMutation) LeaseToken() (r uint64, exists bool) {
+	v := m.lease_token
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLeaseToken returns the old "lease_token" field's value of the AuditEntry entity.
+// If the AuditEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AuditEntryMutation) OldLeaseToken(ctx context.Context) (v uint64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLeaseToken is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLeaseToken requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLeaseToken: %w", err)
+	}
+	return oldValue.LeaseToken, nil
+}
+
+// AddLeaseToken adds u to the "lease_token" field.
+func (m *AuditEntryMutation) AddLeaseToken(u int64) {
+	if m.addlease_token != nil {
+		*m.addlease_token += u
+	} else {
+		m.addlease_token = &u
+	}
+}
+
+// AddedLeaseToken returns the value that was added to the "lease_token" field in this mutation.
+func (m *AuditEntryMutation) AddedLeaseToken() (r int64, exists bool) {
+	v := m.addlease_token
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLeaseToken resets all changes to the "lease_token" field.
+func (m *AuditEntryMutation) ResetLeaseToken() {
+	m.lease_token = nil
+	m.addlease_token = nil
 }
 
 // SetAction sets the "action" field.
@@ -433,6 +1052,78 @@ func (m *AuditEntryMutation) ResetRecordedAt() {
 	m.recorded_at = nil
 }
 
+// SetPrevHash sets the "prev_hash" field.
+func (m *AuditEntryMutation) SetPrevHash(s string) {
+	m.prev_hash = &s
+}
+
+// PrevHash returns the value of the "prev_hash" field in the mutation.
+func (m *AuditEntryMutation) PrevHash() (r string, exists bool) {
+	v := m.prev_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPrevHash returns the old "prev_hash" field's value of the AuditEntry entity.
+// If the AuditEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AuditEntryMutation) OldPrevHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPrevHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPrevHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPrevHash: %w", err)
+	}
+	return oldValue.PrevHash, nil
+}
+
+// ResetPrevHash resets all changes to the "prev_hash" field.
+func (m *AuditEntryMutation) ResetPrevHash() {
+	m.prev_hash = nil
+}
+
+// SetHash sets the "hash" field.
+func (m *AuditEntryMutation) SetHash(s string) {
+	m.hash = &s
+}
+
+// Hash returns the value of the "hash" field in the mutation.
+func (m *AuditEntryMutation) Hash() (r string, exists bool) {
+	v := m.hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHash returns the old "hash" field's value of the AuditEntry entity.
+// If the AuditEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AuditEntryMutation) OldHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHash: %w", err)
+	}
+	return oldValue.Hash, nil
+}
+
+// ResetHash resets all changes to the "hash" field.
+func (m *AuditEntryMutation) ResetHash() {
+	m.hash = nil
+}
+
 // Where appends a list predicates to the AuditEntryMutation builder.
 func (m *AuditEntryMutation) Where(ps ...predicate.AuditEntry) {
 	m.predicates = append(m.predicates, ps...)
@@ -467,9 +1158,12 @@ func (m *AuditEntryMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *AuditEntryMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 11)
 	if m.event_id != nil {
 		fields = append(fields, auditentry.FieldEventID)
+	}
+	if m.lease_token != nil {
+		fields = append(fields, auditentry.FieldLeaseToken)
 	}
 	if m.action != nil {
 		fields = append(fields, auditentry.FieldAction)
@@ -492,6 +1186,12 @@ func (m *AuditEntryMutation) Fields() []string {
 	if m.recorded_at != nil {
 		fields = append(fields, auditentry.FieldRecordedAt)
 	}
+	if m.prev_hash != nil {
+		fields = append(fields, auditentry.FieldPrevHash)
+	}
+	if m.hash != nil {
+		fields = append(fields, auditentry.FieldHash)
+	}
 	return fields
 }
 
@@ -502,6 +1202,8 @@ func (m *AuditEntryMutation) Field(name string) (ent.Value, bool) {
 	switch name {
 	case auditentry.FieldEventID:
 		return m.EventID()
+	case auditentry.FieldLeaseToken:
+		return m.LeaseToken()
 	case auditentry.FieldAction:
 		return m.Action()
 	case auditentry.FieldActor:
@@ -516,6 +1218,10 @@ func (m *AuditEntryMutation) Field(name string) (ent.Value, bool) {
 		return m.Detail()
 	case auditentry.FieldRecordedAt:
 		return m.RecordedAt()
+	case auditentry.FieldPrevHash:
+		return m.PrevHash()
+	case auditentry.FieldHash:
+		return m.Hash()
 	}
 	return nil, false
 }
@@ -527,6 +1233,8 @@ func (m *AuditEntryMutation) OldField(ctx context.Context, name string) (ent.Val
 	switch name {
 	case auditentry.FieldEventID:
 		return m.OldEventID(ctx)
+	case auditentry.FieldLeaseToken:
+		return m.OldLeaseToken(ctx)
 	case auditentry.FieldAction:
 		return m.OldAction(ctx)
 	case auditentry.FieldActor:
@@ -541,6 +1249,10 @@ func (m *AuditEntryMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldDetail(ctx)
 	case auditentry.FieldRecordedAt:
 		return m.OldRecordedAt(ctx)
+	case auditentry.FieldPrevHash:
+		return m.OldPrevHash(ctx)
+	case auditentry.FieldHash:
+		return m.OldHash(ctx)
 	}
 	return nil, fmt.Errorf("unknown AuditEntry field %s", name)
 }
@@ -556,6 +1268,13 @@ func (m *AuditEntryMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetEventID(v)
+		return nil
+	case auditentry.FieldLeaseToken:
+		v, ok := value.(uint64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLeaseToken(v)
 		return nil
 	case auditentry.FieldAction:
 		v, ok := value.(string)
@@ -606,6 +1325,20 @@ func (m *AuditEntryMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetRecordedAt(v)
 		return nil
+	case auditentry.FieldPrevHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPrevHash(v)
+		return nil
+	case auditentry.FieldHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHash(v)
+		return nil
 	}
 	return fmt.Errorf("unknown AuditEntry field %s", name)
 }
@@ -613,13 +1346,21 @@ func (m *AuditEntryMutation) SetField(name string, value ent.Value) error {
 // AddedFields returns all numeric fields that were incremented/decremented during
 // this mutation.
 func (m *AuditEntryMutation) AddedFields() []string {
-	return nil
+	var fields []string
+	if m.addlease_token != nil {
+		fields = append(fields, auditentry.FieldLeaseToken)
+	}
+	return fields
 }
 
 // AddedField returns the numeric value that was incremented/decremented on a field
 // with the given name. The second boolean return value indicates that this field
 // was not set, or was not defined in the schema.
 func (m *AuditEntryMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case auditentry.FieldLeaseToken:
+		return m.AddedLeaseToken()
+	}
 	return nil, false
 }
 
@@ -628,6 +1369,13 @@ func (m *AuditEntryMutation) AddedField(name string) (ent.Value, bool) {
 // type.
 func (m *AuditEntryMutation) AddField(name string, value ent.Value) error {
 	switch name {
+	case auditentry.FieldLeaseToken:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLeaseToken(v)
+		return nil
 	}
 	return fmt.Errorf("unknown AuditEntry numeric field %s", name)
 }
@@ -658,6 +1406,9 @@ func (m *AuditEntryMutation) ResetField(name string) error {
 	case auditentry.FieldEventID:
 		m.ResetEventID()
 		return nil
+	case auditentry.FieldLeaseToken:
+		m.ResetLeaseToken()
+		return nil
 	case auditentry.FieldAction:
 		m.ResetAction()
 		return nil
@@ -678,6 +1429,12 @@ func (m *AuditEntryMutation) ResetField(name string) error {
 		return nil
 	case auditentry.FieldRecordedAt:
 		m.ResetRecordedAt()
+		return nil
+	case auditentry.FieldPrevHash:
+		m.ResetPrevHash()
+		return nil
+	case auditentry.FieldHash:
+		m.ResetHash()
 		return nil
 	}
 	return fmt.Errorf("unknown AuditEntry field %s", name)

@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"github.com/storeprov/storeprov/services/audit/internal/ent/auditchain"
 	"github.com/storeprov/storeprov/services/audit/internal/ent/auditentry"
 	"github.com/storeprov/storeprov/services/audit/internal/ent/schema"
 )
@@ -11,14 +12,44 @@ import (
 // (default values, validators, hooks and policies) and stitches it
 // to their package variables.
 func init() {
+	auditchainFields := schema.AuditChain{}.Fields()
+	_ = auditchainFields
+	// auditchainDescHeadHash is the schema descriptor for head_hash field.
+	auditchainDescHeadHash := auditchainFields[0].Descriptor()
+	// auditchain.DefaultHeadHash holds the default value on creation for the head_hash field.
+	auditchain.DefaultHeadHash = auditchainDescHeadHash.Default.(string)
+	// auditchainDescHeadSequence is the schema descriptor for head_sequence field.
+	auditchainDescHeadSequence := auditchainFields[1].Descriptor()
+	// auditchain.DefaultHeadSequence holds the default value on creation for the head_sequence field.
+	auditchain.DefaultHeadSequence = auditchainDescHeadSequence.Default.(int)
+	// auditchainDescCheckpointHash is the schema descriptor for checkpoint_hash field.
+	auditchainDescCheckpointHash := auditchainFields[2].Descriptor()
+	// auditchain.DefaultCheckpointHash holds the default value on creation for the checkpoint_hash field.
+	auditchain.DefaultCheckpointHash = auditchainDescCheckpointHash.Default.(string)
+	// auditchainDescCheckpointSequence is the schema descriptor for checkpoint_sequence field.
+	auditchainDescCheckpointSequence := auditchainFields[3].Descriptor()
+	// auditchain.DefaultCheckpointSequence holds the default value on creation for the checkpoint_sequence field.
+	auditchain.DefaultCheckpointSequence = auditchainDescCheckpointSequence.Default.(int)
 	auditentryFields := schema.AuditEntry{}.Fields()
 	_ = auditentryFields
 	// auditentryDescEventID is the schema descriptor for event_id field.
 	auditentryDescEventID := auditentryFields[0].Descriptor()
 	// auditentry.EventIDValidator is a validator for the "event_id" field. It is called by the builders before save.
 	auditentry.EventIDValidator = auditentryDescEventID.Validators[0].(func(string) error)
+	// auditentryDescLeaseToken is the schema descriptor for lease_token field.
+	auditentryDescLeaseToken := auditentryFields[1].Descriptor()
+	// auditentry.DefaultLeaseToken holds the default value on creation for the lease_token field.
+	auditentry.DefaultLeaseToken = auditentryDescLeaseToken.Default.(uint64)
 	// auditentryDescDetail is the schema descriptor for detail field.
-	auditentryDescDetail := auditentryFields[6].Descriptor()
+	auditentryDescDetail := auditentryFields[7].Descriptor()
 	// auditentry.DefaultDetail holds the default value on creation for the detail field.
 	auditentry.DefaultDetail = auditentryDescDetail.Default.(string)
+	// auditentryDescPrevHash is the schema descriptor for prev_hash field.
+	auditentryDescPrevHash := auditentryFields[9].Descriptor()
+	// auditentry.DefaultPrevHash holds the default value on creation for the prev_hash field.
+	auditentry.DefaultPrevHash = auditentryDescPrevHash.Default.(string)
+	// auditentryDescHash is the schema descriptor for hash field.
+	auditentryDescHash := auditentryFields[10].Descriptor()
+	// auditentry.DefaultHash holds the default value on creation for the hash field.
+	auditentry.DefaultHash = auditentryDescHash.Default.(string)
 }

@@ -9,6 +9,18 @@ import (
 	"github.com/storeprov/storeprov/services/audit/internal/ent"
 )
 
+// The AuditChainFunc type is an adapter to allow the use of ordinary
+// function as AuditChain mutator.
+type AuditChainFunc func(context.Context, *ent.AuditChainMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f AuditChainFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.AuditChainMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.AuditChainMutation", m)
+}
+
 // The AuditEntryFunc type is an adapter to allow the use of ordinary
 // function as AuditEntry mutator.
 type AuditEntryFunc func(context.Context, *ent.AuditEntryMutation) (ent.Value, error)

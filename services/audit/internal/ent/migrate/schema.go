@@ -8,10 +8,25 @@ import (
 )
 
 var (
+	// AuditChainsColumns holds the columns for the "audit_chains" table.
+	AuditChainsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "head_hash", Type: field.TypeString, Default: ""},
+		{Name: "head_sequence", Type: field.TypeInt, Default: 0},
+		{Name: "checkpoint_hash", Type: field.TypeString, Default: ""},
+		{Name: "checkpoint_sequence", Type: field.TypeInt, Default: 0},
+	}
+	// AuditChainsTable holds the schema information for the "audit_chains" table.
+	AuditChainsTable = &schema.Table{
+		Name:       "audit_chains",
+		Columns:    AuditChainsColumns,
+		PrimaryKey: []*schema.Column{AuditChainsColumns[0]},
+	}
 	// AuditEntriesColumns holds the columns for the "audit_entries" table.
 	AuditEntriesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
-		{Name: "event_id", Type: field.TypeString, Unique: true},
+		{Name: "event_id", Type: field.TypeString},
+		{Name: "lease_token", Type: field.TypeUint64, Default: 0},
 		{Name: "action", Type: field.TypeString},
 		{Name: "actor", Type: field.TypeString},
 		{Name: "store_id", Type: field.TypeString},
@@ -19,6 +34,8 @@ var (
 		{Name: "time", Type: field.TypeTime},
 		{Name: "detail", Type: field.TypeString, Size: 2147483647, Default: ""},
 		{Name: "recorded_at", Type: field.TypeTime},
+		{Name: "prev_hash", Type: field.TypeString, Default: ""},
+		{Name: "hash", Type: field.TypeString, Default: ""},
 	}
 	// AuditEntriesTable holds the schema information for the "audit_entries" table.
 	AuditEntriesTable = &schema.Table{
@@ -27,34 +44,40 @@ var (
 		PrimaryKey: []*schema.Column{AuditEntriesColumns[0]},
 		Indexes: []*schema.Index{
 			{
+				Name:    "auditentry_event_id_lease_token",
+				Unique:  true,
+				Columns: []*schema.Column{AuditEntriesColumns[1], AuditEntriesColumns[2]},
+			},
+			{
 				Name:    "auditentry_store_id_time",
 				Unique:  false,
-				Columns: []*schema.Column{AuditEntriesColumns[4], AuditEntriesColumns[6]},
+				Columns: []*schema.Column{AuditEntriesColumns[5], AuditEntriesColumns[7]},
 			},
 			{
 				Name:    "auditentry_actor_time",
 				Unique:  false,
-				Columns: []*schema.Column{AuditEntriesColumns[3], AuditEntriesColumns[6]},
+				Columns: []*schema.Column{AuditEntriesColumns[4], AuditEntriesColumns[7]},
 			},
 			{
 				Name:    "auditentry_action_time",
 				Unique:  false,
-				Columns: []*schema.Column{AuditEntriesColumns[2], AuditEntriesColumns[6]},
+				Columns: []*schema.Column{AuditEntriesColumns[3], AuditEntriesColumns[7]},
 			},
 			{
 				Name:    "auditentry_store_owner_time",
 				Unique:  false,
-				Columns: []*schema.Column{AuditEntriesColumns[5], AuditEntriesColumns[6]},
+				Columns: []*schema.Column{AuditEntriesColumns[6], AuditEntriesColumns[7]},
 			},
 			{
 				Name:    "auditentry_time",
 				Unique:  false,
-				Columns: []*schema.Column{AuditEntriesColumns[6]},
+				Columns: []*schema.Column{AuditEntriesColumns[7]},
 			},
 		},
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
+		AuditChainsTable,
 		AuditEntriesTable,
 	}
 )
