@@ -6,6 +6,7 @@
 //	server     gRPC AuditService over store, callers authenticated by
 //	auth       the api's UserService (30 s cache)
 //	metrics    HTTP /metrics and /healthz
+//	retention  deletes entries older than --audit-retention (prune)
 package app
 
 import (
@@ -70,6 +71,13 @@ type Options struct {
 	APIAddr string
 	// Concurrency bounds the events recorded at once.
 	Concurrency int
+	// Retention is how long entries are kept; 0 keeps them forever. Older
+	// entries are deleted every RetentionInterval, leaving a checkpoint so
+	// that the kept chain still verifies.
+	Retention time.Duration
+	// RetentionInterval is how often retention runs (default: a tenth of
+	// Retention, between a minute and an hour).
+	RetentionInterval time.Duration
 
 	// Authenticator, when set, replaces asking the api at APIAddr (an
 	// in-process stack or a test may share one).
@@ -118,6 +126,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of /metrics and /healthz; empty disables them")
 	fs.StringVar(&o.APIAddr, "api-addr", d.APIAddr, "gRPC target of the api, which authenticates callers' tokens; dns:///<headless service>:9090 spreads calls over its replicas")
 	fs.IntVar(&o.Concurrency, "concurrency", d.Concurrency, "audit events recorded at once")
+	fs.DurationVar(&o.Retention, "audit-retention", d.Retention, "delete audit entries recorded longer ago than this, such as 2160h (90 days), keeping a checkpoint so the rest still verifies; 0 keeps them forever")
 }
 
 func (o Options) validate() error {
@@ -135,7 +144,21 @@ func (o Options) validate() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("missing options %v: set them or leave their defaults", missing)
 	}
+	if o.Retention < 0 {
+		return fmt.Errorf("--audit-retention %s is negative: use 0 to keep entries forever, or how long to keep them, such as 2160h", o.Retention)
+	}
+	if o.RetentionInterval < 0 {
+		return fmt.Errorf("retention interval %s is negative: use 0 for the default", o.RetentionInterval)
+	}
 	return nil
+}
+
+// retentionInterval is how often retention runs.
+func (o Options) retentionInterval() time.Duration {
+	if o.RetentionInterval > 0 {
+		return o.RetentionInterval
+	}
+	return min(max(o.Retention/10, time.Minute), time.Hour)
 }
 
 // Run serves the audit service until ctx is cancelled, then shuts down
@@ -238,6 +261,12 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		return rec.Run(gctx)
 	})
+	if opts.Retention > 0 {
+		g.Go(func() error {
+			retain(gctx, log, opts.Retention, opts.retentionInterval(), logger)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		shutdown(grpcServer, metricsServer)
@@ -263,6 +292,32 @@ func ensure(ctx context.Context, topology bus.Topology, js jetstream.JetStream, 
 		case <-ctx.Done():
 			return false
 		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// retain deletes the entries older than retention now and every interval
+// until ctx ends. A failure is logged and retried at the next interval: a
+// chain that does not verify is never pruned (store.ErrChainBroken).
+func retain(ctx context.Context, log *store.Store, retention, interval time.Duration, logger *slog.Logger) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		deleted, err := log.Prune(ctx, time.Now().Add(-retention))
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, store.ErrChainBroken):
+			logger.Error("audit retention stopped at a break in the hash chain; nothing past it is deleted", "deleted", deleted, "error", err)
+		case err != nil:
+			logger.Warn("audit retention failed; retrying later", "deleted", deleted, "retry_in", interval, "error", err)
+		case deleted > 0:
+			logger.Info("audit retention deleted old entries", "deleted", deleted, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
 		}
 	}
 }

@@ -25,8 +25,8 @@ import (
 
 // Log is where events are recorded.
 type Log interface {
-	// Append records e unless its id is recorded already (inserted is then
-	// false). It returns an error wrapping store.ErrInvalidEntry for an
+	// Append records e unless its id and lease token are recorded already
+	// (inserted is then false). It returns an error wrapping store.ErrInvalidEntry for an
 	// entry that can never be recorded; any other error may be retried.
 	Append(ctx context.Context, e *auditv1.AuditEntry) (inserted bool, err error)
 	// Owner returns the owner of a store as the api recorded it in the
@@ -196,6 +196,11 @@ func (r *Recorder) record(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	entry := ev.GetEntry()
+	if entry != nil {
+		// Each lease is an attempt of its own: a second failure of one
+		// generation under a new lease is a new entry, not a duplicate.
+		entry.LeaseToken = ev.GetLeaseToken()
+	}
 	if entry != nil && entry.GetTime() == nil {
 		// The publisher forgot the time: the time JetStream stored the
 		// message is the closest known.

@@ -10,8 +10,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -35,6 +37,9 @@ type Log interface {
 	// List returns up to q.Limit entries matching q, oldest first, and the
 	// cursor of the last one when more follow.
 	List(ctx context.Context, q store.Query) ([]*auditv1.AuditEntry, *store.Cursor, error)
+	// Verify walks the hash chain and reports its first break, or that it
+	// is intact (and contains knownHash, when set).
+	Verify(ctx context.Context, knownHash string) (*auditv1.VerifyAuditEntriesResponse, error)
 }
 
 // Server implements auditv1.AuditServiceServer. Callers must have been
@@ -82,6 +87,42 @@ func (s *Server) ListAuditEntries(ctx context.Context, req *auditv1.ListAuditEnt
 	resp := &auditv1.ListAuditEntriesResponse{Entries: entries}
 	if next != nil {
 		resp.NextPageToken = encodeToken(pageToken{Time: next.Time, ID: next.ID, Filter: fingerprint(q)})
+	}
+	return resp, nil
+}
+
+// VerifyAuditEntries checks the whole kept hash chain; only admins may,
+// since the answer names entries of every store. A known_hash that is not
+// 64 hex digits fails with InvalidArgument; a chain that does not verify
+// is a successful answer with intact false and the first break.
+func (s *Server) VerifyAuditEntries(ctx context.Context, req *auditv1.VerifyAuditEntriesRequest) (*auditv1.VerifyAuditEntriesResponse, error) {
+	p, ok := rpc.PrincipalFrom(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, `missing API token: send the header "Authorization: Bearer <token>"`)
+	}
+	if !p.Admin {
+		return nil, status.Error(codes.PermissionDenied, "only an admin may verify the audit log: it reads the entries of every store")
+	}
+	known := strings.ToLower(strings.TrimSpace(req.GetKnownHash()))
+	if known != "" {
+		if b, err := hex.DecodeString(known); err != nil || len(b) != sha256.Size {
+			return nil, status.Errorf(codes.InvalidArgument, "known_hash %q is not a SHA-256 in hex: pass the head_hash of an earlier verification (64 hex digits), or nothing", req.GetKnownHash())
+		}
+	}
+	resp, err := s.log.Verify(ctx, known)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		s.logger.ErrorContext(ctx, "cannot verify the audit log", "error", err)
+		if errors.Is(err, store.ErrChainMissing) {
+			return nil, status.Error(codes.DataLoss, err.Error())
+		}
+		return nil, status.Error(codes.Unavailable, "the audit log cannot be verified right now; retry later")
+	}
+	if !resp.GetIntact() {
+		s.logger.WarnContext(ctx, "audit chain verification found a break", "kind", resp.GetFirstBreak().GetKind().String(),
+			"sequence", resp.GetFirstBreak().GetSequence(), "message", resp.GetFirstBreak().GetMessage())
 	}
 	return resp, nil
 }

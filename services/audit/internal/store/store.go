@@ -1,13 +1,14 @@
 // Package store is the audit log's database: it applies the versioned
-// migrations, appends entries idempotently by event id and lists them in
-// (time, id) order with keyset paging. Times are stored in UTC with
-// microsecond precision, the precision PostgreSQL keeps, so that both
-// dialects return the same values and compare them the same way.
+// migrations, appends entries idempotently by (event id, lease token) to a
+// hash chain, lists them in (time, id) order with keyset paging, verifies
+// the chain and deletes entries past the retention (chain.go). Times are
+// stored in UTC with microsecond precision, the precision PostgreSQL keeps,
+// so that both dialects return the same values and compare them the same
+// way.
 package store
 
 import (
 	"context"
-	stdsql "database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -53,8 +54,16 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("cannot migrate the audit database: %w", err)
 	}
-	return &Store{db: db, client: ent.NewClient(ent.Driver(db.Driver)), now: time.Now}, nil
+	s := &Store{db: db, client: ent.NewClient(ent.Driver(db.Driver)), now: time.Now}
+	if err := s.seal(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
+
+// SetClock replaces the clock that stamps recorded_at; for tests.
+func (s *Store) SetClock(now func() time.Time) { s.now = now }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.client.Close() }
@@ -62,10 +71,14 @@ func (s *Store) Close() error { return s.client.Close() }
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
-// Append records e unless an entry with the same id is already recorded.
-// inserted is false for such a duplicate, which is not an error: events
-// are delivered at least once. When Append returns, the row is committed.
-// An entry without id or time is rejected with ErrInvalidEntry; any other
+// Append records e unless an entry with the same id and lease token is
+// already recorded. inserted is false for such a duplicate, which is not
+// an error: events are delivered at least once, and an event the
+// orchestrator reports again under a new lease (a new attempt) is a new
+// entry. The entry joins the end of the hash chain; when Append returns,
+// the row and the chain's new head are committed together. An entry
+// without id or time is rejected with ErrInvalidEntry; ErrChainMissing
+// means the database was changed outside the audit service; any other
 // error is the database's and the caller may retry.
 func (s *Store) Append(ctx context.Context, e *auditv1.AuditEntry) (inserted bool, err error) {
 	if e.GetId() == "" {
@@ -74,27 +87,50 @@ func (s *Store) Append(ctx context.Context, e *auditv1.AuditEntry) (inserted boo
 	if e.GetTime() == nil || e.GetTime().CheckValid() != nil {
 		return false, fmt.Errorf("%w: event %s has no valid time", ErrInvalidEntry, e.GetId())
 	}
-	err = s.client.AuditEntry.Create().
-		SetEventID(e.GetId()).
-		SetAction(e.GetAction()).
-		SetActor(e.GetActor()).
-		SetStoreID(e.GetStoreId()).
-		SetStoreOwner(e.GetStoreOwner()).
-		SetTime(normalize(e.GetTime().AsTime())).
-		SetDetail(e.GetDetail()).
-		SetRecordedAt(normalize(s.now())).
-		OnConflictColumns(auditentry.FieldEventID).
-		DoNothing().
-		Exec(ctx)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, stdsql.ErrNoRows):
-		// ON CONFLICT DO NOTHING inserted nothing, so RETURNING gave no row.
-		return false, nil
-	default:
+	c := content{
+		EventID:    e.GetId(),
+		LeaseToken: e.GetLeaseToken(),
+		Action:     e.GetAction(),
+		Actor:      e.GetActor(),
+		StoreID:    e.GetStoreId(),
+		StoreOwner: e.GetStoreOwner(),
+		Time:       normalize(e.GetTime().AsTime()),
+		Detail:     e.GetDetail(),
+	}
+	err = s.inChain(ctx, func(tx *ent.Tx, chain *ent.AuditChain) error {
+		exists, err := tx.AuditEntry.Query().
+			Where(auditentry.EventID(c.EventID), auditentry.LeaseToken(c.LeaseToken)).
+			Exist(ctx)
+		if err != nil || exists {
+			return err
+		}
+		// Stamped under the chain's lock, so recorded_at grows with the
+		// sequence on one clock, which retention relies on.
+		c.RecordedAt = normalize(s.now())
+		hash := c.hash(chain.HeadHash)
+		row, err := tx.AuditEntry.Create().
+			SetEventID(c.EventID).
+			SetLeaseToken(c.LeaseToken).
+			SetAction(c.Action).
+			SetActor(c.Actor).
+			SetStoreID(c.StoreID).
+			SetStoreOwner(c.StoreOwner).
+			SetTime(c.Time).
+			SetDetail(c.Detail).
+			SetRecordedAt(c.RecordedAt).
+			SetPrevHash(chain.HeadHash).
+			SetHash(hash).
+			Save(ctx)
+		if err != nil {
+			return err
+		}
+		inserted = true
+		return tx.AuditChain.UpdateOneID(chainID).SetHeadHash(hash).SetHeadSequence(row.ID).Exec(ctx)
+	})
+	if err != nil {
 		return false, fmt.Errorf("cannot record audit event %s: %w", e.GetId(), err)
 	}
+	return inserted, nil
 }
 
 // Owner returns the owner the api recorded for a store: the owner of its
@@ -182,17 +218,25 @@ func (s *Store) List(ctx context.Context, q Query) ([]*auditv1.AuditEntry, *Curs
 	}
 	entries := make([]*auditv1.AuditEntry, len(rows))
 	for i, r := range rows {
-		entries[i] = &auditv1.AuditEntry{
-			Id:         r.EventID,
-			Action:     r.Action,
-			Actor:      r.Actor,
-			StoreId:    r.StoreID,
-			Time:       timestamppb.New(normalize(r.Time)),
-			Detail:     r.Detail,
-			StoreOwner: r.StoreOwner,
-		}
+		entries[i] = toProto(r)
 	}
 	return entries, next, nil
+}
+
+// toProto returns a row as the API shows it.
+func toProto(r *ent.AuditEntry) *auditv1.AuditEntry {
+	return &auditv1.AuditEntry{
+		Id:         r.EventID,
+		Action:     r.Action,
+		Actor:      r.Actor,
+		StoreId:    r.StoreID,
+		Time:       timestamppb.New(normalize(r.Time)),
+		Detail:     r.Detail,
+		StoreOwner: r.StoreOwner,
+		LeaseToken: r.LeaseToken,
+		Sequence:   int64(r.ID),
+		Hash:       r.Hash,
+	}
 }
 
 // normalize gives a time the form it is stored in. SQLite compares times
