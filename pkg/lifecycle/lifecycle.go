@@ -83,8 +83,23 @@ func StatusEventID(storeID string, generation int64, phase storev1.Phase, reason
 
 // AuditEventID is the id of an audit event the orchestrator emits about a
 // generation of a store: the same outcome reported twice is recorded once.
+// The audit service keys entries by this id and the event's lease token,
+// so the same outcome reached again under another lease (a second attempt)
+// is an entry of its own; publish it with AuditAttemptID as its message id.
 func AuditEventID(storeID string, generation int64, action string) string {
 	return fmt.Sprintf("audit/%s/%d/%s", storeID, generation, action)
+}
+
+// AuditAttemptID is the message id (Nats-Msg-Id) of the audit event id
+// made under a store lease whose fencing token is leaseToken: id with the
+// token appended, so that JetStream's deduplication drops an attempt's own
+// republish but never another attempt's event. A zero token (no lease, as
+// the api's events) leaves id as it is.
+func AuditAttemptID(id string, leaseToken uint64) string {
+	if leaseToken == 0 {
+		return id
+	}
+	return fmt.Sprintf("%s/lease/%d", id, leaseToken)
 }
 
 // CommandID is the Nats-Msg-Id of the provisioning command of a generation.

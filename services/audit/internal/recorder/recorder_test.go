@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -412,6 +413,52 @@ func TestOwnerComesFromTheAPI(t *testing.T) {
 			want := map[string]string{"create-" + run: "alice", "early-" + run: "alice", "forged-" + run: "alice", "nobody's-" + run: ""}
 			if got := owners(); !maps.Equal(got, want) {
 				t.Errorf("owners = %v, want %v", got, want)
+			}
+		})
+	})
+}
+
+// A store that fails twice in one generation, under two leases (a second
+// attempt after the first worker's lease lapsed), has both failures in the
+// log; the same failure delivered again under the same lease is one entry.
+func TestTwoFailuresInOneGenerationAreBothRecorded(t *testing.T) {
+	bustest.Each(t, func(t *testing.T, env *bustest.Env) {
+		databasetest.Each(t, func(t *testing.T, url string) {
+			log := openLog(t, url)
+			reg := run(t, env, log, recorder.Options{RetryDelay: 50 * time.Millisecond})
+			run := strconv.FormatInt(time.Now().UnixNano(), 36)
+			storeID := "s-" + run
+			publish(t, env, "create-"+run, entry("create-"+run, storeID, t0))
+			id := lifecycle.AuditEventID(storeID, 1, lifecycle.ActionFailure)
+			_, js := env.ConnectAs(t, bus.RoleOrchestrator)
+			failure := func(msgID string, token uint64, detail string) {
+				t.Helper()
+				e := &auditv1.AuditEntry{Id: id, StoreId: storeID, Actor: lifecycle.SystemActor,
+					Action: lifecycle.ActionFailure, Time: timestamppb.New(t0.Add(time.Minute)), Detail: detail}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := bus.Publish(ctx, js, env.Topology.AuditSubject(bus.RoleOrchestrator, storeID), msgID, &eventsv1.AuditEvent{Entry: e, LeaseToken: token}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Message ids as the orchestrator makes them; the republish gets
+			// one of its own, as after JetStream's duplicate window.
+			failure(lifecycle.AuditAttemptID(id, 7), 7, "Timeout: first attempt")
+			failure(lifecycle.AuditAttemptID(id, 7)+"/again", 7, "Timeout: first attempt")
+			failure(lifecycle.AuditAttemptID(id, 12), 12, "CrashLoopBackOff: second attempt")
+			eventually(t, "every event is handled", func() bool {
+				return count(t, reg, recorder.OutcomeRecorded)+count(t, reg, recorder.OutcomeDuplicate) == 4
+			})
+			var got []string
+			for _, e := range list(t, log) {
+				if e.GetAction() == lifecycle.ActionFailure {
+					got = append(got, fmt.Sprintf("%s %d %s", e.GetId(), e.GetLeaseToken(), e.GetDetail()))
+				}
+			}
+			slices.Sort(got) // recorded concurrently, in any order
+			want := []string{id + " 12 CrashLoopBackOff: second attempt", id + " 7 Timeout: first attempt"}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("failures recorded (-want +got):\n%s", diff)
 			}
 		})
 	})
