@@ -200,6 +200,35 @@ become ready, it is rolled back and stays READY, with reason UpgradeRolledBack.`
 	audit.Flags().StringVar(&auditAction, "action", "", "only this action: create, delete, retry, upgrade, ready, failure, deleted")
 	audit.Flags().DurationVar(&since, "since", 0, "only entries newer than this, such as 1h")
 
+	var knownHash string
+	auditVerify := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the audit log's hash chain (admins); exit status 1 when it is broken",
+		Long: `Walks the audit log's hash chain from the first kept entry to the newest and
+reports the first entry whose content or link does not match, or that the
+chain is intact. Keep the head hash it prints somewhere the audit database's
+administrators cannot write, and pass it back with --known-hash: a rewrite
+of the whole table with every hash recomputed is then detected too.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.with(c.auditAddr, func(ctx context.Context, conn *grpc.ClientConn) error {
+				resp, err := auditv1.NewAuditServiceClient(conn).VerifyAuditEntries(ctx, &auditv1.VerifyAuditEntriesRequest{KnownHash: knownHash})
+				if err != nil {
+					return describe(err)
+				}
+				if err := c.printVerify(resp); err != nil {
+					return err
+				}
+				if !resp.GetIntact() {
+					return fmt.Errorf("the audit log's hash chain is broken at entry %d", resp.GetFirstBreak().GetSequence())
+				}
+				return nil
+			})
+		},
+	}
+	auditVerify.Flags().StringVar(&knownHash, "known-hash", "", "head hash of an earlier verification, kept outside the audit database; the chain must still contain it")
+	audit.AddCommand(auditVerify)
+
 	token := &cobra.Command{Use: "token", Short: "Manage API tokens"}
 	var tokUser, tokDesc string
 	var tokAdmin bool
@@ -326,6 +355,29 @@ func (c *client) printAudit(entries []*auditv1.AuditEntry) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.GetTime().AsTime().Local().Format(time.DateTime), e.GetAction(), e.GetActor(), e.GetStoreId(), e.GetDetail())
 	}
 	return w.Flush()
+}
+
+func (c *client) printVerify(resp *auditv1.VerifyAuditEntriesResponse) error {
+	if c.output == "json" {
+		return c.printJSON(resp)
+	}
+	start := "the first entry ever"
+	if resp.GetCheckpointSequence() > 0 {
+		start = fmt.Sprintf("checkpoint %d (hash %s; older entries were deleted by retention)", resp.GetCheckpointSequence(), resp.GetCheckpointHash())
+	}
+	if resp.GetIntact() {
+		fmt.Fprintf(c.out, "intact: %d entries checked, from %s to entry %d\nhead hash: %s\n",
+			resp.GetCheckedEntries(), start, resp.GetHeadSequence(), resp.GetHeadHash())
+		return nil
+	}
+	b := resp.GetFirstBreak()
+	fmt.Fprintf(c.out, "BROKEN (%s) at entry %d, after %d intact entries from %s:\n  %s\n",
+		strings.ToLower(strings.TrimPrefix(b.GetKind().String(), "KIND_")), b.GetSequence(), resp.GetCheckedEntries(), start, b.GetMessage())
+	if e := b.GetEntry(); e != nil {
+		fmt.Fprintf(c.out, "  as stored now: event %s, %s %s by %s on store %s: %q\n",
+			e.GetId(), e.GetTime().AsTime().UTC().Format(time.RFC3339), e.GetAction(), e.GetActor(), e.GetStoreId(), e.GetDetail())
+	}
+	return nil
 }
 
 func (c *client) printJSON(m proto.Message) error {

@@ -4,6 +4,7 @@
 //	storectl list | get ID | delete ID | retry ID | watch
 //	storectl upgrade ID [--chart-version V] [--set key=value]…
 //	storectl audit --store ID
+//	storectl audit verify [--known-hash HASH]
 //	storectl token create --user alice
 //
 // It reads the API token from --token, $STOREPROV_TOKEN or
