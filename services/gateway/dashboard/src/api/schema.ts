@@ -22,6 +22,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/auditEntries:verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * VerifyAuditEntries walks the log's hash chain, oldest kept entry first,
+         *     and reports the first entry whose content or link to the entry before
+         *     it does not match its hash, or that every entry from the first kept one
+         *     to the head is intact. Admins only.
+         */
+        get: operations["AuditService_VerifyAuditEntries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/stores": {
         parameters: {
             query?: never;
@@ -200,6 +222,20 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description Kind of mismatch.
+         *
+         *      - KIND_CONTENT: The entry's content does not hash to its stored hash: it was edited.
+         *      - KIND_LINK: The entry does not link to the entry before it (or to the
+         *     checkpoint): entries before it were deleted or rewritten.
+         *      - KIND_HEAD: The newest entry is not the chain's recorded head: entries at the end
+         *     were deleted or the head was changed.
+         *      - KIND_KNOWN_HASH_MISSING: known_hash is not in the kept chain: the entries up to it were
+         *     rewritten, or retention deleted it.
+         * @default KIND_UNSPECIFIED
+         * @enum {string}
+         */
+        ChainBreakKind: "KIND_UNSPECIFIED" | "KIND_CONTENT" | "KIND_LINK" | "KIND_HEAD" | "KIND_KNOWN_HASH_MISSING";
         protobufAny: {
             "@type"?: string;
         } & {
@@ -234,8 +270,26 @@ export interface components {
             actor?: string;
             /** @description Free-form explanation, such as a failure reason and message. */
             detail?: string;
+            /**
+             * @description Hex SHA-256 of the hash of the entry before it and of this entry's
+             *     content.
+             */
+            readonly hash?: string;
             /** @description Unique id of the event that produced the entry. */
             id?: string;
+            /**
+             * Format: uint64
+             * @description Fencing token of the orchestrator's store lease the event was made
+             *     under (AuditEvent.lease_token); zero for the api's events. Entries are
+             *     unique by (id, lease_token): each attempt is recorded.
+             */
+            readonly leaseToken?: string;
+            /**
+             * Format: int64
+             * @description Position of the entry in the log's hash chain, in the order the audit
+             *     service committed entries.
+             */
+            readonly sequence?: string;
             storeId?: string;
             /**
              * @description Owner of the store; users who are not admins see entries of their own
@@ -244,6 +298,19 @@ export interface components {
             storeOwner?: string;
             /** Format: date-time */
             time?: string;
+        };
+        /** @description ChainBreak is where the audit log's hash chain stops matching. */
+        v1ChainBreak: {
+            entry?: components["schemas"]["v1AuditEntry"];
+            kind?: components["schemas"]["ChainBreakKind"];
+            /** @description What does not match, for people. */
+            message?: string;
+            /**
+             * Format: int64
+             * @description Sequence of the entry at fault (for KIND_HEAD, of the newest entry
+             *     found; 0 when none).
+             */
+            sequence?: string;
         };
         v1CreateTokenRequest: {
             /** @description When the user is created by this call: make it an admin. */
@@ -350,6 +417,38 @@ export interface components {
              */
             storeQuota?: number;
         };
+        v1VerifyAuditEntriesResponse: {
+            /**
+             * Format: int64
+             * @description Entries checked.
+             */
+            checkedEntries?: string;
+            /**
+             * @description Hash the kept chain starts from: that of the last entry retention
+             *     deleted, empty when nothing was deleted.
+             */
+            checkpointHash?: string;
+            /**
+             * Format: int64
+             * @description Sequence of the last entry retention deleted (0: none).
+             */
+            checkpointSequence?: string;
+            firstBreak?: components["schemas"]["v1ChainBreak"];
+            /**
+             * @description Hash and sequence of the newest entry. Keep head_hash outside the
+             *     audit database (and pass it later as known_hash) to detect a rewrite
+             *     of the whole table.
+             */
+            headHash?: string;
+            /** Format: int64 */
+            headSequence?: string;
+            /**
+             * @description True when every kept entry matches its hash and links to the one
+             *     before it, the first to the checkpoint, the last is the chain's head,
+             *     and known_hash, when given, was found.
+             */
+            intact?: boolean;
+        };
         v1WatchStoresResponse: {
             /**
              * @description True on the one message that follows the current stores: the client now
@@ -395,6 +494,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["v1ListAuditEntriesResponse"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
+    AuditService_VerifyAuditEntries: {
+        parameters: {
+            query?: {
+                /**
+                 * @description A head_hash from an earlier verification, kept outside the audit
+                 *     database (optional; 64 hex digits). The chain must still contain the
+                 *     entry with this hash: everything up to it is then as it was when the
+                 *     hash was taken, even against someone who rewrote the table and
+                 *     recomputed every hash.
+                 */
+                knownHash?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1VerifyAuditEntriesResponse"];
                 };
             };
             /** @description An unexpected error response. */
@@ -454,7 +591,16 @@ export interface operations {
     };
     StoreService_CreateStore: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Makes the create idempotent: the same request_id from the same user
+                 *     within 24 hours returns the store it created instead of a second one,
+                 *     and with another display name or engine is refused (ALREADY_EXISTS,
+                 *     HTTP 409). At most 128 printable ASCII characters. Over REST it may also
+                 *     be sent as the Idempotency-Key header.
+                 */
+                requestId?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
