@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -16,8 +17,8 @@ const originHeader = "Storeprov-Origin"
 // Peers fans changes out across api replicas: every replica changes
 // stores in the one database, but each holds its own watchers. Notify
 // delivers a change to this replica's Hub and announces the store's id on
-// NATS; Run receives the other replicas' announcements, reads those stores
-// and delivers them to the Hub.
+// NATS; Listen receives the other replicas' announcements, reads those
+// stores and delivers them to the Hub.
 type Peers struct {
 	Hub  *Hub
 	Conn *nats.Conn
@@ -41,8 +42,15 @@ func (p *Peers) Notify(st *ent.Store) {
 	}
 }
 
-// Run delivers the other replicas' changes until ctx is done.
-func (p *Peers) Run(ctx context.Context) error {
+// Listen subscribes to the other replicas' announcements, which are then
+// delivered to the Hub until ctx is done. It returns once the NATS server
+// has registered the subscription (a ping after the subscribe, answered
+// only when the server has processed both), so that every change another
+// replica commits after Listen returns reaches this replica's watchers:
+// the api calls it before it serves. While NATS is unreachable it does
+// not wait: the client subscribes when it connects, and Resubscribed then
+// cuts the watchers off. Its error is a subscription the client refuses.
+func (p *Peers) Listen(ctx context.Context) error {
 	prefix := p.Topology.StoreChangedSubject("")
 	sub, err := p.Conn.Subscribe(prefix+"*", func(m *nats.Msg) {
 		if m.Header.Get(originHeader) == p.Origin {
@@ -59,6 +67,34 @@ func (p *Peers) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	return sub.Unsubscribe()
+	context.AfterFunc(ctx, func() { _ = sub.Unsubscribe() })
+	if !p.Conn.IsConnected() {
+		return nil
+	}
+	// Subscribe only queues the request: without the round trip, a change
+	// published by another replica can reach the server first and be lost.
+	flushCtx, cancel := context.WithTimeout(ctx, flushTimeout)
+	defer cancel()
+	if err := p.Conn.FlushWithContext(flushCtx); err != nil && ctx.Err() == nil {
+		// Cut off meanwhile: Resubscribed runs when it is back.
+		p.Log.Warn("the NATS server did not confirm the subscription to the other api replicas' changes", "err", err)
+	}
+	return nil
 }
+
+// Resubscribed cuts every watcher off, as if it lagged behind, once the
+// NATS server has the subscription the client sent again when conn
+// connected: the changes other replicas announced while this one was not
+// subscribed are lost, so each watcher starts again from a fresh snapshot,
+// read after the subscription is in place. The api calls it from the
+// connection's connect and reconnect handlers, which may run before Conn
+// is set.
+func (p *Peers) Resubscribed(conn *nats.Conn) {
+	if err := conn.FlushTimeout(flushTimeout); err != nil {
+		p.Log.Warn("the NATS server did not confirm the subscription to the other api replicas' changes", "err", err)
+	}
+	p.Hub.DropAll()
+}
+
+// flushTimeout bounds the wait for the server's confirmation.
+const flushTimeout = 5 * time.Second
