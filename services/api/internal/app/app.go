@@ -135,12 +135,10 @@ func Run(ctx context.Context, o Options) error {
 		Load: func(ctx context.Context, id string) (*ent.Store, error) { return client.Store.Get(ctx, id) },
 	}
 	// Changes announced while this replica was not subscribed are lost: its
-	// watchers start again once it is subscribed again. The connect handler
-	// runs when NATS was down at start and comes up.
-	resubscribed := func(c *nats.Conn) { peers.Resubscribed(c) }
+	// watchers start again once it is subscribed again.
 	nc, err := nats.Connect(o.NATSURL, append(topo.ConnectOptions(bus.RoleAPI, o.NATS, log),
 		nats.Name("storeprov-api"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
-		nats.ConnectHandler(resubscribed), nats.ReconnectHandler(resubscribed))...)
+		nats.ConnectHandler(peers.Connected), nats.ReconnectHandler(peers.Reconnected))...)
 	if err != nil {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", o.NATSURL, err)
 	}

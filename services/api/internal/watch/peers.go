@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,10 @@ type Peers struct {
 	// Load reads a store by id.
 	Load func(ctx context.Context, id string) (*ent.Store, error)
 	Log  *slog.Logger
+
+	// unconfirmed is true from the start of Listen until the server is
+	// known to have its subscription.
+	unconfirmed atomic.Bool
 }
 
 // Notify implements stores.Notifier.
@@ -48,7 +53,7 @@ func (p *Peers) Notify(st *ent.Store) {
 // only when the server has processed both), so that every change another
 // replica commits after Listen returns reaches this replica's watchers:
 // the api calls it before it serves. While NATS is unreachable it does
-// not wait: the client subscribes when it connects, and Resubscribed then
+// not wait: the client subscribes when it connects, and Connected then
 // cuts the watchers off. Its error is a subscription the client refuses.
 func (p *Peers) Listen(ctx context.Context) error {
 	prefix := p.Topology.StoreChangedSubject("")
@@ -68,6 +73,9 @@ func (p *Peers) Listen(ctx context.Context) error {
 		return err
 	}
 	context.AfterFunc(ctx, func() { _ = sub.Unsubscribe() })
+	// Set before looking, so that a first connection made meanwhile is
+	// seen by Connected or here.
+	p.unconfirmed.Store(true)
 	if !p.Conn.IsConnected() {
 		return nil
 	}
@@ -75,23 +83,42 @@ func (p *Peers) Listen(ctx context.Context) error {
 	// published by another replica can reach the server first and be lost.
 	flushCtx, cancel := context.WithTimeout(ctx, flushTimeout)
 	defer cancel()
-	if err := p.Conn.FlushWithContext(flushCtx); err != nil && ctx.Err() == nil {
-		// Cut off meanwhile: Resubscribed runs when it is back.
-		p.Log.Warn("the NATS server did not confirm the subscription to the other api replicas' changes", "err", err)
+	if err := p.Conn.FlushWithContext(flushCtx); err != nil {
+		if ctx.Err() == nil {
+			// Cut off meanwhile: Reconnected runs when it is back.
+			p.Log.Warn("the NATS server did not confirm the subscription to the other api replicas' changes", "err", err)
+		}
+		return nil
 	}
+	p.unconfirmed.Store(false)
 	return nil
 }
 
-// Resubscribed cuts every watcher off, as if it lagged behind, once the
-// NATS server has the subscription the client sent again when conn
-// connected: the changes other replicas announced while this one was not
-// subscribed are lost, so each watcher starts again from a fresh snapshot,
-// read after the subscription is in place. The api calls it from the
-// connection's connect and reconnect handlers, which may run before Conn
-// is set.
-func (p *Peers) Resubscribed(conn *nats.Conn) {
+// Reconnected is the connection's reconnect handler. The changes other
+// replicas announced while this one was cut off are lost: once the NATS
+// server has the subscription the client sent again, every watcher is cut
+// off, as if it lagged behind, and starts again from a fresh snapshot,
+// read after the subscription is in place.
+func (p *Peers) Reconnected(conn *nats.Conn) { p.resubscribed(conn) }
+
+// Connected is the connection's connect handler, which the client calls
+// after its first connection, whether at once or after NATS was
+// unreachable at start; it may run before Conn is set. When Listen
+// returned before the server had the subscription, the api may already
+// serve watchers that missed changes: they are cut off as by Reconnected.
+// Otherwise it does nothing, so that the watchers of a replica that
+// connected at once are never cut off.
+func (p *Peers) Connected(conn *nats.Conn) {
+	if p.unconfirmed.Load() {
+		p.resubscribed(conn)
+	}
+}
+
+func (p *Peers) resubscribed(conn *nats.Conn) {
 	if err := conn.FlushTimeout(flushTimeout); err != nil {
 		p.Log.Warn("the NATS server did not confirm the subscription to the other api replicas' changes", "err", err)
+	} else {
+		p.unconfirmed.Store(false)
 	}
 	p.Hub.DropAll()
 }

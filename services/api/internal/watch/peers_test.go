@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
@@ -47,4 +49,49 @@ func TestListenSeesAChangeAnnouncedRightAfterIt(t *testing.T) {
 			conn.Close()
 		}
 	})
+}
+
+// The connect handler runs after the first connection, at once or after
+// NATS was unreachable at start, possibly late. It cuts the watchers off
+// only when Listen could not confirm the subscription: those of a replica
+// that connected at once missed nothing.
+func TestConnectedCutsWatchersOffOnlyWhenListenReturnedUnsubscribed(t *testing.T) {
+	env := bustest.Embedded(t)
+	log := slog.New(slog.DiscardHandler)
+	load := func(_ context.Context, id string) (*ent.Store, error) { return &ent.Store{ID: id}, nil }
+	conn, _ := env.ConnectAs(t, bus.RoleAPI)
+
+	hub := &watch.Hub{}
+	connected := &watch.Peers{Hub: hub, Conn: conn, Topology: env.Topology, Origin: "connected", Log: log, Load: load}
+	if err := connected.Listen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	changes, unsubscribe := hub.Subscribe()
+	defer unsubscribe()
+	connected.Connected(conn)
+	hub.Notify(&ent.Store{ID: "kept"})
+	if st, ok := <-changes; !ok {
+		t.Error("a late connect handler cut off a watcher of a replica that was subscribed at once")
+	} else if st.ID != "kept" {
+		t.Errorf("watcher got store %s, want kept", st.ID)
+	}
+
+	// Nothing listens on port 1: the client keeps trying in the background.
+	down, err := nats.Connect("nats://127.0.0.1:1", nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	offlineHub := &watch.Hub{}
+	offline := &watch.Peers{Hub: offlineHub, Conn: down, Topology: env.Topology, Origin: "offline", Log: log, Load: load}
+	if err := offline.Listen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	missed, unsubscribeMissed := offlineHub.Subscribe()
+	defer unsubscribeMissed()
+	// As when the connection comes up (conn stands in for it, to be flushed).
+	offline.Connected(conn)
+	if _, ok := <-missed; ok {
+		t.Error("a watcher served before the replica could subscribe was not cut off when it connected")
+	}
 }
