@@ -99,28 +99,33 @@ func (p *Peers) Listen(ctx context.Context) error {
 // server has the subscription the client sent again, every watcher is cut
 // off, as if it lagged behind, and starts again from a fresh snapshot,
 // read after the subscription is in place.
-func (p *Peers) Reconnected(conn *nats.Conn) { p.resubscribed(conn) }
+func (p *Peers) Reconnected(conn *nats.Conn) {
+	p.confirm(conn)
+	p.unconfirmed.Store(false)
+	p.Hub.DropAll()
+}
 
 // Connected is the connection's connect handler, which the client calls
 // after its first connection, whether at once or after NATS was
-// unreachable at start; it may run before Conn is set. When Listen
-// returned before the server had the subscription, the api may already
-// serve watchers that missed changes: they are cut off as by Reconnected.
-// Otherwise it does nothing, so that the watchers of a replica that
-// connected at once are never cut off.
+// unreachable at start, and may call late; it may run before Conn is set.
+// When Listen returned before the server had the subscription, the api
+// may already serve watchers that missed changes: once the server has it,
+// they are cut off as by Reconnected. Otherwise it cuts nothing off, so
+// that the watchers of a replica that was subscribed at once are kept.
 func (p *Peers) Connected(conn *nats.Conn) {
-	if p.unconfirmed.Load() {
-		p.resubscribed(conn)
+	p.confirm(conn)
+	// Decided after the round trip: Listen may have confirmed the
+	// subscription meanwhile, and served watchers since.
+	if p.unconfirmed.Swap(false) {
+		p.Hub.DropAll()
 	}
 }
 
-func (p *Peers) resubscribed(conn *nats.Conn) {
+// confirm waits until the NATS server has processed what conn sent.
+func (p *Peers) confirm(conn *nats.Conn) {
 	if err := conn.FlushTimeout(flushTimeout); err != nil {
 		p.Log.Warn("the NATS server did not confirm the subscription to the other api replicas' changes", "err", err)
-	} else {
-		p.unconfirmed.Store(false)
 	}
-	p.Hub.DropAll()
 }
 
 // flushTimeout bounds the wait for the server's confirmation.

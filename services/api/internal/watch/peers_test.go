@@ -95,3 +95,32 @@ func TestConnectedCutsWatchersOffOnlyWhenListenReturnedUnsubscribed(t *testing.T
 		t.Error("a watcher served before the replica could subscribe was not cut off when it connected")
 	}
 }
+
+// The connect handler of a replica that connected at once may run while
+// Listen waits for the server: it never cuts off a watcher served after
+// Listen returned.
+func TestConnectedDuringListenKeepsLaterWatchers(t *testing.T) {
+	env := bustest.Embedded(t)
+	log := slog.New(slog.DiscardHandler)
+	load := func(_ context.Context, id string) (*ent.Store, error) { return &ent.Store{ID: id}, nil }
+	for i := range 50 {
+		conn, _ := env.ConnectAs(t, bus.RoleAPI)
+		hub := &watch.Hub{}
+		p := &watch.Peers{Hub: hub, Conn: conn, Topology: env.Topology, Origin: "p", Log: log, Load: load}
+		ctx, cancel := context.WithCancel(context.Background())
+		handled := make(chan struct{})
+		go func() { p.Connected(conn); close(handled) }()
+		if err := p.Listen(ctx); err != nil {
+			t.Fatal(err)
+		}
+		changes, unsubscribe := hub.Subscribe()
+		<-handled
+		hub.Notify(&ent.Store{ID: "kept"})
+		if _, ok := <-changes; !ok {
+			t.Fatalf("attempt %d: the connect handler cut off a watcher served after Listen returned", i)
+		}
+		unsubscribe()
+		cancel()
+		conn.Close()
+	}
+}
