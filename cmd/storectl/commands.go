@@ -139,7 +139,7 @@ become ready, it is rolled back and stays READY, with reason UpgradeRolledBack.`
 			})
 		},
 	}
-	upgrade.Flags().StringVar(&chartVersion, "chart-version", "", "chart version to move to (default: the newest available)")
+	upgrade.Flags().StringVar(&chartVersion, "chart-version", "", "chart version to move to (default: the chart built into the platform, or the one the store runs if newer)")
 	upgrade.Flags().StringArrayVar(&sets, "set", nil, "Helm value override key=value, by dotted path; repeat for several")
 
 	watch := &cobra.Command{

@@ -1039,7 +1039,12 @@ func (x *RetryStoreRequest) GetId() string {
 type UpgradeStoreRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// Chart version to move to; empty means the newest available.
+	// Chart version to move to. Empty means the newest of the chart version
+	// built into this release of the platform (the api and the orchestrators
+	// embed the same) and the version the store runs: an upgrade never moves
+	// a store back. A version an operator added to the orchestrators with
+	// --charts-dir is reached only by naming it. The version chosen is
+	// recorded on the store: no resync, retry or delete moves it to another.
 	ChartVersion string `protobuf:"bytes,2,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
 	// Helm value overrides by dotted path, such as "wordpress.replicas": "2"
 	// or "wordpress.resources.limits.memory": "1Gi". They replace the

@@ -129,8 +129,16 @@ func Run(ctx context.Context, o Options) error {
 
 	// NATS may be down: requests are still accepted and wait in the outbox.
 	topo := bus.Topology{Prefix: o.BusPrefix, Replicas: 1}
+	hub := &watch.Hub{}
+	peers := &watch.Peers{
+		Hub: hub, Topology: topo, Origin: rand.Text(), Log: log,
+		Load: func(ctx context.Context, id string) (*ent.Store, error) { return client.Store.Get(ctx, id) },
+	}
+	// Changes announced while this replica was not subscribed are lost: its
+	// watchers start again once it is subscribed again.
 	nc, err := nats.Connect(o.NATSURL, append(topo.ConnectOptions(bus.RoleAPI, o.NATS, log),
-		nats.Name("storeprov-api"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))...)
+		nats.Name("storeprov-api"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
+		nats.ConnectHandler(peers.Connected), nats.ReconnectHandler(peers.Reconnected))...)
 	if err != nil {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", o.NATSURL, err)
 	}
@@ -142,12 +150,10 @@ func Run(ctx context.Context, o Options) error {
 
 	published := rpc.Register(prometheus.DefaultRegisterer, prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."}))
 	relay := outbox.NewRelay(client, js, log, published)
-	hub := &watch.Hub{}
-	peers := &watch.Peers{
-		Hub: hub, Conn: nc, Topology: topo, Origin: rand.Text(), Log: log,
-		Load: func(ctx context.Context, id string) (*ent.Store, error) { return client.Store.Get(ctx, id) },
+	peers.Conn = nc
+	if err := peers.Listen(ctx); err != nil {
+		return fmt.Errorf("store change fan-out: %w", err)
 	}
-	nc.SetReconnectHandler(func(*nats.Conn) { hub.DropAll() })
 	storeSvc := &stores.Service{Client: client, Dialect: db.Dialect, Topology: topo, Notifier: peers, Kick: relay.Kick}
 
 	grpcSrv := rpc.NewServer(rpc.Options{
@@ -173,15 +179,10 @@ func Run(ctx context.Context, o Options) error {
 	metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 2)
 	wg.Go(func() { relay.Run(ctx) })
 	resyncer := &resync.Resyncer{Client: client, JS: js, Topology: topo, Interval: o.Resync.Interval, Log: log}
 	wg.Go(func() { resyncer.Run(ctx) })
-	wg.Go(func() {
-		if err := peers.Run(ctx); err != nil {
-			errs <- fmt.Errorf("store change fan-out: %w", err)
-		}
-	})
 	wg.Go(func() { consumeStatus(ctx, js, topo, storeSvc, log) })
 	wg.Go(func() {
 		if err := grpcSrv.Serve(grpcLis); err != nil {

@@ -213,7 +213,14 @@ export interface components {
         };
         StoreServiceRetryStoreBody: Record<string, never>;
         StoreServiceUpgradeStoreBody: {
-            /** @description Chart version to move to; empty means the newest available. */
+            /**
+             * @description Chart version to move to. Empty means the newest of the chart version
+             *     built into this release of the platform (the api and the orchestrators
+             *     embed the same) and the version the store runs: an upgrade never moves
+             *     a store back. A version an operator added to the orchestrators with
+             *     --charts-dir is reached only by naming it. The version chosen is
+             *     recorded on the store: no resync, retry or delete moves it to another.
+             */
             chartVersion?: string;
             /**
              * @description Helm value overrides by dotted path, such as "wordpress.replicas": "2"
