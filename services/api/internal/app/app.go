@@ -51,6 +51,9 @@ type Options struct {
 	DefaultStoreQuota int
 	RateLimit         float64
 	RateBurst         int
+	// MaxWatchStreams caps the WatchStores streams one user may have open
+	// on this replica (0: unlimited).
+	MaxWatchStreams int
 	// OIDC configures sign-in with an OpenID Connect issuer; an empty
 	// Issuer disables it.
 	OIDC   OIDCOptions
@@ -79,11 +82,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.NATS.BindFlags(fs, bus.RoleAPI)
 	fs.StringVar(&o.BusPrefix, "bus-prefix", "storeprov", "prefix of the NATS streams and subjects")
 	fs.StringVar(&o.GRPCAddr, "grpc-addr", ":9090", "gRPC listen address")
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9091", "metrics and health HTTP listen address")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9091", "admin HTTP listen address of /metrics and /healthz, apart from the gRPC port")
 	fs.StringVar(&o.AdminTokenFile, "admin-token-file", "", "file that receives the first admin's token on first start")
 	fs.IntVar(&o.DefaultStoreQuota, "default-store-quota", 5, "stores a new user may have")
 	fs.Float64Var(&o.RateLimit, "rate-limit", 20, "requests per second per user (0: unlimited)")
 	fs.IntVar(&o.RateBurst, "rate-burst", 40, "burst of requests per user")
+	fs.IntVar(&o.MaxWatchStreams, "max-watch-streams", 8, "WatchStores streams one user may have open at once on this replica (0: unlimited)")
 	fs.StringVar(&o.OIDC.Issuer, "oidc-issuer", "", "OpenID Connect issuer URL whose users may sign in to the dashboard (empty: API tokens only)")
 	fs.StringVar(&o.OIDC.ClientID, "oidc-client-id", "", "client ID the issuer's ID tokens must be issued for (the gateway's)")
 	fs.StringVar(&o.OIDC.AdminEmails, "oidc-admin-emails", "", "comma-separated verified emails of users who are admins")
@@ -158,7 +162,7 @@ func Run(ctx context.Context, o Options) error {
 
 	grpcSrv := rpc.NewServer(rpc.Options{
 		Service: "api", Auth: userSvc, Public: []string{storev1.UserService_SignIn_FullMethodName},
-		RateLimit: o.RateLimit, RateBurst: o.RateBurst, Logger: log,
+		RateLimit: o.RateLimit, RateBurst: o.RateBurst, MaxStreamsPerUser: o.MaxWatchStreams, Logger: log,
 	})
 	srv := &server.Server{Stores: storeSvc, Users: userSvc, Hub: hub, OIDC: signIn}
 	storev1.RegisterStoreServiceServer(grpcSrv, srv)
