@@ -148,10 +148,10 @@ func TestPlatformLintsWithoutFindings(t *testing.T) {
 }
 
 // The long-running workloads of the platform and the port their probes
-// must use: /healthz on the metrics port of each Go service, the gateway's
-// on its HTTP port.
+// must use: /healthz on the admin (metrics) port of each Go service, the
+// gateway's included, never on a public port.
 var platformProbePorts = map[string]string{
-	"api": "metrics", "audit": "metrics", "orchestrator": "metrics", "gateway": "http",
+	"api": "metrics", "audit": "metrics", "orchestrator": "metrics", "gateway": "metrics",
 	"nats": "monitor", "postgresql": "postgresql",
 }
 
@@ -1076,6 +1076,10 @@ func peers(t *testing.T, o objects, from []networkingv1.NetworkPolicyPeer) []str
 			out = append(out, p.IPBlock.CIDR+" except "+strings.Join(p.IPBlock.Except, ","))
 			continue
 		}
+		if p.PodSelector == nil && p.NamespaceSelector != nil && len(p.NamespaceSelector.MatchLabels)+len(p.NamespaceSelector.MatchExpressions) == 0 {
+			out = append(out, "any pod")
+			continue
+		}
 		if p.PodSelector == nil || p.NamespaceSelector != nil || len(p.PodSelector.MatchExpressions) > 0 {
 			t.Errorf("peer %+v is not a pod selector of this namespace", p)
 			continue
@@ -1123,7 +1127,8 @@ func TestPlatformNetworkPoliciesConfineNATSPostgreSQLAndTheGateway(t *testing.T)
 		Egress  []rule
 	}
 	gateway := policy{Selects: []string{"gateway"}, Types: []string{"Ingress", "Egress"},
-		Ingress: []rule{{Peers: []string{"anywhere"}, Ports: []string{"TCP/http"}}}, Egress: gatewayEgress}
+		Ingress: []rule{{Peers: []string{"anywhere"}, Ports: []string{"TCP/http"}}, {Peers: []string{"any pod"}, Ports: []string{"TCP/metrics"}}},
+		Egress:  gatewayEgress}
 	signInGateway := gateway
 	signInGateway.Egress = append(slices.Clone(gatewayEgress), rule{Peers: []string{private, private6}, Ports: []string{"TCP/443"}})
 	nats := policy{Selects: []string{"nats"}, Types: []string{"Ingress"},
@@ -1177,6 +1182,63 @@ func TestPlatformNetworkPoliciesConfineNATSPostgreSQLAndTheGateway(t *testing.T)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("NetworkPolicies (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestPlatformServesMetricsOnlyOnAdminPorts: every Go service's /metrics
+// (the Prometheus annotation) and probes are on its admin port, named
+// metrics, which no Ingress routes to; the gateway's public Service has no
+// other port than http. The gateway gets its limits.
+func TestPlatformServesMetricsOnlyOnAdminPorts(t *testing.T) {
+	for _, c := range platformCases(t) {
+		t.Run(c.file, func(t *testing.T) {
+			for _, d := range c.objs.deployments {
+				component := d.Spec.Template.Labels["app.kubernetes.io/component"]
+				if !map[string]bool{"api": true, "audit": true, "gateway": true, "orchestrator": true}[component] {
+					continue
+				}
+				ctr := d.Spec.Template.Spec.Containers[0]
+				var admin int32
+				for _, p := range ctr.Ports {
+					if p.Name == "metrics" {
+						admin = p.ContainerPort
+					}
+				}
+				if admin == 0 {
+					t.Errorf("%s has no metrics (admin) port", d.Name)
+					continue
+				}
+				if got := d.Spec.Template.Annotations["prometheus.io/port"]; got != fmt.Sprint(admin) {
+					t.Errorf("%s: prometheus.io/port %q, want the admin port %d", d.Name, got, admin)
+				}
+				if !slices.Contains(ctr.Args, fmt.Sprintf("--metrics-addr=:%d", admin)) {
+					t.Errorf("%s: args %v lack --metrics-addr=:%d", d.Name, ctr.Args, admin)
+				}
+				if component == "gateway" {
+					for _, want := range []string{"--max-body-bytes=1048576", "--unauthenticated-rate-limit=1", "--unauthenticated-rate-burst=20",
+						"--trusted-proxies=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"} {
+						if !slices.Contains(ctr.Args, want) {
+							t.Errorf("gateway args %v lack %s", ctr.Args, want)
+						}
+					}
+				}
+				if component == "api" && !slices.Contains(ctr.Args, "--max-watch-streams=8") {
+					t.Errorf("api args %v lack --max-watch-streams=8", ctr.Args)
+				}
+			}
+			for _, ing := range c.objs.ingresses {
+				for _, r := range ing.Spec.Rules {
+					for _, p := range r.HTTP.Paths {
+						if svc := p.Backend.Service; svc != nil && (svc.Port.Name == "metrics" || svc.Port.Number == 9095) {
+							t.Errorf("ingress %s routes %s to the admin port", ing.Name, p.Path)
+						}
+					}
+				}
+			}
+			if svc := findService(c.objs, "platform-gateway"); svc == nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "http" {
+				t.Errorf("the gateway's Service must expose only http")
 			}
 		})
 	}
