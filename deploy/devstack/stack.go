@@ -199,7 +199,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.cfg, s.runCtx = cfg, runCtx
 	s.startOrchestrators(cfg.OrchestratorArgs)
 	s.run(runCtx, cfg, "gateway", append([]string{
-		"--http-addr", "127.0.0.1:" + strconv.Itoa(cfg.GatewayPort), "--api-addr", s.APIAddr, "--audit-addr", s.AuditAddr,
+		"--http-addr", "127.0.0.1:" + strconv.Itoa(cfg.GatewayPort), "--metrics-addr", "127.0.0.1:0",
+		"--api-addr", s.APIAddr, "--audit-addr", s.AuditAddr,
 	}, gatewaySignIn...))
 
 	deadline := time.Now().Add(60 * time.Second)
