@@ -84,7 +84,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", 30*time.Second, "time to read a whole request, body included")
 	fs.DurationVar(&o.WriteTimeout, "write-timeout", 60*time.Second, "time to answer a request; streams (WatchStores) have none")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 2*time.Minute, "time a keep-alive connection may wait for its next request")
-	fs.Float64Var(&o.Failures.Rate, "unauthenticated-rate-limit", 1, "unauthenticated or failed (401) API and sign-in calls per second per client address (0: unlimited)")
+	fs.Float64Var(&o.Failures.Rate, "unauthenticated-rate-limit", 1, "unauthenticated or failed (401) REST calls and sign-in callbacks per second per client address (0: unlimited)")
 	fs.IntVar(&o.Failures.Burst, "unauthenticated-rate-burst", 20, "burst of unauthenticated or failed calls per client address")
 	fs.Var(&o.Failures.Proxies, "trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: the connection's peer is the client)")
 	fs.StringVar(&o.APIAddr, "api-addr", "localhost:9090", "gRPC target of the api service; dns:///<headless service>:9090 spreads calls over its replicas")
@@ -183,7 +183,9 @@ func Handler(ctx context.Context, o Options) (http.Handler, error) {
 	}
 	var h http.Handler = limit.Body(mux, o.MaxBodyBytes, failBody)
 	// Before the body is read: a refused call costs no more than its header.
-	h = o.Failures.Handler(h, fail, refused.WithLabelValues("rate_limited").Inc)
+	failures := o.Failures
+	failures.Paths = []string{"/v1/", signin.CallbackPath}
+	h = failures.Handler(h, fail, refused.WithLabelValues("rate_limited").Inc)
 	return limit.Deadlines(h, o.WriteTimeout, func(r *http.Request) bool { return streamingPaths[r.URL.Path] }), nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,19 +17,17 @@ import (
 // Bounds of the limiter's memory: past them, entries that carry no state
 // are dropped, and if that is not enough, all of them.
 const (
-	maxClients    = 100_000
-	maxKnownGood  = 10_000
-	knownGoodTTL  = time.Minute
-	limitedPrefix = "/v1/"
-	signInPrefix  = "/auth/"
+	maxClients   = 100_000
+	maxKnownGood = 10_000
+	knownGoodTTL = time.Minute
 )
 
 // Failures configures the limiter of, per client address, the calls that are unauthenticated
 // or fail authentication, so that guessing tokens or flooding the api with
 // them costs the api no more than Rate lookups a second per address.
 //
-// A call to the REST API (/v1/) or the sign-in endpoints (/auth/) takes one
-// token from its address's bucket before it is forwarded, and is refused
+// A call to a path under one of Paths (the REST API, the sign-in callback)
+// takes one token from its address's bucket before it is forwarded, and is refused
 // with 429 and Retry-After when the bucket is empty: a refused call never
 // reaches the api. The token is given back when the api accepts the call's
 // bearer token (any answer but 401); a call without a bearer token, or one
@@ -36,7 +35,8 @@ const (
 // the last minute skips the limiter altogether, so users with valid tokens
 // behind the same address as an abuser (a NAT, an office) keep working;
 // its first 401 removes it from that list. Other paths (the dashboard's
-// files, the OpenAPI document) are not limited.
+// files, the OpenAPI document, the sign-in's configuration) are not
+// limited: they cost the api nothing.
 //
 // The buckets live in this gateway's memory: each replica limits the calls
 // it receives.
@@ -47,6 +47,8 @@ type Failures struct {
 	Burst int
 	// Proxies decides the client's address (Proxies.ClientAddr).
 	Proxies Proxies
+	// Paths are the path prefixes the limiter applies to.
+	Paths []string
 }
 
 // failures is the limiter's state.
@@ -75,7 +77,7 @@ func (c Failures) handler(next http.Handler, fail ErrorFunc, refused func(), now
 	}
 	f := &failures{Failures: c, clients: map[string]*bucket{}, knownGood: map[[sha256.Size]byte]time.Time{}, now: now}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, limitedPrefix) && !strings.HasPrefix(r.URL.Path, signInPrefix) {
+		if !slices.ContainsFunc(f.Paths, func(p string) bool { return strings.HasPrefix(r.URL.Path, p) }) {
 			next.ServeHTTP(w, r)
 			return
 		}
