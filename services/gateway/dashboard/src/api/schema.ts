@@ -461,7 +461,16 @@ export interface operations {
     };
     StoreService_CreateStore: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Makes the create idempotent: the same request_id from the same user
+                 *     within 24 hours returns the store it created instead of a second one,
+                 *     and with another display name or engine is refused (ALREADY_EXISTS,
+                 *     HTTP 409). At most 128 printable ASCII characters. Over REST it may also
+                 *     be sent as the Idempotency-Key header.
+                 */
+                requestId?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
