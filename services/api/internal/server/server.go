@@ -316,7 +316,7 @@ func toStatus(err error) error {
 	case errors.Is(err, users.ErrForbidden), errors.Is(err, users.ErrNotAdmitted):
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, users.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return status.Error(codes.InvalidArgument, strings.TrimPrefix(err.Error(), users.ErrInvalid.Error()+": "))
 	case errors.Is(err, rpc.ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, strings.TrimPrefix(err.Error(), rpc.ErrUnauthenticated.Error()+": "))
 	case errors.Is(err, users.ErrSignInDisabled):

@@ -39,9 +39,9 @@ const lastUseResolution = time.Minute
 var (
 	// ErrForbidden means the caller may not act for another user.
 	ErrForbidden = errors.New("permission denied")
-	// ErrInvalid means a user name or setting is not allowed; the message
-	// says what is.
-	ErrInvalid = errors.New("invalid user")
+	// ErrInvalid means a user name or setting, or a token's ttl or
+	// description, is not allowed; the message says what is.
+	ErrInvalid = errors.New("invalid request")
 	// ErrUserNotFound means no user has the name.
 	ErrUserNotFound = errors.New("user not found")
 	// ErrTokenNotFound means no token has the id, or the caller may not see
