@@ -4,7 +4,9 @@
 //	storectl list | get ID | delete ID | retry ID | watch
 //	storectl upgrade ID [--chart-version V] [--set key=value]…
 //	storectl audit --store ID
-//	storectl token create --user alice
+//	storectl token create --user alice [--ttl 720h]
+//	storectl token list | revoke ID
+//	storectl user set alice --admin=false
 //
 // It reads the API token from --token, $STOREPROV_TOKEN or
 // .cache/dev/token (written by make dev).
