@@ -71,3 +71,17 @@ func Files(name string) ([]*loader.BufferedFile, error) {
 	}
 	return files, nil
 }
+
+// Version returns the version of the embedded chart name, as its
+// Chart.yaml declares it.
+func Version(name string) (string, error) {
+	data, err := fs.ReadFile(FS, name+"/Chart.yaml")
+	if err != nil {
+		return "", fmt.Errorf("no embedded chart %q: %w", name, err)
+	}
+	ch, err := loader.LoadFiles([]*loader.BufferedFile{{Name: "Chart.yaml", Data: data}})
+	if err != nil {
+		return "", fmt.Errorf("cannot read embedded chart %s: %w", name, err)
+	}
+	return ch.Metadata.Version, nil
+}

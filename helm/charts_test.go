@@ -34,6 +34,7 @@ import (
 	"k8s.io/pod-security-admission/policy"
 
 	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/helm/chartstest"
 )
 
 // The store the charts are rendered for, as the orchestrator would name it.
@@ -989,5 +990,17 @@ func TestStoreValuesAloneRender(t *testing.T) {
 				t.Errorf("ingress host is not store-%s.%s", storeID, baseDomain)
 			}
 		})
+	}
+}
+
+func TestVersionIsTheEmbeddedChartsVersion(t *testing.T) {
+	for _, name := range []string{charts.WordPress, charts.Medusa} {
+		got, err := charts.Version(name)
+		if want := chartstest.Version(t, name); err != nil || got != want {
+			t.Errorf("Version(%s) = %q, %v; want %q, its Chart.yaml's", name, got, err, want)
+		}
+	}
+	if _, err := charts.Version("no-such-chart"); err == nil {
+		t.Error("Version of a chart that is not embedded succeeded")
 	}
 }

@@ -2,8 +2,10 @@ package charts_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -148,10 +150,10 @@ func TestPlatformLintsWithoutFindings(t *testing.T) {
 }
 
 // The long-running workloads of the platform and the port their probes
-// must use: /healthz on the metrics port of each Go service, the gateway's
-// on its HTTP port.
+// must use: /healthz on the admin (metrics) port of each Go service, the
+// gateway's included, never on a public port.
 var platformProbePorts = map[string]string{
-	"api": "metrics", "audit": "metrics", "orchestrator": "metrics", "gateway": "http",
+	"api": "metrics", "audit": "metrics", "orchestrator": "metrics", "gateway": "metrics",
 	"nats": "monitor", "postgresql": "postgresql",
 }
 
@@ -602,7 +604,7 @@ func TestPlatformServesDashboardAtDomain(t *testing.T) {
 			if tls == true && (len(ing.Spec.TLS) != 1 || !slices.Equal(ing.Spec.TLS[0].Hosts, []string{host})) {
 				t.Errorf("TLS is enabled but the Ingress has TLS %v", ing.Spec.TLS)
 			}
-			if !strings.Contains(c.rel.Info.Notes, host) || !strings.Contains(c.rel.Info.Notes, "first admin token") {
+			if !strings.Contains(c.rel.Info.Notes, host) || !strings.Contains(c.rel.Info.Notes, "-admin-token -o jsonpath") {
 				t.Errorf("NOTES do not tell the dashboard's URL and how to read the first admin token:\n%s", c.rel.Info.Notes)
 			}
 		})
@@ -621,6 +623,7 @@ func TestPlatformConfiguresSignIn(t *testing.T) {
 			"enabled": true, "issuer": "https://id.example.com/realms/shops", "clientID": "storeprov",
 			"clientSecret": map[string]any{"secretName": "storeprov-oidc", "key": "secret"},
 			"adminEmails":  []any{"ops@example.com", "cto@example.com"}, "sessionTTL": "8h",
+			"allowedDomains": []any{"example.com"}, "allowedGroups": []any{"storeprov-users", "ops"}, "groupsClaim": "roles",
 		},
 	})
 	if err != nil {
@@ -638,6 +641,7 @@ func TestPlatformConfiguresSignIn(t *testing.T) {
 		"platform-api": {
 			"--oidc-issuer=https://id.example.com/realms/shops", "--oidc-client-id=storeprov",
 			"--oidc-admin-emails=ops@example.com,cto@example.com", "--oidc-session-ttl=8h",
+			"--oidc-allowed-domains=example.com", "--oidc-allowed-groups=storeprov-users,ops", "--oidc-groups-claim=roles",
 		},
 	}
 	for name, want := range wantArgs {
@@ -666,6 +670,94 @@ func TestPlatformConfiguresSignIn(t *testing.T) {
 	}
 	if strings.Contains(rel.Manifest, "--oidc-") || strings.Contains(rel.Manifest, "OIDC") {
 		t.Error("sign-in is configured although signIn.enabled is false")
+	}
+}
+
+// TestPlatformRefusesSignInOpenToAnyone: with a public issuer, sign-in
+// without allowed domains or groups would give anyone a user.
+func TestPlatformRefusesSignInOpenToAnyone(t *testing.T) {
+	signIn := func(extra map[string]any) map[string]any {
+		s := map[string]any{
+			"enabled": true, "issuer": "https://accounts.example.com", "clientID": "storeprov",
+			"clientSecret": map[string]any{"secretName": "storeprov-oidc", "key": "secret"},
+		}
+		maps.Copy(s, extra)
+		return map[string]any{"signIn": s}
+	}
+	_, err := renderPlatform(t, signIn(nil))
+	if err == nil || !strings.Contains(err.Error(), "signIn.enabled needs signIn.allowedDomains or signIn.allowedGroups") {
+		t.Errorf("sign-in open to anyone: %v; want the chart to refuse, naming allowedDomains and allowedGroups", err)
+	}
+	for _, extra := range []map[string]any{
+		{"allowedDomains": []any{"example.com"}},
+		{"allowedGroups": []any{"storeprov-users"}},
+	} {
+		if _, err := renderPlatform(t, signIn(extra)); err != nil {
+			t.Errorf("sign-in with %v: %v", extra, err)
+		}
+	}
+	_, err = renderPlatform(t, signIn(map[string]any{"allowedDomains": []any{"@example.com"}}))
+	if err == nil || !strings.Contains(err.Error(), "allowedDomains") {
+		t.Errorf("an allowed domain with '@': %v; want the schema to refuse it", err)
+	}
+}
+
+// TestPlatformGivesTheFirstAdminTokenThroughASecret: the api reads the
+// first admin's token from a Secret the chart generated, so it never has
+// to print it; the token is in no pod spec.
+func TestPlatformGivesTheFirstAdminTokenThroughASecret(t *testing.T) {
+	rel, err := renderPlatform(t, map[string]any{"api": map[string]any{"tokenMaxTTL": "720h"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := decode(t, rel.Manifest)
+	var token string
+	for _, s := range objs.secrets {
+		if s.Name == "platform-admin-token" {
+			token = string(s.Data["token"])
+			if s.Annotations["helm.sh/resource-policy"] != "keep" {
+				t.Errorf("Secret %s is not kept on uninstall, unlike the database it opens", s.Name)
+			}
+		}
+	}
+	if !regexp.MustCompile(`^sp_[a-z0-9]{52}$`).MatchString(token) {
+		t.Fatalf("Secret platform-admin-token holds token %q; want sp_ and 52 random lowercase characters", token)
+	}
+	var api *appsv1.Deployment
+	for _, d := range objs.deployments {
+		if d.Name == "platform-api" {
+			api = d
+		}
+	}
+	if api == nil {
+		t.Fatal("no Deployment platform-api")
+	}
+	spec := api.Spec.Template.Spec
+	c := spec.Containers[0]
+	for _, a := range []string{"--admin-token-from-file=/var/run/storeprov/admin-token/token", "--token-max-ttl=720h"} {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("api args %q lack %q", c.Args, a)
+		}
+	}
+	mounted := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.MountPath == "/var/run/storeprov/admin-token" && m.ReadOnly
+	}) && slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool {
+		return v.Secret != nil && v.Secret.SecretName == "platform-admin-token"
+	})
+	if !mounted {
+		t.Errorf("the api does not mount Secret platform-admin-token read-only at /var/run/storeprov/admin-token: %+v %+v", c.VolumeMounts, spec.Volumes)
+	}
+	for _, d := range objs.deployments {
+		b, _ := json.Marshal(d.Spec.Template)
+		if strings.Contains(string(b), token) {
+			t.Errorf("Deployment %s's pod spec holds the admin token", d.Name)
+		}
+	}
+	if strings.Contains(rel.Info.Notes, "logs") {
+		t.Errorf("NOTES still send operators to the logs for the admin token:\n%s", rel.Info.Notes)
+	}
+	if !strings.Contains(rel.Info.Notes, "get secret platform-admin-token") {
+		t.Errorf("NOTES do not say how to read the admin token's Secret:\n%s", rel.Info.Notes)
 	}
 }
 
@@ -1076,6 +1168,10 @@ func peers(t *testing.T, o objects, from []networkingv1.NetworkPolicyPeer) []str
 			out = append(out, p.IPBlock.CIDR+" except "+strings.Join(p.IPBlock.Except, ","))
 			continue
 		}
+		if p.PodSelector == nil && p.NamespaceSelector != nil && len(p.NamespaceSelector.MatchLabels)+len(p.NamespaceSelector.MatchExpressions) == 0 {
+			out = append(out, "any pod")
+			continue
+		}
 		if p.PodSelector == nil || p.NamespaceSelector != nil || len(p.PodSelector.MatchExpressions) > 0 {
 			t.Errorf("peer %+v is not a pod selector of this namespace", p)
 			continue
@@ -1123,7 +1219,8 @@ func TestPlatformNetworkPoliciesConfineNATSPostgreSQLAndTheGateway(t *testing.T)
 		Egress  []rule
 	}
 	gateway := policy{Selects: []string{"gateway"}, Types: []string{"Ingress", "Egress"},
-		Ingress: []rule{{Peers: []string{"anywhere"}, Ports: []string{"TCP/http"}}}, Egress: gatewayEgress}
+		Ingress: []rule{{Peers: []string{"anywhere"}, Ports: []string{"TCP/http"}}, {Peers: []string{"any pod"}, Ports: []string{"TCP/metrics"}}},
+		Egress:  gatewayEgress}
 	signInGateway := gateway
 	signInGateway.Egress = append(slices.Clone(gatewayEgress), rule{Peers: []string{private, private6}, Ports: []string{"TCP/443"}})
 	nats := policy{Selects: []string{"nats"}, Types: []string{"Ingress"},
@@ -1131,7 +1228,7 @@ func TestPlatformNetworkPoliciesConfineNATSPostgreSQLAndTheGateway(t *testing.T)
 	postgresql := policy{Selects: []string{"postgresql"}, Types: []string{"Ingress"},
 		Ingress: []rule{{Peers: []string{"api", "audit"}, Ports: []string{"TCP/postgresql"}}}}
 	signIn := map[string]any{"enabled": true, "issuer": "https://id.example.com", "clientID": "storeprov",
-		"clientSecret": map[string]any{"secretName": "oidc", "key": "secret"}}
+		"clientSecret": map[string]any{"secretName": "oidc", "key": "secret"}, "allowedDomains": []any{"example.com"}}
 	external := map[string]any{
 		"nats":       map[string]any{"external": map[string]any{"url": "nats://nats.example:4222"}},
 		"postgresql": map[string]any{"enabled": false, "external": map[string]any{"existingSecret": "db"}},
@@ -1177,6 +1274,63 @@ func TestPlatformNetworkPoliciesConfineNATSPostgreSQLAndTheGateway(t *testing.T)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("NetworkPolicies (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestPlatformServesMetricsOnlyOnAdminPorts: every Go service's /metrics
+// (the Prometheus annotation) and probes are on its admin port, named
+// metrics, which no Ingress routes to; the gateway's public Service has no
+// other port than http. The gateway gets its limits.
+func TestPlatformServesMetricsOnlyOnAdminPorts(t *testing.T) {
+	for _, c := range platformCases(t) {
+		t.Run(c.file, func(t *testing.T) {
+			for _, d := range c.objs.deployments {
+				component := d.Spec.Template.Labels["app.kubernetes.io/component"]
+				if !map[string]bool{"api": true, "audit": true, "gateway": true, "orchestrator": true}[component] {
+					continue
+				}
+				ctr := d.Spec.Template.Spec.Containers[0]
+				var admin int32
+				for _, p := range ctr.Ports {
+					if p.Name == "metrics" {
+						admin = p.ContainerPort
+					}
+				}
+				if admin == 0 {
+					t.Errorf("%s has no metrics (admin) port", d.Name)
+					continue
+				}
+				if got := d.Spec.Template.Annotations["prometheus.io/port"]; got != fmt.Sprint(admin) {
+					t.Errorf("%s: prometheus.io/port %q, want the admin port %d", d.Name, got, admin)
+				}
+				if !slices.Contains(ctr.Args, fmt.Sprintf("--metrics-addr=:%d", admin)) {
+					t.Errorf("%s: args %v lack --metrics-addr=:%d", d.Name, ctr.Args, admin)
+				}
+				if component == "gateway" {
+					for _, want := range []string{"--max-body-bytes=1048576", "--unauthenticated-rate-limit=1", "--unauthenticated-rate-burst=20",
+						"--trusted-proxies=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"} {
+						if !slices.Contains(ctr.Args, want) {
+							t.Errorf("gateway args %v lack %s", ctr.Args, want)
+						}
+					}
+				}
+				if component == "api" && !slices.Contains(ctr.Args, "--max-watch-streams=8") {
+					t.Errorf("api args %v lack --max-watch-streams=8", ctr.Args)
+				}
+			}
+			for _, ing := range c.objs.ingresses {
+				for _, r := range ing.Spec.Rules {
+					for _, p := range r.HTTP.Paths {
+						if svc := p.Backend.Service; svc != nil && (svc.Port.Name == "metrics" || svc.Port.Number == 9095) {
+							t.Errorf("ingress %s routes %s to the admin port", ing.Name, p.Path)
+						}
+					}
+				}
+			}
+			if svc := findService(c.objs, "platform-gateway"); svc == nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "http" {
+				t.Errorf("the gateway's Service must expose only http")
 			}
 		})
 	}

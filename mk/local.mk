@@ -84,7 +84,7 @@ local-up: local-check ## Run the platform in a kind cluster with ingress-nginx (
 	@echo
 	@echo "  dashboard + REST   http://dashboard.127.0.0.1.nip.io"
 	@echo "  stores             http://store-<id>.127.0.0.1.nip.io"
-	@echo "  first admin token  kubectl --context $(LOCAL_CONTEXT) -n $(LOCAL_NAMESPACE) logs -l app.kubernetes.io/instance=$(LOCAL_RELEASE),app.kubernetes.io/component=api --tail=-1 | grep 'first admin token'"
+	@echo "  first admin token  kubectl --context $(LOCAL_CONTEXT) -n $(LOCAL_NAMESPACE) get secret $(LOCAL_RELEASE)-admin-token -o jsonpath='{.data.token}' | base64 -d"
 	@echo "  api gRPC           kubectl --context $(LOCAL_CONTEXT) -n $(LOCAL_NAMESPACE) port-forward svc/$(LOCAL_RELEASE)-api 9090:9090"
 
 # The Medusa chart's server image has no public build (helm/README.md).

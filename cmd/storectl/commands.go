@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
@@ -139,7 +140,7 @@ become ready, it is rolled back and stays READY, with reason UpgradeRolledBack.`
 			})
 		},
 	}
-	upgrade.Flags().StringVar(&chartVersion, "chart-version", "", "chart version to move to (default: the newest available)")
+	upgrade.Flags().StringVar(&chartVersion, "chart-version", "", "chart version to move to (default: the chart built into the platform, or the one the store runs if newer)")
 	upgrade.Flags().StringArrayVar(&sets, "set", nil, "Helm value override key=value, by dotted path; repeat for several")
 
 	watch := &cobra.Command{
@@ -233,20 +234,42 @@ of the whole table with every hash recomputed is then detected too.`,
 	var tokUser, tokDesc string
 	var tokAdmin bool
 	var tokQuota int32
+	var tokTTL time.Duration
 	tokenCreate := &cobra.Command{
 		Use:   "create",
 		Short: "Issue an API token (admins: for any user, creating it if needed)",
-		Args:  cobra.NoArgs,
+		Long: `Issue an API token. It expires after --ttl, at most the api's --token-max-ttl
+(90 days by default), which is also the default. Admins may issue tokens for
+any user: a user that does not exist is created with --admin and
+--store-quota; for a user that exists, change those with 'storectl user set'.
+The output says whose account the token is for, and whether that account
+signs in with OpenID Connect.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &storev1.CreateTokenRequest{User: tokUser, Admin: tokAdmin, StoreQuota: tokQuota, Description: tokDesc}
+			if tokTTL != 0 {
+				req.Ttl = durationpb.New(tokTTL)
+			}
 			return c.with(c.apiAddr, func(ctx context.Context, conn *grpc.ClientConn) error {
-				resp, err := storev1.NewUserServiceClient(conn).CreateToken(ctx, &storev1.CreateTokenRequest{User: tokUser, Admin: tokAdmin, StoreQuota: tokQuota, Description: tokDesc})
+				resp, err := storev1.NewUserServiceClient(conn).CreateToken(ctx, req)
 				if err != nil {
 					return describe(err)
 				}
 				if c.output == "json" {
 					return c.printJSON(resp)
 				}
-				fmt.Fprintf(c.out, "token for %s (admin: %t, store quota: %d); it is shown only once:\n%s\n", resp.GetUser().GetName(), resp.GetUser().GetAdmin(), resp.GetUser().GetStoreQuota(), resp.GetToken())
+				u := resp.GetUser()
+				account := "an existing account"
+				if resp.GetUserCreated() {
+					account = "a new account"
+				}
+				if u.GetSignIn() {
+					account = "an existing account that signs in with " + u.GetOidcIssuer()
+				}
+				fmt.Fprintf(c.out, "token %s for %s, %s (admin: %t, store quota: %d), expires %s\n",
+					resp.GetInfo().GetId(), u.GetName(), account, u.GetAdmin(), u.GetStoreQuota(),
+					resp.GetInfo().GetExpireTime().AsTime().Local().Format(time.DateTime))
+				fmt.Fprintf(c.out, "it is shown only once:\n%s\n", resp.GetToken())
 				return nil
 			})
 		},
@@ -255,7 +278,83 @@ of the whole table with every hash recomputed is then detected too.`,
 	tokenCreate.Flags().BoolVar(&tokAdmin, "admin", false, "make a new user an admin")
 	tokenCreate.Flags().Int32Var(&tokQuota, "store-quota", 0, "store quota of a new user (0: the default)")
 	tokenCreate.Flags().StringVar(&tokDesc, "description", "", "what the token is for")
-	token.AddCommand(tokenCreate)
+	tokenCreate.Flags().DurationVar(&tokTTL, "ttl", 0, "how long the token lasts, such as 720h (default: the api's --token-max-ttl)")
+
+	var listUser string
+	tokenList := &cobra.Command{
+		Use:   "list",
+		Short: "List your tokens that have not expired (admins: --user's)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.with(c.apiAddr, func(ctx context.Context, conn *grpc.ClientConn) error {
+				resp, err := storev1.NewUserServiceClient(conn).ListTokens(ctx, &storev1.ListTokensRequest{User: listUser})
+				if err != nil {
+					return describe(err)
+				}
+				return c.printTokens(resp.GetTokens())
+			})
+		},
+	}
+	tokenList.Flags().StringVar(&listUser, "user", "", "whose tokens (default: yours; another user's for admins)")
+
+	tokenRevoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a token at once, by the id 'token list' shows",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.with(c.apiAddr, func(ctx context.Context, conn *grpc.ClientConn) error {
+				t, err := storev1.NewUserServiceClient(conn).DeleteToken(ctx, &storev1.DeleteTokenRequest{Id: args[0]})
+				if err != nil {
+					return describe(err)
+				}
+				if c.output == "json" {
+					return c.printJSON(t)
+				}
+				fmt.Fprintf(c.out, "revoked token %s of %s (%s)\n", t.GetId(), t.GetUser(), t.GetDescription())
+				return nil
+			})
+		},
+	}
+	token.AddCommand(tokenCreate, tokenList, tokenRevoke)
+
+	user := &cobra.Command{Use: "user", Short: "Manage users (admins)"}
+	var setAdmin bool
+	var setQuota int32
+	userSet := &cobra.Command{
+		Use:   "set NAME",
+		Short: "Change a user's admin flag (--admin=false demotes) or store quota",
+		Long: `Change a user's admin flag or store quota. Admin is read from the user on
+every call, so --admin=false holds for all of the user's tokens at once. A user
+who signs in is made admin again on the next sign-in if the api's
+--oidc-admin-emails lists the user's email.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &storev1.UpdateUserRequest{Name: args[0]}
+			if cmd.Flags().Changed("admin") {
+				req.Admin = &setAdmin
+			}
+			if cmd.Flags().Changed("store-quota") {
+				req.StoreQuota = &setQuota
+			}
+			if req.Admin == nil && req.StoreQuota == nil {
+				return errors.New("nothing to change: give --admin=true|false or --store-quota N")
+			}
+			return c.with(c.apiAddr, func(ctx context.Context, conn *grpc.ClientConn) error {
+				u, err := storev1.NewUserServiceClient(conn).UpdateUser(ctx, req)
+				if err != nil {
+					return describe(err)
+				}
+				if c.output == "json" {
+					return c.printJSON(u)
+				}
+				fmt.Fprintf(c.out, "%s (admin: %t, store quota: %d)\n", u.GetName(), u.GetAdmin(), u.GetStoreQuota())
+				return nil
+			})
+		},
+	}
+	userSet.Flags().BoolVar(&setAdmin, "admin", false, "make the user an admin (true) or not (false)")
+	userSet.Flags().Int32Var(&setQuota, "store-quota", 0, "stores the user may have")
+	user.AddCommand(userSet)
 
 	whoami := &cobra.Command{
 		Use:   "whoami",
@@ -276,7 +375,7 @@ of the whole table with every hash recomputed is then detected too.`,
 		},
 	}
 
-	root.AddCommand(create, list, get, del, retry, upgrade, watch, audit, token, whoami)
+	root.AddCommand(create, list, get, del, retry, upgrade, watch, audit, token, user, whoami)
 	return root
 }
 
@@ -336,6 +435,29 @@ func (c *client) printStores(err error, stores ...*storev1.Store) error {
 			strings.ToLower(strings.TrimPrefix(st.GetEngine().String(), "ENGINE_")),
 			strings.TrimPrefix(st.GetPhase().String(), "PHASE_"), st.GetChartVersion(), st.GetOwner(), st.GetUrl(),
 			time.Since(st.GetCreateTime().AsTime()).Round(time.Second), st.GetFailureReason())
+	}
+	return w.Flush()
+}
+
+func (c *client) printTokens(tokens []*storev1.Token) error {
+	if c.output == "json" {
+		for _, t := range tokens {
+			if err := c.printJSON(t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tUSER\tKIND\tDESCRIPTION\tCREATED\tEXPIRES\tLAST USED")
+	for _, t := range tokens {
+		lastUsed := "never"
+		if t.GetLastUseTime() != nil {
+			lastUsed = t.GetLastUseTime().AsTime().Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.GetId(), t.GetUser(),
+			strings.ToLower(strings.TrimPrefix(t.GetKind().String(), "TOKEN_KIND_")), t.GetDescription(),
+			t.GetCreateTime().AsTime().Local().Format(time.DateTime), t.GetExpireTime().AsTime().Local().Format(time.DateTime), lastUsed)
 	}
 	return w.Flush()
 }

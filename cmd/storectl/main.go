@@ -5,7 +5,9 @@
 //	storectl upgrade ID [--chart-version V] [--set key=value]…
 //	storectl audit --store ID
 //	storectl audit verify [--known-hash HASH]
-//	storectl token create --user alice
+//	storectl token create --user alice [--ttl 720h]
+//	storectl token list | revoke ID
+//	storectl user set alice --admin=false
 //
 // It reads the API token from --token, $STOREPROV_TOKEN or
 // .cache/dev/token (written by make dev).

@@ -12,11 +12,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +84,8 @@ type DevSignIn struct {
 	Users []devidp.User
 	// AdminEmails are the emails of the users who are admins.
 	AdminEmails []string
+	// AllowedDomains are the email domains whose users may sign in.
+	AllowedDomains []string
 }
 
 // Stack is a running platform.
@@ -180,7 +185,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if auditDB == "" {
 		auditDB = "sqlite://" + filepath.Join(cfg.DataDir, "audit.db")
 	}
-	tokenFile := filepath.Join(cfg.DataDir, "token")
+	// The api writes its first admin's token once, when its database is
+	// new: each database keeps its own file, and TokenFile is a copy of the
+	// running one's, so that it always works with the running api.
+	dbTokenFile := DatabaseTokenFile(cfg.DataDir, apiDB)
 	common := []string{"--nats-url", s.NATSURL, "--bus-prefix", cfg.BusPrefix}
 
 	var apiSignIn, gatewaySignIn []string
@@ -191,7 +199,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 
 	s.run(runCtx, cfg, "api", append(append([]string{
-		"--database-url", apiDB, "--grpc-addr", s.APIAddr, "--metrics-addr", "127.0.0.1:0", "--admin-token-file", tokenFile,
+		"--database-url", apiDB, "--grpc-addr", s.APIAddr, "--metrics-addr", "127.0.0.1:0", "--admin-token-file", dbTokenFile,
 	}, common...), apiSignIn...))
 	s.run(runCtx, cfg, "audit", append([]string{
 		"--database-url", auditDB, "--grpc-addr", s.AuditAddr, "--metrics-addr", "127.0.0.1:0", "--api-addr", s.APIAddr,
@@ -199,24 +207,93 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.cfg, s.runCtx = cfg, runCtx
 	s.startOrchestrators(cfg.OrchestratorArgs)
 	s.run(runCtx, cfg, "gateway", append([]string{
-		"--http-addr", "127.0.0.1:" + strconv.Itoa(cfg.GatewayPort), "--api-addr", s.APIAddr, "--audit-addr", s.AuditAddr,
+		"--http-addr", "127.0.0.1:" + strconv.Itoa(cfg.GatewayPort), "--metrics-addr", "127.0.0.1:0",
+		"--api-addr", s.APIAddr, "--audit-addr", s.AuditAddr,
 	}, gatewaySignIn...))
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		token, _ := os.ReadFile(tokenFile)
+		token, _ := os.ReadFile(dbTokenFile)
+		if len(token) == 0 && reachable(s.GatewayURL) {
+			// A database made before tokens were kept per database: adopt
+			// the shared file when its token opens this api.
+			if old, _ := os.ReadFile(filepath.Join(cfg.DataDir, TokenFile)); len(old) > 0 && checkToken(s.GatewayURL, strings.TrimSpace(string(old)), "") == nil {
+				if err := writeFile(dbTokenFile, old); err != nil {
+					return nil, err
+				}
+				token = old
+			}
+		}
 		if len(token) > 0 && reachable(s.GatewayURL) && reachable("http://"+s.AuditAddr) {
 			s.Token = strings.TrimSpace(string(token))
+			if err := checkToken(s.GatewayURL, s.Token, dbTokenFile); err != nil {
+				return nil, err
+			}
+			if err := writeFile(filepath.Join(cfg.DataDir, TokenFile), token); err != nil {
+				return nil, err
+			}
 			return s, nil
 		}
 		if exited := s.Exited(); len(exited) > 0 {
 			return nil, fmt.Errorf("services exited during start: %s (see their logs)", strings.Join(exited, ", "))
 		}
 		if time.Now().After(deadline) {
+			if len(token) == 0 {
+				return nil, fmt.Errorf("the stack did not become ready within 60s: no first admin token for this database in %s (the api writes it only when the database is new); remove the database to start afresh", dbTokenFile)
+			}
 			return nil, errors.New("the stack did not become ready within 60s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TokenFile is the file in the data directory holding the running api's
+// first admin token (storectl reads .cache/dev/token).
+const TokenFile = "token"
+
+// DatabaseTokenFile is where the api whose database is databaseURL writes
+// its first admin's token: tokens/<engine>-<hash of the URL> in dataDir,
+// so that a SQLite and a PostgreSQL database each keep their own.
+func DatabaseTokenFile(dataDir, databaseURL string) string {
+	engine, _, _ := strings.Cut(databaseURL, ":")
+	sum := sha256.Sum256([]byte(databaseURL))
+	return filepath.Join(dataDir, "tokens", engine+"-"+hex.EncodeToString(sum[:6]))
+}
+
+// checkToken asks the gateway whether token still opens the api: a
+// database made before its token file was kept per database, or a token
+// that expired, is reported with what to do.
+func checkToken(gatewayURL, token, file string) error {
+	req, err := http.NewRequest(http.MethodGet, gatewayURL+"/v1/users/me", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot check the admin token: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusUnauthorized {
+		return fmt.Errorf("the api refuses the first admin's token in %s (%s): it was written for another database, or expired; remove that database (and the file) to start afresh, or put a token of this database in the file", file, strings.TrimSpace(string(body)))
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("cannot check the admin token: GET /v1/users/me: %s %s", resp.Status, body)
+	}
+	return nil
+}
+
+// writeFile replaces path with data, readable by the owner only.
+func writeFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // startIdP starts the development OpenID provider with a client for the
@@ -237,7 +314,8 @@ func (s *Stack) startIdP(cfg Config) (apiArgs, gatewayArgs []string, err error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	apiArgs = []string{"--oidc-issuer", s.IdP.Issuer, "--oidc-client-id", clientID, "--oidc-admin-emails", strings.Join(cfg.SignIn.AdminEmails, ",")}
+	apiArgs = []string{"--oidc-issuer", s.IdP.Issuer, "--oidc-client-id", clientID, "--oidc-admin-emails", strings.Join(cfg.SignIn.AdminEmails, ","),
+		"--oidc-allowed-domains", strings.Join(cfg.SignIn.AllowedDomains, ",")}
 	gatewayArgs = []string{
 		"--oidc-issuer", s.IdP.Issuer, "--oidc-client-id", clientID, "--oidc-client-secret-file", secretFile,
 		"--oidc-redirect-url", callback, "--oidc-provider-name", "Development IdP",

@@ -23,6 +23,8 @@ import (
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
 )
 
@@ -32,9 +34,13 @@ type User struct {
 	Subject  string
 	Username string
 	Password string
-	// Email is returned verified.
-	Email string
-	Name  string
+	// Email is returned verified, unless EmailUnverified.
+	Email           string
+	EmailUnverified bool
+	Name            string
+	// Groups, when set, are returned in the "groups" claim of the ID
+	// token and of the userinfo endpoint.
+	Groups []string
 }
 
 // Client is a registered relying party, authenticated with its secret.
@@ -70,11 +76,15 @@ func Start(c Config) (*Server, error) {
 	}
 	issuer := "http://" + lis.Addr().String()
 	users := userStore{}
+	groups := map[string][]string{}
 	for _, u := range c.Users {
 		users[u.Subject] = &storage.User{
 			ID: u.Subject, Username: u.Username, Password: u.Password,
-			FirstName: u.Name, Email: u.Email, EmailVerified: true,
+			FirstName: u.Name, Email: u.Email, EmailVerified: !u.EmailUnverified,
 			PreferredLanguage: language.English,
+		}
+		if len(u.Groups) > 0 {
+			groups[u.Subject] = u.Groups
 		}
 	}
 	clients := map[string]*storage.Client{}
@@ -82,7 +92,8 @@ func Start(c Config) (*Server, error) {
 		clients[cl.ID] = storage.WebClient(cl.ID, cl.Secret, cl.RedirectURIs...)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", exampleop.SetupServer(issuer, storage.NewStorageWithClients(users, clients), nil, false))
+	store := groupStorage{Storage: storage.NewStorageWithClients(users, clients), groups: groups}
+	mux.Handle("/", exampleop.SetupServer(issuer, store, nil, false))
 	// Browsers ask for one; a 404 would be an error in their consoles.
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	s := &Server{Issuer: issuer, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, done: make(chan struct{})}
@@ -170,6 +181,37 @@ func (s *Server) Login(ctx context.Context, client *http.Client, startURL, usern
 		return nil, fmt.Errorf("devidp: the provider did not accept %q with that password", username)
 	}
 	return callback, nil
+}
+
+// groupStorage adds the users' groups to the example storage's claims.
+type groupStorage struct {
+	*storage.Storage
+	groups map[string][]string
+}
+
+// SetUserinfoFromRequest fills the claims of an ID token.
+func (s groupStorage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
+	if err := s.Storage.SetUserinfoFromRequest(ctx, info, req, scopes); err != nil {
+		return err
+	}
+	if g := s.groups[req.GetSubject()]; g != nil {
+		info.AppendClaims("groups", g)
+	}
+	return nil
+}
+
+// SetUserinfoFromToken fills the userinfo endpoint's answer.
+func (s groupStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, origin string) error {
+	if err := s.Storage.SetUserinfoFromToken(ctx, info, tokenID, subject, origin); err != nil {
+		return err
+	}
+	if subject == "" {
+		subject = info.Subject
+	}
+	if g := s.groups[subject]; g != nil {
+		info.AppendClaims("groups", g)
+	}
+	return nil
 }
 
 // userStore serves Config.Users to the example storage.

@@ -90,9 +90,15 @@ type Options struct {
 	// Public lists full method names that need no token.
 	Public []string
 	// RateLimit is the sustained requests per second allowed to each user
-	// (0: unlimited), with bursts of RateBurst.
+	// (0: unlimited), with bursts of RateBurst. The buckets live in this
+	// server's memory: each replica of a service limits its own calls, so
+	// a user's limit over N replicas is N times RateLimit.
 	RateLimit float64
 	RateBurst int
+	// MaxStreamsPerUser caps the server-streaming calls (WatchStores) one
+	// user may have open on this server at once (0: unlimited); one more is
+	// refused with ResourceExhausted. Like RateLimit, it is per replica.
+	MaxStreamsPerUser int
 	// Registry receives the server's metrics; nil means the default registry.
 	Registry prometheus.Registerer
 	Logger   *slog.Logger
@@ -120,6 +126,7 @@ func NewServer(opts Options) *Server {
 	}
 	m := newMetrics(opts.Service, opts.Registry)
 	limiter := newLimiter(opts.RateLimit, opts.RateBurst)
+	streams := &streamCounter{max: opts.MaxStreamsPerUser, open: map[string]int{}}
 	public := map[string]bool{
 		healthpb.Health_Check_FullMethodName: true,
 		healthpb.Health_Watch_FullMethodName: true,
@@ -176,6 +183,13 @@ func NewServer(opts Options) *Server {
 		if err != nil {
 			return err
 		}
+		if p, ok := PrincipalFrom(ctx); ok && info.IsServerStream {
+			if !streams.open1(p.Name) {
+				return status.Errorf(codes.ResourceExhausted,
+					"too many open streams: at most %d per user at once (on this replica); close one, such as another dashboard tab or storectl watch, and retry", streams.max)
+			}
+			defer streams.close1(p.Name)
+		}
 		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
 	}
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream),
@@ -215,6 +229,39 @@ func (l *limiter) allow(user string) bool {
 	}
 	l.mu.Unlock()
 	return lim.Allow()
+}
+
+// streamCounter counts each user's open server-streaming calls.
+type streamCounter struct {
+	max  int
+	mu   sync.Mutex
+	open map[string]int
+}
+
+// open1 counts one more stream of user, unless user has max open already.
+func (c *streamCounter) open1(user string) bool {
+	if c.max <= 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[user] >= c.max {
+		return false
+	}
+	c.open[user]++
+	return true
+}
+
+// close1 counts one stream of user less.
+func (c *streamCounter) close1(user string) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[user]--; c.open[user] <= 0 {
+		delete(c.open, user)
+	}
 }
 
 type contextStream struct {

@@ -34,7 +34,7 @@ func main() {
 	idpPort := flag.Int("idp-port", 5556, "port of the development OpenID provider the dashboard can sign in with (0: none)")
 	flag.Parse()
 	if *idpPort != 0 {
-		cfg.SignIn = &devstack.DevSignIn{Port: *idpPort, Users: devUsers, AdminEmails: []string{"alice@example.com"}}
+		cfg.SignIn = &devstack.DevSignIn{Port: *idpPort, Users: devUsers, AdminEmails: []string{"alice@example.com"}, AllowedDomains: []string{"example.com"}}
 	}
 	for _, p := range []*string{&cfg.Root, &cfg.DataDir, &cfg.BinDir, &cfg.Kubeconfig} {
 		abs, err := filepath.Abs(*p)
@@ -68,7 +68,7 @@ storeprov is running. Ctrl-C stops it.
   curl -H "Authorization: Bearer $STOREPROV_TOKEN" %s/v1/stores
 
 `, s.GatewayURL, s.GatewayURL, s.APIAddr, s.APIAddr, s.AuditAddr, s.NATSURL, natsHelp(cfg), s.Token,
-		filepath.Join(cfg.DataDir, "token"), signInHelp(s), filepath.Join(cfg.DataDir, "token"), cfg.BinDir, s.GatewayURL)
+		filepath.Join(cfg.DataDir, devstack.TokenFile), signInHelp(s), filepath.Join(cfg.DataDir, devstack.TokenFile), cfg.BinDir, s.GatewayURL)
 	<-ctx.Done()
 	fmt.Println("devstack: stopping…")
 	s.Stop()

@@ -82,8 +82,11 @@ type StoreSpec struct {
 	DisplayName string                 `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	Engine      v1.Engine              `protobuf:"varint,2,opt,name=engine,proto3,enum=storeprov.store.v1.Engine" json:"engine,omitempty"`
 	Owner       string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
-	// Version of the engine's chart to run; empty means the newest the
-	// orchestrator has.
+	// Version of the engine's chart to run. The api sends the version the
+	// store's latest upgrade chose or, for a store never upgraded, the one it
+	// runs; none only before the store's first install. Given none, the
+	// orchestrator keeps the version of the store's deployed release, and
+	// installs the newest it has only for a store without one.
 	ChartVersion string `protobuf:"bytes,4,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
 	// Helm value overrides by dotted path (wordpress.replicas -> "2"), typed
 	// as helm --set types them. The api accepts only allowlisted keys and no

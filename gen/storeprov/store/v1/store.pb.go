@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -22,6 +23,58 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// TokenKind is how a token was issued.
+type TokenKind int32
+
+const (
+	TokenKind_TOKEN_KIND_UNSPECIFIED TokenKind = 0
+	// From CreateToken.
+	TokenKind_TOKEN_KIND_API TokenKind = 1
+	// From SignIn; SignOut revokes it.
+	TokenKind_TOKEN_KIND_SESSION TokenKind = 2
+)
+
+// Enum value maps for TokenKind.
+var (
+	TokenKind_name = map[int32]string{
+		0: "TOKEN_KIND_UNSPECIFIED",
+		1: "TOKEN_KIND_API",
+		2: "TOKEN_KIND_SESSION",
+	}
+	TokenKind_value = map[string]int32{
+		"TOKEN_KIND_UNSPECIFIED": 0,
+		"TOKEN_KIND_API":         1,
+		"TOKEN_KIND_SESSION":     2,
+	}
+)
+
+func (x TokenKind) Enum() *TokenKind {
+	p := new(TokenKind)
+	*p = x
+	return p
+}
+
+func (x TokenKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TokenKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_storeprov_store_v1_store_proto_enumTypes[0].Descriptor()
+}
+
+func (TokenKind) Type() protoreflect.EnumType {
+	return &file_storeprov_store_v1_store_proto_enumTypes[0]
+}
+
+func (x TokenKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TokenKind.Descriptor instead.
+func (TokenKind) EnumDescriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{0}
+}
 
 // Engine is the ecommerce software a store runs.
 type Engine int32
@@ -59,11 +112,11 @@ func (x Engine) String() string {
 }
 
 func (Engine) Descriptor() protoreflect.EnumDescriptor {
-	return file_storeprov_store_v1_store_proto_enumTypes[0].Descriptor()
+	return file_storeprov_store_v1_store_proto_enumTypes[1].Descriptor()
 }
 
 func (Engine) Type() protoreflect.EnumType {
-	return &file_storeprov_store_v1_store_proto_enumTypes[0]
+	return &file_storeprov_store_v1_store_proto_enumTypes[1]
 }
 
 func (x Engine) Number() protoreflect.EnumNumber {
@@ -72,7 +125,7 @@ func (x Engine) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Engine.Descriptor instead.
 func (Engine) EnumDescriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{0}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{1}
 }
 
 // Phase is where a store is in its lifecycle.
@@ -123,11 +176,11 @@ func (x Phase) String() string {
 }
 
 func (Phase) Descriptor() protoreflect.EnumDescriptor {
-	return file_storeprov_store_v1_store_proto_enumTypes[1].Descriptor()
+	return file_storeprov_store_v1_store_proto_enumTypes[2].Descriptor()
 }
 
 func (Phase) Type() protoreflect.EnumType {
-	return &file_storeprov_store_v1_store_proto_enumTypes[1]
+	return &file_storeprov_store_v1_store_proto_enumTypes[2]
 }
 
 func (x Phase) Number() protoreflect.EnumNumber {
@@ -136,7 +189,7 @@ func (x Phase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Phase.Descriptor instead.
 func (Phase) EnumDescriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{1}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{2}
 }
 
 // User is someone who calls the API.
@@ -146,8 +199,13 @@ type User struct {
 	// Admins see and manage every store and may issue tokens for anyone.
 	Admin bool `protobuf:"varint,2,opt,name=admin,proto3" json:"admin,omitempty"`
 	// Most stores the user may have that are not DELETED.
-	StoreQuota    int32                  `protobuf:"varint,3,opt,name=store_quota,json=storeQuota,proto3" json:"store_quota,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	StoreQuota int32                  `protobuf:"varint,3,opt,name=store_quota,json=storeQuota,proto3" json:"store_quota,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Whether the user signs in with OpenID Connect (and was created by
+	// signing in); false for users who only have API tokens.
+	SignIn bool `protobuf:"varint,5,opt,name=sign_in,json=signIn,proto3" json:"sign_in,omitempty"`
+	// The issuer the user signs in with, when sign_in.
+	OidcIssuer    string `protobuf:"bytes,6,opt,name=oidc_issuer,json=oidcIssuer,proto3" json:"oidc_issuer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +268,20 @@ func (x *User) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetSignIn() bool {
+	if x != nil {
+		return x.SignIn
+	}
+	return false
+}
+
+func (x *User) GetOidcIssuer() string {
+	if x != nil {
+		return x.OidcIssuer
+	}
+	return ""
+}
+
 type GetCurrentUserRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -255,7 +327,10 @@ type CreateTokenRequest struct {
 	// When the user is created by this call: its store quota (0: the default).
 	StoreQuota int32 `protobuf:"varint,3,opt,name=store_quota,json=storeQuota,proto3" json:"store_quota,omitempty"`
 	// What the token is for, such as "ci" or "laptop".
-	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// How long the token is accepted: at most the api's --token-max-ttl,
+	// which is also the default.
+	Ttl           *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,11 +393,24 @@ func (x *CreateTokenRequest) GetDescription() string {
 	return ""
 }
 
+func (x *CreateTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
 type CreateTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The bearer token. It cannot be read again.
-	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	User          *User  `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// Whose account the token acts for.
+	User *User `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// The token's id, expiry and description.
+	Info *Token `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
+	// Whether this call created the user; false when the token is for an
+	// account that existed, such as one from sign-in.
+	UserCreated   bool `protobuf:"varint,4,opt,name=user_created,json=userCreated,proto3" json:"user_created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -371,6 +459,317 @@ func (x *CreateTokenResponse) GetUser() *User {
 	return nil
 }
 
+func (x *CreateTokenResponse) GetInfo() *Token {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *CreateTokenResponse) GetUserCreated() bool {
+	if x != nil {
+		return x.UserCreated
+	}
+	return false
+}
+
+// Token describes a bearer token without its secret.
+type Token struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Public identifier, for listing and revoking; not a credential.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// User the token acts for.
+	User        string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Description string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Kind        TokenKind              `protobuf:"varint,4,opt,name=kind,proto3,enum=storeprov.store.v1.TokenKind" json:"kind,omitempty"`
+	CreateTime  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the token stops being accepted.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// When the token last authenticated a call, to the minute; unset if
+	// never.
+	LastUseTime   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_use_time,json=lastUseTime,proto3" json:"last_use_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Token) Reset() {
+	*x = Token{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Token) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Token) ProtoMessage() {}
+
+func (x *Token) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Token.ProtoReflect.Descriptor instead.
+func (*Token) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Token) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Token) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Token) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Token) GetKind() TokenKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TokenKind_TOKEN_KIND_UNSPECIFIED
+}
+
+func (x *Token) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Token) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Token) GetLastUseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUseTime
+	}
+	return nil
+}
+
+type ListTokensRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// User whose tokens to list; empty means the caller. Admins only for
+	// another user.
+	User          string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListTokensRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*Token               `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListTokensResponse) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type DeleteTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's id, as ListTokens shows it.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTokenRequest) Reset() {
+	*x = DeleteTokenRequest{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTokenRequest) ProtoMessage() {}
+
+func (x *DeleteTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTokenRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTokenRequest) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeleteTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type UpdateUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user to change.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// New admin flag; unset leaves it.
+	Admin *bool `protobuf:"varint,2,opt,name=admin,proto3,oneof" json:"admin,omitempty"`
+	// New store quota (positive); unset leaves it. Stores above it are kept,
+	// but no new one can be created until the user is under it.
+	StoreQuota    *int32 `protobuf:"varint,3,opt,name=store_quota,json=storeQuota,proto3,oneof" json:"store_quota,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateUserRequest) Reset() {
+	*x = UpdateUserRequest{}
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateUserRequest) ProtoMessage() {}
+
+func (x *UpdateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateUserRequest.ProtoReflect.Descriptor instead.
+func (*UpdateUserRequest) Descriptor() ([]byte, []int) {
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UpdateUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateUserRequest) GetAdmin() bool {
+	if x != nil && x.Admin != nil {
+		return *x.Admin
+	}
+	return false
+}
+
+func (x *UpdateUserRequest) GetStoreQuota() int32 {
+	if x != nil && x.StoreQuota != nil {
+		return *x.StoreQuota
+	}
+	return 0
+}
+
 type SignInRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The ID token the issuer returned for this platform's client ID.
@@ -384,7 +783,7 @@ type SignInRequest struct {
 
 func (x *SignInRequest) Reset() {
 	*x = SignInRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +795,7 @@ func (x *SignInRequest) String() string {
 func (*SignInRequest) ProtoMessage() {}
 
 func (x *SignInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[4]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +808,7 @@ func (x *SignInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInRequest.ProtoReflect.Descriptor instead.
 func (*SignInRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{4}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignInRequest) GetIdToken() string {
@@ -439,7 +838,7 @@ type SignInResponse struct {
 
 func (x *SignInResponse) Reset() {
 	*x = SignInResponse{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +850,7 @@ func (x *SignInResponse) String() string {
 func (*SignInResponse) ProtoMessage() {}
 
 func (x *SignInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[5]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +863,7 @@ func (x *SignInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInResponse.ProtoReflect.Descriptor instead.
 func (*SignInResponse) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{5}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SignInResponse) GetToken() string {
@@ -496,7 +895,7 @@ type SignOutRequest struct {
 
 func (x *SignOutRequest) Reset() {
 	*x = SignOutRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +907,7 @@ func (x *SignOutRequest) String() string {
 func (*SignOutRequest) ProtoMessage() {}
 
 func (x *SignOutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[6]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +920,7 @@ func (x *SignOutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignOutRequest.ProtoReflect.Descriptor instead.
 func (*SignOutRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{6}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{11}
 }
 
 type SignOutResponse struct {
@@ -534,7 +933,7 @@ type SignOutResponse struct {
 
 func (x *SignOutResponse) Reset() {
 	*x = SignOutResponse{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +945,7 @@ func (x *SignOutResponse) String() string {
 func (*SignOutResponse) ProtoMessage() {}
 
 func (x *SignOutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[7]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +958,7 @@ func (x *SignOutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignOutResponse.ProtoReflect.Descriptor instead.
 func (*SignOutResponse) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{7}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignOutResponse) GetRevoked() bool {
@@ -604,7 +1003,7 @@ type Store struct {
 
 func (x *Store) Reset() {
 	*x = Store{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +1015,7 @@ func (x *Store) String() string {
 func (*Store) ProtoMessage() {}
 
 func (x *Store) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[8]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +1028,7 @@ func (x *Store) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Store.ProtoReflect.Descriptor instead.
 func (*Store) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{8}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Store) GetId() string {
@@ -746,7 +1145,7 @@ type CreateStoreRequest struct {
 
 func (x *CreateStoreRequest) Reset() {
 	*x = CreateStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +1157,7 @@ func (x *CreateStoreRequest) String() string {
 func (*CreateStoreRequest) ProtoMessage() {}
 
 func (x *CreateStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[9]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +1170,7 @@ func (x *CreateStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStoreRequest.ProtoReflect.Descriptor instead.
 func (*CreateStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{9}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateStoreRequest) GetStore() *Store {
@@ -797,7 +1196,7 @@ type GetStoreRequest struct {
 
 func (x *GetStoreRequest) Reset() {
 	*x = GetStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +1208,7 @@ func (x *GetStoreRequest) String() string {
 func (*GetStoreRequest) ProtoMessage() {}
 
 func (x *GetStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[10]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +1221,7 @@ func (x *GetStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStoreRequest.ProtoReflect.Descriptor instead.
 func (*GetStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{10}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetStoreRequest) GetId() string {
@@ -846,7 +1245,7 @@ type ListStoresRequest struct {
 
 func (x *ListStoresRequest) Reset() {
 	*x = ListStoresRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +1257,7 @@ func (x *ListStoresRequest) String() string {
 func (*ListStoresRequest) ProtoMessage() {}
 
 func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[11]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1270,7 @@ func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresRequest.ProtoReflect.Descriptor instead.
 func (*ListStoresRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{11}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListStoresRequest) GetPageSize() int32 {
@@ -906,7 +1305,7 @@ type ListStoresResponse struct {
 
 func (x *ListStoresResponse) Reset() {
 	*x = ListStoresResponse{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1317,7 @@ func (x *ListStoresResponse) String() string {
 func (*ListStoresResponse) ProtoMessage() {}
 
 func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[12]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1330,7 @@ func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresResponse.ProtoReflect.Descriptor instead.
 func (*ListStoresResponse) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{12}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListStoresResponse) GetStores() []*Store {
@@ -957,7 +1356,7 @@ type DeleteStoreRequest struct {
 
 func (x *DeleteStoreRequest) Reset() {
 	*x = DeleteStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1368,7 @@ func (x *DeleteStoreRequest) String() string {
 func (*DeleteStoreRequest) ProtoMessage() {}
 
 func (x *DeleteStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[13]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1381,7 @@ func (x *DeleteStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStoreRequest.ProtoReflect.Descriptor instead.
 func (*DeleteStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{13}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteStoreRequest) GetId() string {
@@ -1001,7 +1400,7 @@ type RetryStoreRequest struct {
 
 func (x *RetryStoreRequest) Reset() {
 	*x = RetryStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[14]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1412,7 @@ func (x *RetryStoreRequest) String() string {
 func (*RetryStoreRequest) ProtoMessage() {}
 
 func (x *RetryStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[14]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1425,7 @@ func (x *RetryStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryStoreRequest.ProtoReflect.Descriptor instead.
 func (*RetryStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{14}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RetryStoreRequest) GetId() string {
@@ -1039,7 +1438,12 @@ func (x *RetryStoreRequest) GetId() string {
 type UpgradeStoreRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// Chart version to move to; empty means the newest available.
+	// Chart version to move to. Empty means the newest of the chart version
+	// built into this release of the platform (the api and the orchestrators
+	// embed the same) and the version the store runs: an upgrade never moves
+	// a store back. A version an operator added to the orchestrators with
+	// --charts-dir is reached only by naming it. The version chosen is
+	// recorded on the store: no resync, retry or delete moves it to another.
 	ChartVersion string `protobuf:"bytes,2,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
 	// Helm value overrides by dotted path, such as "wordpress.replicas": "2"
 	// or "wordpress.resources.limits.memory": "1Gi". They replace the
@@ -1053,7 +1457,7 @@ type UpgradeStoreRequest struct {
 
 func (x *UpgradeStoreRequest) Reset() {
 	*x = UpgradeStoreRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[15]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1469,7 @@ func (x *UpgradeStoreRequest) String() string {
 func (*UpgradeStoreRequest) ProtoMessage() {}
 
 func (x *UpgradeStoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[15]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1482,7 @@ func (x *UpgradeStoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeStoreRequest.ProtoReflect.Descriptor instead.
 func (*UpgradeStoreRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{15}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpgradeStoreRequest) GetId() string {
@@ -1110,7 +1514,7 @@ type WatchStoresRequest struct {
 
 func (x *WatchStoresRequest) Reset() {
 	*x = WatchStoresRequest{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[16]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1526,7 @@ func (x *WatchStoresRequest) String() string {
 func (*WatchStoresRequest) ProtoMessage() {}
 
 func (x *WatchStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[16]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1539,7 @@ func (x *WatchStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStoresRequest.ProtoReflect.Descriptor instead.
 func (*WatchStoresRequest) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{16}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{21}
 }
 
 type WatchStoresResponse struct {
@@ -1152,7 +1556,7 @@ type WatchStoresResponse struct {
 
 func (x *WatchStoresResponse) Reset() {
 	*x = WatchStoresResponse{}
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[17]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1568,7 @@ func (x *WatchStoresResponse) String() string {
 func (*WatchStoresResponse) ProtoMessage() {}
 
 func (x *WatchStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storeprov_store_v1_store_proto_msgTypes[17]
+	mi := &file_storeprov_store_v1_store_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1581,7 @@ func (x *WatchStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStoresResponse.ProtoReflect.Descriptor instead.
 func (*WatchStoresResponse) Descriptor() ([]byte, []int) {
-	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{17}
+	return file_storeprov_store_v1_store_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchStoresResponse) GetStore() *Store {
@@ -1198,24 +1602,53 @@ var File_storeprov_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1estoreprov/store/v1/store.proto\x12\x12storeprov.store.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x01\n" +
+	"\x1estoreprov/store/v1/store.proto\x12\x12storeprov.store.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x01\n" +
 	"\x04User\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05admin\x18\x02 \x01(\bR\x05admin\x12\x1f\n" +
 	"\vstore_quota\x18\x03 \x01(\x05R\n" +
 	"storeQuota\x12;\n" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x17\n" +
-	"\x15GetCurrentUserRequest\"\x81\x01\n" +
+	"createTime\x12\x1c\n" +
+	"\asign_in\x18\x05 \x01(\bB\x03\xe0A\x03R\x06signIn\x12$\n" +
+	"\voidc_issuer\x18\x06 \x01(\tB\x03\xe0A\x03R\n" +
+	"oidcIssuer\"\x17\n" +
+	"\x15GetCurrentUserRequest\"\xae\x01\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x14\n" +
 	"\x05admin\x18\x02 \x01(\bR\x05admin\x12\x1f\n" +
 	"\vstore_quota\x18\x03 \x01(\x05R\n" +
 	"storeQuota\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"Y\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12+\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\xab\x01\n" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12,\n" +
-	"\x04user\x18\x02 \x01(\v2\x18.storeprov.store.v1.UserR\x04user\"R\n" +
+	"\x04user\x18\x02 \x01(\v2\x18.storeprov.store.v1.UserR\x04user\x12-\n" +
+	"\x04info\x18\x03 \x01(\v2\x19.storeprov.store.v1.TokenR\x04info\x12!\n" +
+	"\fuser_created\x18\x04 \x01(\bR\vuserCreated\"\xba\x02\n" +
+	"\x05Token\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x121\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x1d.storeprov.store.v1.TokenKindR\x04kind\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12>\n" +
+	"\rlast_use_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vlastUseTime\"'\n" +
+	"\x11ListTokensRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\"G\n" +
+	"\x12ListTokensResponse\x121\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x19.storeprov.store.v1.TokenR\x06tokens\")\n" +
+	"\x12DeleteTokenRequest\x12\x13\n" +
+	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\"\x87\x01\n" +
+	"\x11UpdateUserRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x19\n" +
+	"\x05admin\x18\x02 \x01(\bH\x00R\x05admin\x88\x01\x01\x12$\n" +
+	"\vstore_quota\x18\x03 \x01(\x05H\x01R\n" +
+	"storeQuota\x88\x01\x01B\b\n" +
+	"\x06_adminB\x0e\n" +
+	"\f_store_quota\"R\n" +
 	"\rSignInRequest\x12\x1e\n" +
 	"\bid_token\x18\x01 \x01(\tB\x03\xe0A\x02R\aidToken\x12!\n" +
 	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\"\x91\x01\n" +
@@ -1275,7 +1708,11 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\x12WatchStoresRequest\"s\n" +
 	"\x13WatchStoresResponse\x12/\n" +
 	"\x05store\x18\x01 \x01(\v2\x19.storeprov.store.v1.StoreR\x05store\x12+\n" +
-	"\x11snapshot_complete\x18\x02 \x01(\bR\x10snapshotComplete*K\n" +
+	"\x11snapshot_complete\x18\x02 \x01(\bR\x10snapshotComplete*S\n" +
+	"\tTokenKind\x12\x1a\n" +
+	"\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eTOKEN_KIND_API\x10\x01\x12\x16\n" +
+	"\x12TOKEN_KIND_SESSION\x10\x02*K\n" +
 	"\x06Engine\x12\x16\n" +
 	"\x12ENGINE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ENGINE_WOOCOMMERCE\x10\x01\x12\x11\n" +
@@ -1298,11 +1735,17 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"RetryStore\x12%.storeprov.store.v1.RetryStoreRequest\x1a\x19.storeprov.store.v1.Store\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/stores/{id}:retry\x12v\n" +
 	"\fUpgradeStore\x12'.storeprov.store.v1.UpgradeStoreRequest\x1a\x19.storeprov.store.v1.Store\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/stores/{id}:upgrade\x12z\n" +
-	"\vWatchStores\x12&.storeprov.store.v1.WatchStoresRequest\x1a'.storeprov.store.v1.WatchStoresResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/stores:watch0\x012\xb7\x03\n" +
+	"\vWatchStores\x12&.storeprov.store.v1.WatchStoresRequest\x1a'.storeprov.store.v1.WatchStoresResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/stores:watch0\x012\xff\x05\n" +
 	"\vUserService\x12k\n" +
 	"\x0eGetCurrentUser\x12).storeprov.store.v1.GetCurrentUserRequest\x1a\x18.storeprov.store.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/users/me\x12u\n" +
 	"\vCreateToken\x12&.storeprov.store.v1.CreateTokenRequest\x1a'.storeprov.store.v1.CreateTokenResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
-	"/v1/tokens\x12O\n" +
+	"/v1/tokens\x12o\n" +
+	"\n" +
+	"ListTokens\x12%.storeprov.store.v1.ListTokensRequest\x1a&.storeprov.store.v1.ListTokensResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/tokens\x12i\n" +
+	"\vDeleteToken\x12&.storeprov.store.v1.DeleteTokenRequest\x1a\x19.storeprov.store.v1.Token\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/v1/tokens/{id}\x12j\n" +
+	"\n" +
+	"UpdateUser\x12%.storeprov.store.v1.UpdateUserRequest\x1a\x18.storeprov.store.v1.User\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*2\x10/v1/users/{name}\x12O\n" +
 	"\x06SignIn\x12!.storeprov.store.v1.SignInRequest\x1a\".storeprov.store.v1.SignInResponse\x12s\n" +
 	"\aSignOut\x12\".storeprov.store.v1.SignOutRequest\x1a#.storeprov.store.v1.SignOutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/users/me:signOutB\xcd\x01\n" +
 	"\x16com.storeprov.store.v1B\n" +
@@ -1320,73 +1763,93 @@ func file_storeprov_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_storeprov_store_v1_store_proto_rawDescData
 }
 
-var file_storeprov_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_storeprov_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_storeprov_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_storeprov_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_storeprov_store_v1_store_proto_goTypes = []any{
-	(Engine)(0),                   // 0: storeprov.store.v1.Engine
-	(Phase)(0),                    // 1: storeprov.store.v1.Phase
-	(*User)(nil),                  // 2: storeprov.store.v1.User
-	(*GetCurrentUserRequest)(nil), // 3: storeprov.store.v1.GetCurrentUserRequest
-	(*CreateTokenRequest)(nil),    // 4: storeprov.store.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 5: storeprov.store.v1.CreateTokenResponse
-	(*SignInRequest)(nil),         // 6: storeprov.store.v1.SignInRequest
-	(*SignInResponse)(nil),        // 7: storeprov.store.v1.SignInResponse
-	(*SignOutRequest)(nil),        // 8: storeprov.store.v1.SignOutRequest
-	(*SignOutResponse)(nil),       // 9: storeprov.store.v1.SignOutResponse
-	(*Store)(nil),                 // 10: storeprov.store.v1.Store
-	(*CreateStoreRequest)(nil),    // 11: storeprov.store.v1.CreateStoreRequest
-	(*GetStoreRequest)(nil),       // 12: storeprov.store.v1.GetStoreRequest
-	(*ListStoresRequest)(nil),     // 13: storeprov.store.v1.ListStoresRequest
-	(*ListStoresResponse)(nil),    // 14: storeprov.store.v1.ListStoresResponse
-	(*DeleteStoreRequest)(nil),    // 15: storeprov.store.v1.DeleteStoreRequest
-	(*RetryStoreRequest)(nil),     // 16: storeprov.store.v1.RetryStoreRequest
-	(*UpgradeStoreRequest)(nil),   // 17: storeprov.store.v1.UpgradeStoreRequest
-	(*WatchStoresRequest)(nil),    // 18: storeprov.store.v1.WatchStoresRequest
-	(*WatchStoresResponse)(nil),   // 19: storeprov.store.v1.WatchStoresResponse
-	nil,                           // 20: storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(TokenKind)(0),                // 0: storeprov.store.v1.TokenKind
+	(Engine)(0),                   // 1: storeprov.store.v1.Engine
+	(Phase)(0),                    // 2: storeprov.store.v1.Phase
+	(*User)(nil),                  // 3: storeprov.store.v1.User
+	(*GetCurrentUserRequest)(nil), // 4: storeprov.store.v1.GetCurrentUserRequest
+	(*CreateTokenRequest)(nil),    // 5: storeprov.store.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 6: storeprov.store.v1.CreateTokenResponse
+	(*Token)(nil),                 // 7: storeprov.store.v1.Token
+	(*ListTokensRequest)(nil),     // 8: storeprov.store.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 9: storeprov.store.v1.ListTokensResponse
+	(*DeleteTokenRequest)(nil),    // 10: storeprov.store.v1.DeleteTokenRequest
+	(*UpdateUserRequest)(nil),     // 11: storeprov.store.v1.UpdateUserRequest
+	(*SignInRequest)(nil),         // 12: storeprov.store.v1.SignInRequest
+	(*SignInResponse)(nil),        // 13: storeprov.store.v1.SignInResponse
+	(*SignOutRequest)(nil),        // 14: storeprov.store.v1.SignOutRequest
+	(*SignOutResponse)(nil),       // 15: storeprov.store.v1.SignOutResponse
+	(*Store)(nil),                 // 16: storeprov.store.v1.Store
+	(*CreateStoreRequest)(nil),    // 17: storeprov.store.v1.CreateStoreRequest
+	(*GetStoreRequest)(nil),       // 18: storeprov.store.v1.GetStoreRequest
+	(*ListStoresRequest)(nil),     // 19: storeprov.store.v1.ListStoresRequest
+	(*ListStoresResponse)(nil),    // 20: storeprov.store.v1.ListStoresResponse
+	(*DeleteStoreRequest)(nil),    // 21: storeprov.store.v1.DeleteStoreRequest
+	(*RetryStoreRequest)(nil),     // 22: storeprov.store.v1.RetryStoreRequest
+	(*UpgradeStoreRequest)(nil),   // 23: storeprov.store.v1.UpgradeStoreRequest
+	(*WatchStoresRequest)(nil),    // 24: storeprov.store.v1.WatchStoresRequest
+	(*WatchStoresResponse)(nil),   // 25: storeprov.store.v1.WatchStoresResponse
+	nil,                           // 26: storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
 }
 var file_storeprov_store_v1_store_proto_depIdxs = []int32{
-	21, // 0: storeprov.store.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 1: storeprov.store.v1.CreateTokenResponse.user:type_name -> storeprov.store.v1.User
-	2,  // 2: storeprov.store.v1.SignInResponse.user:type_name -> storeprov.store.v1.User
-	21, // 3: storeprov.store.v1.SignInResponse.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 4: storeprov.store.v1.Store.engine:type_name -> storeprov.store.v1.Engine
-	1,  // 5: storeprov.store.v1.Store.phase:type_name -> storeprov.store.v1.Phase
-	21, // 6: storeprov.store.v1.Store.create_time:type_name -> google.protobuf.Timestamp
-	21, // 7: storeprov.store.v1.Store.update_time:type_name -> google.protobuf.Timestamp
-	10, // 8: storeprov.store.v1.CreateStoreRequest.store:type_name -> storeprov.store.v1.Store
-	1,  // 9: storeprov.store.v1.ListStoresRequest.phase:type_name -> storeprov.store.v1.Phase
-	10, // 10: storeprov.store.v1.ListStoresResponse.stores:type_name -> storeprov.store.v1.Store
-	20, // 11: storeprov.store.v1.UpgradeStoreRequest.values:type_name -> storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
-	10, // 12: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
-	11, // 13: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
-	12, // 14: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
-	13, // 15: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
-	15, // 16: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
-	16, // 17: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
-	17, // 18: storeprov.store.v1.StoreService.UpgradeStore:input_type -> storeprov.store.v1.UpgradeStoreRequest
-	18, // 19: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
-	3,  // 20: storeprov.store.v1.UserService.GetCurrentUser:input_type -> storeprov.store.v1.GetCurrentUserRequest
-	4,  // 21: storeprov.store.v1.UserService.CreateToken:input_type -> storeprov.store.v1.CreateTokenRequest
-	6,  // 22: storeprov.store.v1.UserService.SignIn:input_type -> storeprov.store.v1.SignInRequest
-	8,  // 23: storeprov.store.v1.UserService.SignOut:input_type -> storeprov.store.v1.SignOutRequest
-	10, // 24: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
-	10, // 25: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
-	14, // 26: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
-	10, // 27: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
-	10, // 28: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
-	10, // 29: storeprov.store.v1.StoreService.UpgradeStore:output_type -> storeprov.store.v1.Store
-	19, // 30: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
-	2,  // 31: storeprov.store.v1.UserService.GetCurrentUser:output_type -> storeprov.store.v1.User
-	5,  // 32: storeprov.store.v1.UserService.CreateToken:output_type -> storeprov.store.v1.CreateTokenResponse
-	7,  // 33: storeprov.store.v1.UserService.SignIn:output_type -> storeprov.store.v1.SignInResponse
-	9,  // 34: storeprov.store.v1.UserService.SignOut:output_type -> storeprov.store.v1.SignOutResponse
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	27, // 0: storeprov.store.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	28, // 1: storeprov.store.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
+	3,  // 2: storeprov.store.v1.CreateTokenResponse.user:type_name -> storeprov.store.v1.User
+	7,  // 3: storeprov.store.v1.CreateTokenResponse.info:type_name -> storeprov.store.v1.Token
+	0,  // 4: storeprov.store.v1.Token.kind:type_name -> storeprov.store.v1.TokenKind
+	27, // 5: storeprov.store.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	27, // 6: storeprov.store.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 7: storeprov.store.v1.Token.last_use_time:type_name -> google.protobuf.Timestamp
+	7,  // 8: storeprov.store.v1.ListTokensResponse.tokens:type_name -> storeprov.store.v1.Token
+	3,  // 9: storeprov.store.v1.SignInResponse.user:type_name -> storeprov.store.v1.User
+	27, // 10: storeprov.store.v1.SignInResponse.expire_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: storeprov.store.v1.Store.engine:type_name -> storeprov.store.v1.Engine
+	2,  // 12: storeprov.store.v1.Store.phase:type_name -> storeprov.store.v1.Phase
+	27, // 13: storeprov.store.v1.Store.create_time:type_name -> google.protobuf.Timestamp
+	27, // 14: storeprov.store.v1.Store.update_time:type_name -> google.protobuf.Timestamp
+	16, // 15: storeprov.store.v1.CreateStoreRequest.store:type_name -> storeprov.store.v1.Store
+	2,  // 16: storeprov.store.v1.ListStoresRequest.phase:type_name -> storeprov.store.v1.Phase
+	16, // 17: storeprov.store.v1.ListStoresResponse.stores:type_name -> storeprov.store.v1.Store
+	26, // 18: storeprov.store.v1.UpgradeStoreRequest.values:type_name -> storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
+	16, // 19: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
+	17, // 20: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
+	18, // 21: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
+	19, // 22: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
+	21, // 23: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
+	22, // 24: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
+	23, // 25: storeprov.store.v1.StoreService.UpgradeStore:input_type -> storeprov.store.v1.UpgradeStoreRequest
+	24, // 26: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
+	4,  // 27: storeprov.store.v1.UserService.GetCurrentUser:input_type -> storeprov.store.v1.GetCurrentUserRequest
+	5,  // 28: storeprov.store.v1.UserService.CreateToken:input_type -> storeprov.store.v1.CreateTokenRequest
+	8,  // 29: storeprov.store.v1.UserService.ListTokens:input_type -> storeprov.store.v1.ListTokensRequest
+	10, // 30: storeprov.store.v1.UserService.DeleteToken:input_type -> storeprov.store.v1.DeleteTokenRequest
+	11, // 31: storeprov.store.v1.UserService.UpdateUser:input_type -> storeprov.store.v1.UpdateUserRequest
+	12, // 32: storeprov.store.v1.UserService.SignIn:input_type -> storeprov.store.v1.SignInRequest
+	14, // 33: storeprov.store.v1.UserService.SignOut:input_type -> storeprov.store.v1.SignOutRequest
+	16, // 34: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
+	16, // 35: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
+	20, // 36: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
+	16, // 37: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
+	16, // 38: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
+	16, // 39: storeprov.store.v1.StoreService.UpgradeStore:output_type -> storeprov.store.v1.Store
+	25, // 40: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
+	3,  // 41: storeprov.store.v1.UserService.GetCurrentUser:output_type -> storeprov.store.v1.User
+	6,  // 42: storeprov.store.v1.UserService.CreateToken:output_type -> storeprov.store.v1.CreateTokenResponse
+	9,  // 43: storeprov.store.v1.UserService.ListTokens:output_type -> storeprov.store.v1.ListTokensResponse
+	7,  // 44: storeprov.store.v1.UserService.DeleteToken:output_type -> storeprov.store.v1.Token
+	3,  // 45: storeprov.store.v1.UserService.UpdateUser:output_type -> storeprov.store.v1.User
+	13, // 46: storeprov.store.v1.UserService.SignIn:output_type -> storeprov.store.v1.SignInResponse
+	15, // 47: storeprov.store.v1.UserService.SignOut:output_type -> storeprov.store.v1.SignOutResponse
+	34, // [34:48] is the sub-list for method output_type
+	20, // [20:34] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_storeprov_store_v1_store_proto_init() }
@@ -1394,13 +1857,14 @@ func file_storeprov_store_v1_store_proto_init() {
 	if File_storeprov_store_v1_store_proto != nil {
 		return
 	}
+	file_storeprov_store_v1_store_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storeprov_store_v1_store_proto_rawDesc), len(file_storeprov_store_v1_store_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   19,
+			NumEnums:      3,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -401,6 +401,9 @@ var StoreService_ServiceDesc = grpc.ServiceDesc{
 const (
 	UserService_GetCurrentUser_FullMethodName = "/storeprov.store.v1.UserService/GetCurrentUser"
 	UserService_CreateToken_FullMethodName    = "/storeprov.store.v1.UserService/CreateToken"
+	UserService_ListTokens_FullMethodName     = "/storeprov.store.v1.UserService/ListTokens"
+	UserService_DeleteToken_FullMethodName    = "/storeprov.store.v1.UserService/DeleteToken"
+	UserService_UpdateUser_FullMethodName     = "/storeprov.store.v1.UserService/UpdateUser"
 	UserService_SignIn_FullMethodName         = "/storeprov.store.v1.UserService/SignIn"
 	UserService_SignOut_FullMethodName        = "/storeprov.store.v1.UserService/SignOut"
 )
@@ -415,10 +418,27 @@ type UserServiceClient interface {
 	// it to check a token when signing in; other services use it to
 	// authenticate their callers.
 	GetCurrentUser(ctx context.Context, in *GetCurrentUserRequest, opts ...grpc.CallOption) (*User, error)
-	// CreateToken issues a new API token. An admin may issue one for any
-	// user, creating the user if needed; others only for themselves. The
-	// token is returned once and stored only as a hash.
+	// CreateToken issues a new API token that expires after ttl (at most the
+	// api's --token-max-ttl, 90 days by default). An admin may issue one for
+	// any user, creating the user if needed; others only for themselves, and
+	// only an admin issues tokens for a user who signs in with OpenID Connect.
+	// admin and store_quota apply to a user this call creates: for a user who
+	// exists they are INVALID_ARGUMENT (UpdateUser changes them). The token is
+	// returned once and stored only as a hash; the response says whose account
+	// it is.
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
+	// ListTokens lists the tokens of the caller, API and session tokens, that
+	// have not expired, newest first. An admin may list another user's.
+	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
+	// DeleteToken revokes a token at once: its next call is UNAUTHENTICATED.
+	// NOT_FOUND if the token does not exist or belongs to someone else and
+	// the caller is not an admin.
+	DeleteToken(ctx context.Context, in *DeleteTokenRequest, opts ...grpc.CallOption) (*Token, error)
+	// UpdateUser changes a user's admin flag or store quota (admins only).
+	// Admin is read from the user on every call, so a demotion holds for all
+	// of the user's tokens at once. A user who signs in is made admin again
+	// on the next sign-in when --oidc-admin-emails lists the user's email.
+	UpdateUser(ctx context.Context, in *UpdateUserRequest, opts ...grpc.CallOption) (*User, error)
 	// SignIn exchanges an OpenID Connect sign-in at the issuer the api is
 	// configured with for a session token that expires. The user is created
 	// on first sign-in. It needs no bearer token and has no REST mapping:
@@ -460,6 +480,36 @@ func (c *userServiceClient) CreateToken(ctx context.Context, in *CreateTokenRequ
 	return out, nil
 }
 
+func (c *userServiceClient) ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTokensResponse)
+	err := c.cc.Invoke(ctx, UserService_ListTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) DeleteToken(ctx context.Context, in *DeleteTokenRequest, opts ...grpc.CallOption) (*Token, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Token)
+	err := c.cc.Invoke(ctx, UserService_DeleteToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) UpdateUser(ctx context.Context, in *UpdateUserRequest, opts ...grpc.CallOption) (*User, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(User)
+	err := c.cc.Invoke(ctx, UserService_UpdateUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *userServiceClient) SignIn(ctx context.Context, in *SignInRequest, opts ...grpc.CallOption) (*SignInResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SignInResponse)
@@ -490,10 +540,27 @@ type UserServiceServer interface {
 	// it to check a token when signing in; other services use it to
 	// authenticate their callers.
 	GetCurrentUser(context.Context, *GetCurrentUserRequest) (*User, error)
-	// CreateToken issues a new API token. An admin may issue one for any
-	// user, creating the user if needed; others only for themselves. The
-	// token is returned once and stored only as a hash.
+	// CreateToken issues a new API token that expires after ttl (at most the
+	// api's --token-max-ttl, 90 days by default). An admin may issue one for
+	// any user, creating the user if needed; others only for themselves, and
+	// only an admin issues tokens for a user who signs in with OpenID Connect.
+	// admin and store_quota apply to a user this call creates: for a user who
+	// exists they are INVALID_ARGUMENT (UpdateUser changes them). The token is
+	// returned once and stored only as a hash; the response says whose account
+	// it is.
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
+	// ListTokens lists the tokens of the caller, API and session tokens, that
+	// have not expired, newest first. An admin may list another user's.
+	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
+	// DeleteToken revokes a token at once: its next call is UNAUTHENTICATED.
+	// NOT_FOUND if the token does not exist or belongs to someone else and
+	// the caller is not an admin.
+	DeleteToken(context.Context, *DeleteTokenRequest) (*Token, error)
+	// UpdateUser changes a user's admin flag or store quota (admins only).
+	// Admin is read from the user on every call, so a demotion holds for all
+	// of the user's tokens at once. A user who signs in is made admin again
+	// on the next sign-in when --oidc-admin-emails lists the user's email.
+	UpdateUser(context.Context, *UpdateUserRequest) (*User, error)
 	// SignIn exchanges an OpenID Connect sign-in at the issuer the api is
 	// configured with for a session token that expires. The user is created
 	// on first sign-in. It needs no bearer token and has no REST mapping:
@@ -520,6 +587,15 @@ func (UnimplementedUserServiceServer) GetCurrentUser(context.Context, *GetCurren
 }
 func (UnimplementedUserServiceServer) CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateToken not implemented")
+}
+func (UnimplementedUserServiceServer) ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTokens not implemented")
+}
+func (UnimplementedUserServiceServer) DeleteToken(context.Context, *DeleteTokenRequest) (*Token, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteToken not implemented")
+}
+func (UnimplementedUserServiceServer) UpdateUser(context.Context, *UpdateUserRequest) (*User, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateUser not implemented")
 }
 func (UnimplementedUserServiceServer) SignIn(context.Context, *SignInRequest) (*SignInResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SignIn not implemented")
@@ -584,6 +660,60 @@ func _UserService_CreateToken_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserService_ListTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).ListTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_ListTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).ListTokens(ctx, req.(*ListTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_DeleteToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).DeleteToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_DeleteToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).DeleteToken(ctx, req.(*DeleteTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_UpdateUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).UpdateUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_UpdateUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).UpdateUser(ctx, req.(*UpdateUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _UserService_SignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SignInRequest)
 	if err := dec(in); err != nil {
@@ -634,6 +764,18 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateToken",
 			Handler:    _UserService_CreateToken_Handler,
+		},
+		{
+			MethodName: "ListTokens",
+			Handler:    _UserService_ListTokens_Handler,
+		},
+		{
+			MethodName: "DeleteToken",
+			Handler:    _UserService_DeleteToken_Handler,
+		},
+		{
+			MethodName: "UpdateUser",
+			Handler:    _UserService_UpdateUser_Handler,
 		},
 		{
 			MethodName: "SignIn",

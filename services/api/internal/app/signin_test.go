@@ -10,6 +10,7 @@ import (
 	"golang.org/x/oauth2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
@@ -189,4 +190,135 @@ func TestBadSignInOptionsAreRefused(t *testing.T) {
 			t.Errorf("%+v: %v; want an error saying %q", c.oidc, err, c.says)
 		}
 	}
+}
+
+func TestSignInAdmitsOnlyAllowedDomainsAndGroups(t *testing.T) {
+	idp, err := devidp.Start(devidp.Config{
+		Addr: "127.0.0.1:0",
+		Users: []devidp.User{
+			{Subject: "u-alice", Username: "alice", Password: "pw", Email: "alice@shop.test"},
+			{Subject: "u-mallory", Username: "mallory", Password: "pw", Email: "mallory@freemail.test"},
+			{Subject: "u-eve", Username: "eve", Password: "pw", Email: "eve@shop.test", EmailUnverified: true},
+			{Subject: "u-gary", Username: "gary", Password: "pw", Email: "gary@contractor.test", Groups: []string{"staff", "ops"}},
+		},
+		Clients: []devidp.Client{{ID: "storeprov", Secret: "platform-secret", RedirectURIs: []string{callbackURL}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idp.Close() })
+	bustest.Each(t, func(t *testing.T, nats *bustest.Env) {
+		databasetest.Each(t, func(t *testing.T, dbURL string) {
+			limited := func(claim string) func(*app.Options) {
+				return func(o *app.Options) {
+					o.OIDC = app.OIDCOptions{Issuer: idp.Issuer, ClientID: "storeprov", SessionTTL: time.Hour,
+						AllowedDomains: "Shop.test", AllowedGroups: "ops", GroupsClaim: claim}
+				}
+			}
+			e := startAPI(t, dbURL, nats, limited("groups"))
+			other := startAPI(t, dbURL, nats, limited("roles"))
+			for _, c := range []struct {
+				api      *apiEnv
+				username string
+				code     codes.Code
+				says     string
+			}{
+				{e, "alice", codes.OK, ""},
+				{e, "gary", codes.OK, ""},
+				{e, "mallory", codes.PermissionDenied, "mallory@freemail.test: sign-in is open to verified emails of shop.test and to members of the groups ops"},
+				{e, "eve", codes.PermissionDenied, "not verified"},
+				// The groups are read from the claim the api is told to.
+				{other, "gary", codes.PermissionDenied, "gary@contractor.test"},
+			} {
+				id, access := issuerTokens(t, idp, "storeprov", "platform-secret", c.username, "pw")
+				resp, err := c.api.users.SignIn(context.Background(), &storev1.SignInRequest{IdToken: id, AccessToken: access})
+				if status.Code(err) != c.code || !strings.Contains(status.Convert(err).Message(), c.says) {
+					t.Errorf("%s signing in: %v; want %s saying %q", c.username, err, c.code, c.says)
+				}
+				if c.code == codes.OK && resp.GetUser().GetName() != c.username {
+					t.Errorf("%s signing in: user %v", c.username, resp.GetUser())
+				}
+			}
+			if _, err := e.users.UpdateUser(e.admin(), &storev1.UpdateUserRequest{Name: "mallory", Admin: proto.Bool(false)}); status.Code(err) != codes.NotFound {
+				t.Errorf("a refused sign-in left a user mallory: %v", err)
+			}
+		})
+	})
+}
+
+// TestTokensForSignInUsersNeedAnAdminAndSayWhoseAccount is the deploy-bot
+// case: a person signs in under a name an admin later asks a token for.
+func TestTokensForSignInUsersNeedAnAdminAndSayWhoseAccount(t *testing.T) {
+	idp, err := devidp.Start(devidp.Config{
+		Addr: "127.0.0.1:0",
+		Users: []devidp.User{
+			{Subject: "u-alice", Username: "alice", Password: "pw", Email: "alice@shop.test"},
+			{Subject: "u-bot", Username: "deploy-bot", Password: "pw", Email: "deploy-bot@shop.test"},
+		},
+		Clients: []devidp.Client{{ID: "storeprov", Secret: "platform-secret", RedirectURIs: []string{callbackURL}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idp.Close() })
+	bustest.Each(t, func(t *testing.T, nats *bustest.Env) {
+		databasetest.Each(t, func(t *testing.T, dbURL string) {
+			withAdmins := func(emails string) func(*app.Options) {
+				return func(o *app.Options) {
+					o.OIDC = app.OIDCOptions{Issuer: idp.Issuer, ClientID: "storeprov", SessionTTL: time.Hour, AllowedDomains: "shop.test", AdminEmails: emails}
+				}
+			}
+			e := startAPI(t, dbURL, nats, withAdmins("alice@shop.test"))
+			signIn := func(api *apiEnv, username string) *storev1.SignInResponse {
+				t.Helper()
+				id, access := issuerTokens(t, idp, "storeprov", "platform-secret", username, "pw")
+				resp, err := api.users.SignIn(context.Background(), &storev1.SignInRequest{IdToken: id, AccessToken: access})
+				if err != nil {
+					t.Fatalf("SignIn %s: %v", username, err)
+				}
+				return resp
+			}
+
+			bot := signIn(e, "deploy-bot")
+			_, err := e.users.CreateToken(e.as(bot.GetToken()), &storev1.CreateTokenRequest{})
+			wantCode(t, "a signed-in user minting its own API token", err, codes.PermissionDenied, "issued by an admin")
+
+			resp, err := e.users.CreateToken(e.admin(), &storev1.CreateTokenRequest{User: "deploy-bot"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u := resp.GetUser(); resp.GetUserCreated() || !u.GetSignIn() || u.GetOidcIssuer() != idp.Issuer || u.GetName() != "deploy-bot" {
+				t.Errorf("a token for deploy-bot: user %v, created %v; want the existing sign-in account of %s", u, resp.GetUserCreated(), idp.Issuer)
+			}
+			_, err = e.users.CreateToken(e.admin(), &storev1.CreateTokenRequest{User: "deploy-bot", Admin: true})
+			wantCode(t, "admin for the sign-in user", err, codes.InvalidArgument, "storectl user set")
+			if me, _ := e.users.GetCurrentUser(e.as(bot.GetToken()), &storev1.GetCurrentUserRequest{}); me.GetAdmin() {
+				t.Error("deploy-bot became an admin")
+			}
+
+			// alice, an admin by her email, mints an API token from her
+			// session and signs out: the token keeps her rights, no more.
+			alice := signIn(e, "alice")
+			minted, err := e.users.CreateToken(e.as(alice.GetToken()), &storev1.CreateTokenRequest{Description: "from a session"})
+			if err != nil {
+				t.Fatalf("alice, an admin, minting her own token: %v", err)
+			}
+			if _, err := e.users.SignOut(e.as(alice.GetToken()), &storev1.SignOutRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			if me, err := e.users.GetCurrentUser(e.as(minted.GetToken()), &storev1.GetCurrentUserRequest{}); err != nil || !me.GetAdmin() {
+				t.Fatalf("alice's API token while she is an admin: %v, %v", me, err)
+			}
+			// Her email leaves the admin list (a replica started without it):
+			// her next sign-in demotes her, and her API token with her.
+			demoting := startAPI(t, dbURL, nats, withAdmins(""))
+			signIn(demoting, "alice")
+			me, err := e.users.GetCurrentUser(e.as(minted.GetToken()), &storev1.GetCurrentUserRequest{})
+			if err != nil || me.GetAdmin() {
+				t.Errorf("alice's API token after her demotion: %v, %v; want not admin", me, err)
+			}
+			_, err = e.users.ListTokens(e.as(minted.GetToken()), &storev1.ListTokensRequest{User: "deploy-bot"})
+			wantCode(t, "a demoted user's token listing another user's tokens", err, codes.PermissionDenied, "only an admin")
+		})
+	})
 }

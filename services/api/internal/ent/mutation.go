@@ -2080,6 +2080,7 @@ type TokenMutation struct {
 	create_time   *time.Time
 	kind          *token.Kind
 	expire_time   *time.Time
+	last_use_time *time.Time
 	clearedFields map[string]struct{}
 	user          *int
 	cleareduser   bool
@@ -2379,6 +2380,55 @@ func (m *TokenMutation) ResetExpireTime() {
 	delete(m.clearedFields, token.FieldExpireTime)
 }
 
+// SetLastUseTime sets the "last_use_time" field.
+func (m *TokenMutation) SetLastUseTime(t time.Time) {
+	m.last_use_time = &t
+}
+
+// LastUseTime returns the value of the "last_use_time" field in the mutation.
+func (m *TokenMutation) LastUseTime() (r time.Time, exists bool) {
+	v := m.last_use_time
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLastUseTime returns the old "last_use_time" field's value of the Token entity.
+// If the Token object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TokenMutation) OldLastUseTime(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLastUseTime is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLastUseTime requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLastUseTime: %w", err)
+	}
+	return oldValue.LastUseTime, nil
+}
+
+// ClearLastUseTime clears the value of the "last_use_time" field.
+func (m *TokenMutation) ClearLastUseTime() {
+	m.last_use_time = nil
+	m.clearedFields[token.FieldLastUseTime] = struct{}{}
+}
+
+// LastUseTimeCleared returns if the "last_use_time" field was cleared in this mutation.
+func (m *TokenMutation) LastUseTimeCleared() bool {
+	_, ok := m.clearedFields[token.FieldLastUseTime]
+	return ok
+}
+
+// ResetLastUseTime resets all changes to the "last_use_time" field.
+func (m *TokenMutation) ResetLastUseTime() {
+	m.last_use_time = nil
+	delete(m.clearedFields, token.FieldLastUseTime)
+}
+
 // SetUserID sets the "user" edge to the User entity by id.
 func (m *TokenMutation) SetUserID(id int) {
 	m.user = &id
@@ -2452,7 +2502,7 @@ func (m *TokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TokenMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 6)
 	if m.hash != nil {
 		fields = append(fields, token.FieldHash)
 	}
@@ -2467,6 +2517,9 @@ func (m *TokenMutation) Fields() []string {
 	}
 	if m.expire_time != nil {
 		fields = append(fields, token.FieldExpireTime)
+	}
+	if m.last_use_time != nil {
+		fields = append(fields, token.FieldLastUseTime)
 	}
 	return fields
 }
@@ -2486,6 +2539,8 @@ func (m *TokenMutation) Field(name string) (ent.Value, bool) {
 		return m.Kind()
 	case token.FieldExpireTime:
 		return m.ExpireTime()
+	case token.FieldLastUseTime:
+		return m.LastUseTime()
 	}
 	return nil, false
 }
@@ -2505,6 +2560,8 @@ func (m *TokenMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldKind(ctx)
 	case token.FieldExpireTime:
 		return m.OldExpireTime(ctx)
+	case token.FieldLastUseTime:
+		return m.OldLastUseTime(ctx)
 	}
 	return nil, fmt.Errorf("unknown Token field %s", name)
 }
@@ -2549,6 +2606,13 @@ func (m *TokenMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetExpireTime(v)
 		return nil
+	case token.FieldLastUseTime:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLastUseTime(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Token field %s", name)
 }
@@ -2582,6 +2646,9 @@ func (m *TokenMutation) ClearedFields() []string {
 	if m.FieldCleared(token.FieldExpireTime) {
 		fields = append(fields, token.FieldExpireTime)
 	}
+	if m.FieldCleared(token.FieldLastUseTime) {
+		fields = append(fields, token.FieldLastUseTime)
+	}
 	return fields
 }
 
@@ -2598,6 +2665,9 @@ func (m *TokenMutation) ClearField(name string) error {
 	switch name {
 	case token.FieldExpireTime:
 		m.ClearExpireTime()
+		return nil
+	case token.FieldLastUseTime:
+		m.ClearLastUseTime()
 		return nil
 	}
 	return fmt.Errorf("unknown Token nullable field %s", name)
@@ -2621,6 +2691,9 @@ func (m *TokenMutation) ResetField(name string) error {
 		return nil
 	case token.FieldExpireTime:
 		m.ResetExpireTime()
+		return nil
+	case token.FieldLastUseTime:
+		m.ResetLastUseTime()
 		return nil
 	}
 	return fmt.Errorf("unknown Token field %s", name)

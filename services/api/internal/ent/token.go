@@ -28,6 +28,8 @@ type Token struct {
 	Kind token.Kind `json:"kind,omitempty"`
 	// ExpireTime holds the value of the "expire_time" field.
 	ExpireTime *time.Time `json:"expire_time,omitempty"`
+	// LastUseTime holds the value of the "last_use_time" field.
+	LastUseTime *time.Time `json:"last_use_time,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the TokenQuery when eager-loading is set.
 	Edges        TokenEdges `json:"edges"`
@@ -64,7 +66,7 @@ func (*Token) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case token.FieldHash, token.FieldDescription, token.FieldKind:
 			values[i] = new(sql.NullString)
-		case token.FieldCreateTime, token.FieldExpireTime:
+		case token.FieldCreateTime, token.FieldExpireTime, token.FieldLastUseTime:
 			values[i] = new(sql.NullTime)
 		case token.ForeignKeys[0]: // user_tokens
 			values[i] = new(sql.NullInt64)
@@ -119,6 +121,13 @@ func (_m *Token) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.ExpireTime = new(time.Time)
 				*_m.ExpireTime = value.Time
+			}
+		case token.FieldLastUseTime:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field last_use_time", values[i])
+			} else if value.Valid {
+				_m.LastUseTime = new(time.Time)
+				*_m.LastUseTime = value.Time
 			}
 		case token.ForeignKeys[0]:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
@@ -181,6 +190,11 @@ func (_m *Token) String() string {
 	builder.WriteString(", ")
 	if v := _m.ExpireTime; v != nil {
 		builder.WriteString("expire_time=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.LastUseTime; v != nil {
+		builder.WriteString("last_use_time=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

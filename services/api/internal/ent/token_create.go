@@ -85,6 +85,20 @@ func (_c *TokenCreate) SetNillableExpireTime(v *time.Time) *TokenCreate {
 	return _c
 }
 
+// SetLastUseTime sets the "last_use_time" field.
+func (_c *TokenCreate) SetLastUseTime(v time.Time) *TokenCreate {
+	_c.mutation.SetLastUseTime(v)
+	return _c
+}
+
+// SetNillableLastUseTime sets the "last_use_time" field if the given value is not nil.
+func (_c *TokenCreate) SetNillableLastUseTime(v *time.Time) *TokenCreate {
+	if v != nil {
+		_c.SetLastUseTime(*v)
+	}
+	return _c
+}
+
 // SetUserID sets the "user" edge to the User entity by ID.
 func (_c *TokenCreate) SetUserID(id int) *TokenCreate {
 	_c.mutation.SetUserID(id)
@@ -219,6 +233,10 @@ func (_c *TokenCreate) createSpec() (*Token, *sqlgraph.CreateSpec) {
 		_spec.SetField(token.FieldExpireTime, field.TypeTime, value)
 		_node.ExpireTime = &value
 	}
+	if value, ok := _c.mutation.LastUseTime(); ok {
+		_spec.SetField(token.FieldLastUseTime, field.TypeTime, value)
+		_node.LastUseTime = &value
+	}
 	if nodes := _c.mutation.UserIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -300,6 +318,24 @@ func (u *TokenUpsert) UpdateDescription() *TokenUpsert {
 	return u
 }
 
+// SetLastUseTime sets the "last_use_time" field.
+func (u *TokenUpsert) SetLastUseTime(v time.Time) *TokenUpsert {
+	u.Set(token.FieldLastUseTime, v)
+	return u
+}
+
+// UpdateLastUseTime sets the "last_use_time" field to the value that was provided on create.
+func (u *TokenUpsert) UpdateLastUseTime() *TokenUpsert {
+	u.SetExcluded(token.FieldLastUseTime)
+	return u
+}
+
+// ClearLastUseTime clears the value of the "last_use_time" field.
+func (u *TokenUpsert) ClearLastUseTime() *TokenUpsert {
+	u.SetNull(token.FieldLastUseTime)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create.
 // Using this option is equivalent to using:
 //
@@ -365,6 +401,27 @@ func (u *TokenUpsertOne) SetDescription(v string) *TokenUpsertOne {
 func (u *TokenUpsertOne) UpdateDescription() *TokenUpsertOne {
 	return u.Update(func(s *TokenUpsert) {
 		s.UpdateDescription()
+	})
+}
+
+// SetLastUseTime sets the "last_use_time" field.
+func (u *TokenUpsertOne) SetLastUseTime(v time.Time) *TokenUpsertOne {
+	return u.Update(func(s *TokenUpsert) {
+		s.SetLastUseTime(v)
+	})
+}
+
+// UpdateLastUseTime sets the "last_use_time" field to the value that was provided on create.
+func (u *TokenUpsertOne) UpdateLastUseTime() *TokenUpsertOne {
+	return u.Update(func(s *TokenUpsert) {
+		s.UpdateLastUseTime()
+	})
+}
+
+// ClearLastUseTime clears the value of the "last_use_time" field.
+func (u *TokenUpsertOne) ClearLastUseTime() *TokenUpsertOne {
+	return u.Update(func(s *TokenUpsert) {
+		s.ClearLastUseTime()
 	})
 }
 
@@ -599,6 +656,27 @@ func (u *TokenUpsertBulk) SetDescription(v string) *TokenUpsertBulk {
 func (u *TokenUpsertBulk) UpdateDescription() *TokenUpsertBulk {
 	return u.Update(func(s *TokenUpsert) {
 		s.UpdateDescription()
+	})
+}
+
+// SetLastUseTime sets the "last_use_time" field.
+func (u *TokenUpsertBulk) SetLastUseTime(v time.Time) *TokenUpsertBulk {
+	return u.Update(func(s *TokenUpsert) {
+		s.SetLastUseTime(v)
+	})
+}
+
+// UpdateLastUseTime sets the "last_use_time" field to the value that was provided on create.
+func (u *TokenUpsertBulk) UpdateLastUseTime() *TokenUpsertBulk {
+	return u.Update(func(s *TokenUpsert) {
+		s.UpdateLastUseTime()
+	})
+}
+
+// ClearLastUseTime clears the value of the "last_use_time" field.
+func (u *TokenUpsertBulk) ClearLastUseTime() *TokenUpsertBulk {
+	return u.Update(func(s *TokenUpsert) {
+		s.ClearLastUseTime()
 	})
 }
 

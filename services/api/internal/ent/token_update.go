@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
@@ -39,6 +40,26 @@ func (_u *TokenUpdate) SetNillableDescription(v *string) *TokenUpdate {
 	if v != nil {
 		_u.SetDescription(*v)
 	}
+	return _u
+}
+
+// SetLastUseTime sets the "last_use_time" field.
+func (_u *TokenUpdate) SetLastUseTime(v time.Time) *TokenUpdate {
+	_u.mutation.SetLastUseTime(v)
+	return _u
+}
+
+// SetNillableLastUseTime sets the "last_use_time" field if the given value is not nil.
+func (_u *TokenUpdate) SetNillableLastUseTime(v *time.Time) *TokenUpdate {
+	if v != nil {
+		_u.SetLastUseTime(*v)
+	}
+	return _u
+}
+
+// ClearLastUseTime clears the value of the "last_use_time" field.
+func (_u *TokenUpdate) ClearLastUseTime() *TokenUpdate {
+	_u.mutation.ClearLastUseTime()
 	return _u
 }
 
@@ -117,6 +138,12 @@ func (_u *TokenUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if _u.mutation.ExpireTimeCleared() {
 		_spec.ClearField(token.FieldExpireTime, field.TypeTime)
 	}
+	if value, ok := _u.mutation.LastUseTime(); ok {
+		_spec.SetField(token.FieldLastUseTime, field.TypeTime, value)
+	}
+	if _u.mutation.LastUseTimeCleared() {
+		_spec.ClearField(token.FieldLastUseTime, field.TypeTime)
+	}
 	if _u.mutation.UserCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -177,6 +204,26 @@ func (_u *TokenUpdateOne) SetNillableDescription(v *string) *TokenUpdateOne {
 	if v != nil {
 		_u.SetDescription(*v)
 	}
+	return _u
+}
+
+// SetLastUseTime sets the "last_use_time" field.
+func (_u *TokenUpdateOne) SetLastUseTime(v time.Time) *TokenUpdateOne {
+	_u.mutation.SetLastUseTime(v)
+	return _u
+}
+
+// SetNillableLastUseTime sets the "last_use_time" field if the given value is not nil.
+func (_u *TokenUpdateOne) SetNillableLastUseTime(v *time.Time) *TokenUpdateOne {
+	if v != nil {
+		_u.SetLastUseTime(*v)
+	}
+	return _u
+}
+
+// ClearLastUseTime clears the value of the "last_use_time" field.
+func (_u *TokenUpdateOne) ClearLastUseTime() *TokenUpdateOne {
+	_u.mutation.ClearLastUseTime()
 	return _u
 }
 
@@ -284,6 +331,12 @@ func (_u *TokenUpdateOne) sqlSave(ctx context.Context) (_node *Token, err error)
 	}
 	if _u.mutation.ExpireTimeCleared() {
 		_spec.ClearField(token.FieldExpireTime, field.TypeTime)
+	}
+	if value, ok := _u.mutation.LastUseTime(); ok {
+		_spec.SetField(token.FieldLastUseTime, field.TypeTime, value)
+	}
+	if _u.mutation.LastUseTimeCleared() {
+		_spec.ClearField(token.FieldLastUseTime, field.TypeTime)
 	}
 	if _u.mutation.UserCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -83,9 +83,14 @@ func TestResyncQueuesReadyAndStuckStoresOnly(t *testing.T) {
 			{"failed", storev1.Phase_PHASE_FAILED, 2, old},
 			{"deleted", storev1.Phase_PHASE_DELETED, 5, old},
 		} {
+			// readyold was never upgraded: it runs what it was installed with.
+			desired := "0.1.0"
+			if s.id == "readyold" {
+				desired = ""
+			}
 			if err := client.Store.Create().SetID(s.id).SetDisplayName("Shop " + s.id).SetEngine(storev1.Engine_ENGINE_WOOCOMMERCE.String()).
 				SetOwner("alice").SetPhase(s.phase.String()).SetGeneration(s.gen).SetObservedGeneration(s.gen).
-				SetDesiredChartVersion("0.1.0").SetChartValues(map[string]string{"setup.currency": "EUR"}).
+				SetDesiredChartVersion(desired).SetChartVersion("0.0.9").SetChartValues(map[string]string{"setup.currency": "EUR"}).
 				SetCreateTime(old).SetUpdateTime(s.updated).Exec(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -119,6 +124,11 @@ func TestResyncQueuesReadyAndStuckStoresOnly(t *testing.T) {
 		// deadline does not move.
 		if c := cmds["ready"]; c.GetIssueTime().AsTime() != now || c.GetSpec().GetChartVersion() != "0.1.0" || c.GetSpec().GetValues()["setup.currency"] != "EUR" || c.GetSpec().GetOwner() != "alice" {
 			t.Errorf("resync of a READY store = %v, want issued now with its spec", c)
+		}
+		// A store never upgraded stays on the chart it runs, whatever the
+		// orchestrator's newest.
+		if c := cmds["readyold"]; c.GetSpec().GetChartVersion() != "0.0.9" {
+			t.Errorf("resync of a store never upgraded names chart %q, want the one it runs, 0.0.9", c.GetSpec().GetChartVersion())
 		}
 		if c := cmds["provstuck"]; c.GetIssueTime().AsTime() != old {
 			t.Errorf("resync of a stuck store issued at %s, want its last status change %s", c.GetIssueTime().AsTime(), old)

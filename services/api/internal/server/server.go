@@ -6,7 +6,9 @@ package server
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -16,6 +18,7 @@ import (
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
+	enttoken "github.com/storeprov/storeprov/services/api/internal/ent/token"
 	"github.com/storeprov/storeprov/services/api/internal/stores"
 	"github.com/storeprov/storeprov/services/api/internal/users"
 	"github.com/storeprov/storeprov/services/api/internal/watch"
@@ -160,12 +163,62 @@ func (s *Server) GetCurrentUser(ctx context.Context, _ *storev1.GetCurrentUserRe
 
 // CreateToken implements UserService.
 func (s *Server) CreateToken(ctx context.Context, req *storev1.CreateTokenRequest) (*storev1.CreateTokenResponse, error) {
-	token, u, err := s.Users.CreateToken(ctx, principal(ctx),
-		users.NewUser{Name: req.GetUser(), Admin: req.GetAdmin(), StoreQuota: req.GetStoreQuota()}, req.GetDescription())
+	var ttl time.Duration
+	if req.GetTtl() != nil {
+		if err := req.GetTtl().CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "ttl: %v: give a duration such as \"720h\" (REST: \"2592000s\")", err)
+		}
+		ttl = req.GetTtl().AsDuration()
+	}
+	issued, err := s.Users.CreateToken(ctx, principal(ctx), users.TokenRequest{
+		User: req.GetUser(), Admin: req.GetAdmin(), StoreQuota: req.GetStoreQuota(),
+		Description: req.GetDescription(), TTL: ttl,
+	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &storev1.CreateTokenResponse{Token: token, User: userToProto(u)}, nil
+	return &storev1.CreateTokenResponse{
+		Token: issued.Secret, User: userToProto(issued.User),
+		Info: s.tokenToProto(issued.Token), UserCreated: issued.UserCreated,
+	}, nil
+}
+
+// ListTokens implements UserService.
+func (s *Server) ListTokens(ctx context.Context, req *storev1.ListTokensRequest) (*storev1.ListTokensResponse, error) {
+	list, err := s.Users.ListTokens(ctx, principal(ctx), req.GetUser())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &storev1.ListTokensResponse{}
+	for _, t := range list {
+		resp.Tokens = append(resp.Tokens, s.tokenToProto(t))
+	}
+	return resp, nil
+}
+
+// DeleteToken implements UserService.
+func (s *Server) DeleteToken(ctx context.Context, req *storev1.DeleteTokenRequest) (*storev1.Token, error) {
+	t, err := s.Users.RevokeToken(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return s.tokenToProto(t), nil
+}
+
+// UpdateUser implements UserService.
+func (s *Server) UpdateUser(ctx context.Context, req *storev1.UpdateUserRequest) (*storev1.User, error) {
+	var change users.UserChange
+	if req.Admin != nil {
+		change.Admin = req.Admin
+	}
+	if req.StoreQuota != nil {
+		change.StoreQuota = req.StoreQuota
+	}
+	u, err := s.Users.UpdateUser(ctx, principal(ctx), req.GetName(), change)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return userToProto(u), nil
 }
 
 // SignIn implements UserService. It is a public method: the ID token is
@@ -216,7 +269,29 @@ func ToProto(st *ent.Store) *storev1.Store {
 }
 
 func userToProto(u *ent.User) *storev1.User {
-	return &storev1.User{Name: u.Name, Admin: u.Admin, StoreQuota: u.StoreQuota, CreateTime: timestamppb.New(u.CreateTime)}
+	return &storev1.User{
+		Name: u.Name, Admin: u.Admin, StoreQuota: u.StoreQuota, CreateTime: timestamppb.New(u.CreateTime),
+		SignIn: u.OidcIdentity != nil, OidcIssuer: users.Issuer(u),
+	}
+}
+
+// tokenToProto describes t, whose user edge is loaded, without its secret.
+func (s *Server) tokenToProto(t *ent.Token) *storev1.Token {
+	kind := storev1.TokenKind_TOKEN_KIND_API
+	if t.Kind == enttoken.KindSession {
+		kind = storev1.TokenKind_TOKEN_KIND_SESSION
+	}
+	out := &storev1.Token{
+		Id: strconv.Itoa(t.ID), Description: t.Description, Kind: kind,
+		CreateTime: timestamppb.New(t.CreateTime), ExpireTime: timestamppb.New(s.Users.ExpireTime(t)),
+	}
+	if t.Edges.User != nil {
+		out.User = t.Edges.User.Name
+	}
+	if t.LastUseTime != nil {
+		out.LastUseTime = timestamppb.New(*t.LastUseTime)
+	}
+	return out
 }
 
 func principal(ctx context.Context) rpc.Principal {
@@ -230,7 +305,7 @@ func toStatus(err error) error {
 	switch {
 	case errors.As(err, &invalid):
 		return status.Error(codes.InvalidArgument, invalid.Error())
-	case errors.Is(err, stores.ErrNotFound), ent.IsNotFound(err):
+	case errors.Is(err, stores.ErrNotFound), errors.Is(err, users.ErrUserNotFound), errors.Is(err, users.ErrTokenNotFound), ent.IsNotFound(err):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, stores.ErrQuotaExceeded):
 		return status.Error(codes.ResourceExhausted, err.Error())
@@ -238,10 +313,10 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, stores.ErrRequestIDReused):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, users.ErrForbidden):
+	case errors.Is(err, users.ErrForbidden), errors.Is(err, users.ErrNotAdmitted):
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, users.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return status.Error(codes.InvalidArgument, strings.TrimPrefix(err.Error(), users.ErrInvalid.Error()+": "))
 	case errors.Is(err, rpc.ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, strings.TrimPrefix(err.Error(), rpc.ErrUnauthenticated.Error()+": "))
 	case errors.Is(err, users.ErrSignInDisabled):

@@ -6,6 +6,7 @@
 package stores
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"embed"
@@ -19,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	entdialect "entgo.io/ent/dialect"
+	"github.com/Masterminds/semver/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -230,17 +232,22 @@ func (s *Service) Retry(ctx context.Context, caller rpc.Principal, id string) (*
 	}, storev1.Phase_PHASE_PROVISIONING, nil)
 }
 
-// Upgrade moves a store to chartVersion (empty: the newest available) and
-// values (Helm value overrides by dotted path, replacing the previous
-// ones) under a new generation, PROVISIONING, with an "upgrade" command
-// and audit event. Only a READY store, or one that FAILED after an
-// upgrade, may be upgraded: ErrWrongPhase otherwise. A value the tenant
-// policy of the engine's chart refuses (see validateValues), or a
+// Upgrade moves a store to chartVersion and values (Helm value overrides
+// by dotted path, replacing the previous ones) under a new generation,
+// PROVISIONING, with an "upgrade" command and audit event. An empty
+// chartVersion is resolved here, once, by upgradeVersion: the newest of
+// the chart version built into the api and the one the store runs. The
+// version is recorded as the store's desired chart version, which every
+// later command carries (see Command), so that nothing but another
+// upgrade moves the store. Only a READY store, or one that FAILED after
+// an upgrade, may be upgraded: ErrWrongPhase otherwise. A value the
+// tenant policy of the engine's chart refuses (see validateValues), or a
 // malformed version, is an *InvalidFieldError.
 func (s *Service) Upgrade(ctx context.Context, caller rpc.Principal, id, chartVersion string, values map[string]string) (*ent.Store, error) {
 	if err := validateChartVersion(chartVersion); err != nil {
 		return nil, err
 	}
+	var version string
 	return s.transition(ctx, caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
 		failedUpgrade := st.Phase == storev1.Phase_PHASE_FAILED.String() && st.LastAction == lifecycle.ActionUpgrade
 		if st.Phase != storev1.Phase_PHASE_READY.String() && !failedUpgrade {
@@ -250,10 +257,45 @@ func (s *Service) Upgrade(ctx context.Context, caller rpc.Principal, id, chartVe
 		if err := validateValues(storev1.Engine(storev1.Engine_value[st.Engine]), values); err != nil {
 			return 0, "", false, err
 		}
+		var err error
+		if version, err = upgradeVersion(st, chartVersion); err != nil {
+			return 0, "", false, err
+		}
 		return eventsv1.Action_ACTION_PROVISION, lifecycle.ActionUpgrade, true, nil
 	}, storev1.Phase_PHASE_PROVISIONING, func(u *ent.StoreUpdateOne) {
-		u.SetDesiredChartVersion(chartVersion).SetChartValues(values)
+		u.SetDesiredChartVersion(version).SetChartValues(values)
 	})
+}
+
+// upgradeVersion is the chart version an upgrade of st asking for
+// version moves it to: version itself when it names one. An empty one
+// means the newest of the version of the engine's chart built into the
+// api (charts.Version; the orchestrators of the same release embed the
+// same) and the version the store runs, so that an upgrade without a
+// version never moves a store back, for example off a version an operator
+// added to the orchestrators (--charts-dir), which only an upgrade naming
+// it reaches.
+func upgradeVersion(st *ent.Store, version string) (string, error) {
+	if version != "" {
+		return version, nil
+	}
+	name, err := chartOf(storev1.Engine(storev1.Engine_value[st.Engine]))
+	if err != nil {
+		return "", err
+	}
+	built, err := charts.Version(name)
+	if err != nil {
+		return "", err
+	}
+	runs, err := semver.StrictNewVersion(cmp.Or(st.ChartVersion, st.DesiredChartVersion))
+	if err != nil {
+		// Never installed, or a version no chart can have.
+		return built, nil
+	}
+	if b, err := semver.StrictNewVersion(built); err == nil && b.LessThan(runs) {
+		return runs.Original(), nil
+	}
+	return built, nil
 }
 
 // transition bumps the generation of a store and moves it to phase when
@@ -344,7 +386,12 @@ func (s *Service) announce(ctx context.Context, tx *ent.Tx, st *ent.Store, actio
 
 // Command is the provisioning command that converges st to its current
 // generation and desired spec, asked for by actor at issueTime (from which
-// the orchestrator measures the provisioning deadline).
+// the orchestrator measures the provisioning deadline). Its chart version
+// is the one the store's latest upgrade chose or, for a store never
+// upgraded, the one it runs (recorded from the orchestrator's status at
+// its first install): a resync, retry or delete never moves a store to
+// another chart. It is empty only before a store's first install, when
+// the orchestrator installs its newest and reports which.
 func Command(st *ent.Store, action eventsv1.Action, actor string, issueTime time.Time) *eventsv1.ProvisionCommand {
 	return &eventsv1.ProvisionCommand{
 		StoreId:    st.ID,
@@ -354,7 +401,7 @@ func Command(st *ent.Store, action eventsv1.Action, actor string, issueTime time
 			DisplayName:  st.DisplayName,
 			Engine:       storev1.Engine(storev1.Engine_value[st.Engine]),
 			Owner:        st.Owner,
-			ChartVersion: st.DesiredChartVersion,
+			ChartVersion: cmp.Or(st.DesiredChartVersion, st.ChartVersion),
 			Values:       st.ChartValues,
 		},
 		Actor:     actor,
@@ -543,14 +590,9 @@ func validateChartVersion(v string) error {
 // values a store's owner may set, and their bounds. The orchestrator
 // checks them again against the chart version it installs.
 func validateValues(engine storev1.Engine, values map[string]string) error {
-	var chartName string
-	switch engine {
-	case storev1.Engine_ENGINE_WOOCOMMERCE:
-		chartName = charts.WordPress
-	case storev1.Engine_ENGINE_MEDUSA:
-		chartName = charts.Medusa
-	default:
-		return fmt.Errorf("store has engine %s, which has no chart", engine)
+	chartName, err := chartOf(engine)
+	if err != nil {
+		return err
 	}
 	policy, err := charts.TenantPolicyFor(chartName)
 	if err != nil {
@@ -564,4 +606,15 @@ func validateValues(engine storev1.Engine, values map[string]string) error {
 		return err
 	}
 	return nil
+}
+
+// chartOf is the name of the chart of engine.
+func chartOf(engine storev1.Engine) (string, error) {
+	switch engine {
+	case storev1.Engine_ENGINE_WOOCOMMERCE:
+		return charts.WordPress, nil
+	case storev1.Engine_ENGINE_MEDUSA:
+		return charts.Medusa, nil
+	}
+	return "", fmt.Errorf("store has engine %s, which has no chart", engine)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -26,7 +27,14 @@ var (
 	// ErrIssuerUnavailable means the issuer's discovery document or keys
 	// could not be fetched; signing in again later may work.
 	ErrIssuerUnavailable = errors.New("the OpenID Connect issuer cannot be reached")
+	// ErrNotAdmitted means the issuer vouched for the person, but sign-in
+	// is limited to other domains or groups.
+	ErrNotAdmitted = errors.New("sign-in is not open to this account")
 )
+
+// DefaultGroupsClaim is the claim that lists a person's groups, unless
+// OIDC.GroupsClaim says otherwise.
+const DefaultGroupsClaim = "groups"
 
 // OIDC checks sign-ins at one OpenID Connect issuer. The zero value is
 // disabled.
@@ -40,6 +48,16 @@ type OIDC struct {
 	AdminEmails []string
 	// SessionTTL is how long a session token is accepted.
 	SessionTTL time.Duration
+	// AllowedDomains and AllowedGroups admit a person whose verified
+	// email is in one of the domains, or who is in one of the groups (the
+	// GroupsClaim claim); when both are empty, anyone the issuer signs in
+	// is admitted.
+	AllowedDomains []string
+	AllowedGroups  []string
+	// GroupsClaim names the claim of the ID token (or the userinfo
+	// endpoint) that lists the person's groups; empty means
+	// DefaultGroupsClaim.
+	GroupsClaim string
 
 	mu       sync.Mutex
 	provider *oidc.Provider
@@ -76,8 +94,10 @@ func (o *OIDC) discover(ctx context.Context) (*oidc.Provider, error) {
 // Verify checks idToken (signature, issuer, audience, expiry) and reads the
 // person's claims from it, then from the userinfo endpoint with
 // accessToken when the ID token has neither a preferred username nor an
-// email. It returns an error wrapping rpc.ErrUnauthenticated when a token
-// does not check out.
+// email, or lacks the groups claim that AllowedGroups needs. It returns an
+// error wrapping rpc.ErrUnauthenticated when a token does not check out,
+// and ErrNotAdmitted when the person is outside AllowedDomains and
+// AllowedGroups.
 func (o *OIDC) Verify(ctx context.Context, idToken, accessToken string) (Identity, error) {
 	if !o.Enabled() {
 		return Identity{}, ErrSignInDisabled
@@ -90,11 +110,12 @@ func (o *OIDC) Verify(ctx context.Context, idToken, accessToken string) (Identit
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: the ID token was refused: %v", rpc.ErrUnauthenticated, err)
 	}
-	var c claims
+	c := claims{groupsClaim: o.groupsClaim()}
 	if err := tok.Claims(&c); err != nil {
 		return Identity{}, fmt.Errorf("%w: the ID token's claims cannot be read: %v", rpc.ErrUnauthenticated, err)
 	}
-	if c.PreferredUsername == "" && c.Email == "" && accessToken != "" {
+	needGroups := len(o.AllowedGroups) > 0 && c.Groups == nil
+	if (c.PreferredUsername == "" && c.Email == "" || needGroups) && accessToken != "" {
 		info, err := p.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
 		if err != nil {
 			return Identity{}, fmt.Errorf("%w: the userinfo endpoint refused the access token: %v", rpc.ErrUnauthenticated, err)
@@ -102,22 +123,116 @@ func (o *OIDC) Verify(ctx context.Context, idToken, accessToken string) (Identit
 		if info.Subject != tok.Subject {
 			return Identity{}, fmt.Errorf("%w: the userinfo endpoint answered for another subject", rpc.ErrUnauthenticated)
 		}
-		if err := info.Claims(&c); err != nil {
+		var more claims
+		more.groupsClaim = c.groupsClaim
+		if err := info.Claims(&more); err != nil {
 			return Identity{}, fmt.Errorf("%w: the userinfo claims cannot be read: %v", rpc.ErrUnauthenticated, err)
 		}
+		c.merge(more)
 	}
 	email := strings.ToLower(c.Email)
+	verified := c.EmailVerified && email != ""
+	if err := o.admit(email, verified, c.Groups); err != nil {
+		return Identity{}, err
+	}
 	return Identity{
 		Key:   tok.Issuer + "#" + tok.Subject,
 		Name:  nameFor(c.PreferredUsername, email),
-		Admin: c.EmailVerified && email != "" && slices.Contains(o.AdminEmails, email),
+		Admin: verified && slices.Contains(o.AdminEmails, email),
 	}, nil
+}
+
+func (o *OIDC) groupsClaim() string {
+	if o.GroupsClaim != "" {
+		return o.GroupsClaim
+	}
+	return DefaultGroupsClaim
+}
+
+// admit returns nil when the person may sign in: no restriction is
+// configured, the verified email's domain is allowed, or one of groups is.
+func (o *OIDC) admit(email string, verified bool, groups []string) error {
+	if len(o.AllowedDomains) == 0 && len(o.AllowedGroups) == 0 {
+		return nil
+	}
+	if _, domain, ok := strings.Cut(email, "@"); ok && verified && slices.Contains(o.AllowedDomains, domain) {
+		return nil
+	}
+	for _, g := range groups {
+		if slices.Contains(o.AllowedGroups, g) {
+			return nil
+		}
+	}
+	var open []string
+	if len(o.AllowedDomains) > 0 {
+		open = append(open, "verified emails of "+strings.Join(o.AllowedDomains, ", "))
+	}
+	if len(o.AllowedGroups) > 0 {
+		open = append(open, "members of the groups "+strings.Join(o.AllowedGroups, ", "))
+	}
+	who := email
+	switch {
+	case email == "":
+		who = "an account without an email"
+	case !verified:
+		who += " (not verified by the issuer)"
+	}
+	return fmt.Errorf("%w: %s: sign-in is open to %s; ask an admin to admit you", ErrNotAdmitted, who, strings.Join(open, " and to "))
 }
 
 type claims struct {
 	PreferredUsername string `json:"preferred_username"`
 	Email             string `json:"email"`
 	EmailVerified     bool   `json:"email_verified"`
+	// Groups is the groupsClaim claim: a list of strings, or one string.
+	Groups      []string `json:"-"`
+	groupsClaim string
+}
+
+// UnmarshalJSON reads the standard claims and the groups claim, whatever
+// it is named.
+func (c *claims) UnmarshalJSON(b []byte) error {
+	type standard claims
+	var std standard
+	if err := json.Unmarshal(b, &std); err != nil {
+		return err
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	name := c.groupsClaim
+	*c = claims(std)
+	c.groupsClaim = name
+	g, ok := raw[name]
+	if !ok || string(g) == "null" {
+		return nil
+	}
+	var one string
+	if json.Unmarshal(g, &one) == nil {
+		c.Groups = []string{one}
+		return nil
+	}
+	if err := json.Unmarshal(g, &c.Groups); err != nil {
+		return fmt.Errorf("claim %q is neither a string nor a list of strings", name)
+	}
+	if c.Groups == nil {
+		c.Groups = []string{}
+	}
+	return nil
+}
+
+// merge fills what c lacks from more, claims of the userinfo endpoint.
+func (c *claims) merge(more claims) {
+	if c.PreferredUsername == "" {
+		c.PreferredUsername = more.PreferredUsername
+	}
+	if c.Email == "" {
+		c.Email, c.EmailVerified = more.Email, more.EmailVerified
+	}
+	if c.Groups == nil {
+		c.Groups = more.Groups
+	}
 }
 
 // nameFor makes a user name, a DNS label, of what the issuer calls the

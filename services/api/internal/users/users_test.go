@@ -65,3 +65,47 @@ func TestSessionTokensExpire(t *testing.T) {
 		}
 	})
 }
+
+func TestSignInUsersAreKeyedByIssuerAndSubject(t *testing.T) {
+	databasetest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		db := databasetest.Migrated(t, url, stores.Migrations)
+		s := &Service{Client: ent.NewClient(ent.Driver(db.Driver)), DefaultStoreQuota: 3}
+		signIn := func(id Identity) *ent.User {
+			t.Helper()
+			_, u, _, err := s.SignIn(ctx, id, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u
+		}
+		first := signIn(Identity{Key: "https://a.test#42", Name: "deploy-bot"})
+		// The same person under a new display name is the same user.
+		renamed := signIn(Identity{Key: "https://a.test#42", Name: "someone-else"})
+		// The same subject at another issuer, and another subject with the
+		// same name, are other people.
+		otherIssuer := signIn(Identity{Key: "https://b.test#42", Name: "deploy-bot"})
+		otherSubject := signIn(Identity{Key: "https://a.test#43", Name: "deploy-bot"})
+		if renamed.ID != first.ID || renamed.Name != "deploy-bot" {
+			t.Errorf("a renamed person: user %d %q; want %d deploy-bot", renamed.ID, renamed.Name, first.ID)
+		}
+		for _, u := range []*ent.User{otherIssuer, otherSubject} {
+			if u.ID == first.ID || !strings.HasPrefix(u.Name, "deploy-bot-") {
+				t.Errorf("another identity named deploy-bot: user %d %q; want a new user deploy-bot-<hex>", u.ID, u.Name)
+			}
+		}
+		if got := Issuer(otherIssuer); got != "https://b.test" {
+			t.Errorf("Issuer = %q; want https://b.test", got)
+		}
+		// A token asked for by name is for the existing sign-in user, and
+		// says so; only an admin gets it.
+		_, err := s.CreateToken(ctx, rpc.Principal{Name: "deploy-bot"}, TokenRequest{})
+		if !errors.Is(err, ErrForbidden) {
+			t.Errorf("deploy-bot minting its own API token: %v; want ErrForbidden", err)
+		}
+		issued, err := s.CreateToken(ctx, rpc.Principal{Name: "root", Admin: true}, TokenRequest{User: "deploy-bot"})
+		if err != nil || issued.UserCreated || issued.User.ID != first.ID || Issuer(issued.User) != "https://a.test" {
+			t.Errorf("an admin's token for deploy-bot: %+v, %v; want the sign-in user of https://a.test", issued, err)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import { ActivityPage } from "./pages/ActivityPage";
 import { SignInPage } from "./pages/SignInPage";
 import { StoreDetailPage } from "./pages/StoreDetailPage";
 import { StoresPage } from "./pages/StoresPage";
+import { TokensPage } from "./pages/TokensPage";
 import { links, parseHash, useHash, type Route } from "./router";
 import { SessionProvider, useSessionState } from "./session/session";
 
@@ -29,6 +30,7 @@ const titles: Record<Route["name"], string> = {
   stores: "Stores",
   store: "Store",
   activity: "Activity",
+  tokens: "Tokens",
   notFound: "Not found",
 };
 
@@ -40,6 +42,8 @@ function Screen({ route }: { route: Route }) {
       return <StoreDetailPage key={route.id} id={route.id} />;
     case "activity":
       return <ActivityPage params={route.params} />;
+    case "tokens":
+      return <TokensPage key={route.user} user={route.user} />;
     case "notFound":
       return (
         <>

@@ -1,4 +1,4 @@
-// Hash routing: #/ (stores), #/stores/<id>, #/activity?actor=…. The gateway
+// Hash routing: #/ (stores), #/stores/<id>, #/activity?actor=…, #/tokens?user=…. The gateway
 // serves one index.html, and hash URLs need nothing from it.
 import { useSyncExternalStore } from "react";
 
@@ -7,6 +7,7 @@ export type Route =
   | { name: "stores" }
   | { name: "store"; id: string }
   | { name: "activity"; params: URLSearchParams }
+  | { name: "tokens"; user: string }
   | { name: "notFound"; path: string };
 
 /** parseHash returns the route a location hash names. */
@@ -17,6 +18,7 @@ export function parseHash(hash: string): Route {
   const store = /^\/stores\/([^/]+)$/.exec(path);
   if (store?.[1]) return { name: "store", id: decodeURIComponent(store[1]) };
   if (path === "/activity") return { name: "activity", params: new URLSearchParams(query) };
+  if (path === "/tokens") return { name: "tokens", user: new URLSearchParams(query).get("user") ?? "" };
   return { name: "notFound", path };
 }
 
@@ -30,6 +32,7 @@ export const links = {
     const s = q.toString();
     return s ? `#/activity?${s}` : "#/activity";
   },
+  tokens: (user?: string) => (user ? `#/tokens?user=${encodeURIComponent(user)}` : "#/tokens"),
 };
 
 function subscribe(onChange: () => void): () => void {

@@ -1,9 +1,13 @@
 // Package app wires the gateway: grpc-gateway REST handlers for
 // StoreService, UserService (both served by the api) and AuditService
-// (served by the audit service), the OpenAPI document, health and metrics.
+// (served by the audit service), the OpenAPI document and the dashboard on
+// its public port, and /metrics and /healthz on an admin port of their own.
 // The gateway keeps no state; it forwards the Authorization header to the
-// gRPC services, which authenticate every call. With an OpenID Connect
-// issuer configured it also runs the dashboard's sign-in (package signin).
+// gRPC services, which authenticate every call. It bounds what one client
+// can make it do (package limit): body size, read, write and idle timeouts,
+// and the unauthenticated or failed calls of one address. With an OpenID
+// Connect issuer configured it also runs the dashboard's sign-in (package
+// signin).
 package app
 
 import (
@@ -19,24 +23,44 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/storeprov/storeprov/gen/openapi"
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/services/gateway/internal/limit"
 	"github.com/storeprov/storeprov/services/gateway/internal/signin"
 )
 
 // OpenAPIPath is where the OpenAPI document is served.
 const OpenAPIPath = "/openapi.json"
 
+// streamingPaths answer with a stream that lasts as long as the client
+// wants: they have no write timeout.
+var streamingPaths = map[string]bool{"/v1/stores:watch": true}
+
 // Options configure the gateway.
 type Options struct {
-	HTTPAddr  string
-	APIAddr   string
-	AuditAddr string
+	HTTPAddr string
+	// MetricsAddr is the admin address of /metrics and /healthz, which the
+	// public HTTPAddr does not serve.
+	MetricsAddr string
+	APIAddr     string
+	AuditAddr   string
+	// MaxBodyBytes is the largest request body accepted; larger ones get 413.
+	MaxBodyBytes int64
+	// ReadHeaderTimeout and ReadTimeout bound reading a request's header
+	// and the whole request, WriteTimeout answering a request that is not a
+	// stream, IdleTimeout how long a keep-alive connection waits for its
+	// next request.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Failures limits unauthenticated and failed calls per client address.
+	Failures limit.Failures
 	// Static, when set, serves the dashboard for every path that is not an API path.
 	Static http.Handler
 	// SignIn configures OpenID Connect sign-in; an empty Issuer disables it.
@@ -44,13 +68,25 @@ type Options struct {
 	// ClientSecretFile, when set, holds SignIn.ClientSecret.
 	ClientSecretFile string
 	Logger           *slog.Logger
-	// OnReady, when set, is called with the bound HTTP address.
-	OnReady func(httpAddr string)
+	// OnReady, when set, is called with the bound addresses.
+	OnReady func(Addrs)
 }
+
+// Addrs are the addresses the gateway listens on.
+type Addrs struct{ HTTP, Metrics string }
 
 // BindFlags registers the options as flags.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.HTTPAddr, "http-addr", ":3000", "HTTP listen address for REST, the OpenAPI document and the dashboard")
+	fs.StringVar(&o.HTTPAddr, "http-addr", ":3000", "public HTTP listen address for REST, the OpenAPI document and the dashboard")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9095", "admin HTTP listen address of /metrics and /healthz, kept off the public port")
+	fs.Int64Var(&o.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
+	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time to read a request's header")
+	fs.DurationVar(&o.ReadTimeout, "read-timeout", 30*time.Second, "time to read a whole request, body included")
+	fs.DurationVar(&o.WriteTimeout, "write-timeout", 60*time.Second, "time to answer a request; streams (WatchStores) have none")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 2*time.Minute, "time a keep-alive connection may wait for its next request")
+	fs.Float64Var(&o.Failures.Rate, "unauthenticated-rate-limit", 1, "unauthenticated or failed (401) REST calls and sign-in callbacks per second per client address (0: unlimited)")
+	fs.IntVar(&o.Failures.Burst, "unauthenticated-rate-burst", 20, "burst of unauthenticated or failed calls per client address")
+	fs.Var(&o.Failures.Proxies, "trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: the connection's peer is the client)")
 	fs.StringVar(&o.APIAddr, "api-addr", "localhost:9090", "gRPC target of the api service; dns:///<headless service>:9090 spreads calls over its replicas")
 	fs.StringVar(&o.AuditAddr, "audit-addr", "localhost:9092", "gRPC target of the audit service; dns:///<headless service>:9092 spreads calls over its replicas")
 	fs.StringVar(&o.SignIn.Issuer, "oidc-issuer", "", "OpenID Connect issuer URL the dashboard signs in with (empty: API tokens only); give the api the same")
@@ -78,8 +114,8 @@ func (o *Options) loadSecret() error {
 	return nil
 }
 
-// Handler returns the gateway's HTTP handler. Its gRPC connections close
-// when ctx is done.
+// Handler returns the handler of the gateway's public port, with its
+// limits. Its gRPC connections close when ctx is done.
 func Handler(ctx context.Context, o Options) (http.Handler, error) {
 	if err := o.loadSecret(); err != nil {
 		return nil, err
@@ -125,12 +161,40 @@ func Handler(ctx context.Context, o Options) (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Document)
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.Handle("/metrics", rpc.MetricsHandler())
+	fail := func(w http.ResponseWriter, r *http.Request, httpStatus int, code codes.Code, message string) {
+		_, marshaler := runtime.MarshalerForRequest(gw, r)
+		runtime.HTTPError(r.Context(), gw, marshaler, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: status.Error(code, message)})
+	}
+	// Not the dashboard's index either: these live on the admin port.
+	for _, p := range []string{"/metrics", "/healthz"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			fail(w, r, http.StatusNotFound, codes.NotFound, r.URL.Path+" is served on the gateway's admin port (--metrics-addr), not here")
+		})
+	}
 	if o.Static != nil {
 		mux.Handle("/", o.Static)
 	}
-	return mux, nil
+	refused := rpc.Register(prometheus.DefaultRegisterer, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "storeprov_gateway_refused_total", Help: "Requests the gateway refused before forwarding them, by reason.",
+	}, []string{"reason"}))
+	failBody := func(w http.ResponseWriter, r *http.Request, httpStatus int, code codes.Code, message string) {
+		refused.WithLabelValues("body").Inc()
+		fail(w, r, httpStatus, code, message)
+	}
+	var h http.Handler = limit.Body(mux, o.MaxBodyBytes, failBody)
+	// Before the body is read: a refused call costs no more than its header.
+	failures := o.Failures
+	failures.Paths = []string{"/v1/", signin.CallbackPath}
+	h = failures.Handler(h, fail, refused.WithLabelValues("rate_limited").Inc)
+	return limit.Deadlines(h, o.WriteTimeout, func(r *http.Request) bool { return streamingPaths[r.URL.Path] }), nil
+}
+
+// AdminHandler serves /metrics and /healthz on the admin port.
+func AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", rpc.MetricsHandler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return mux
 }
 
 // Run serves until ctx is done.
@@ -147,23 +211,41 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", o.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errs := make(chan error, 1)
-	go func() { errs <- srv.Serve(lis) }()
-	log.Info("gateway serving", "http", lis.Addr().String(), "api", o.APIAddr, "audit", o.AuditAddr, "oidc_issuer", o.SignIn.Issuer)
-	if o.OnReady != nil {
-		o.OnReady(lis.Addr().String())
+	defer lis.Close()
+	adminLis, err := net.Listen("tcp", o.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on --metrics-addr %s: %w", o.MetricsAddr, err)
 	}
+	defer adminLis.Close()
+	// No WriteTimeout here: limit.Deadlines sets one for each request
+	// that is not a stream.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: o.ReadHeaderTimeout, ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout}
+	admin := &http.Server{Handler: AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	errs := make(chan error, 2)
+	go func() { errs <- srv.Serve(lis) }()
+	go func() { errs <- admin.Serve(adminLis) }()
+	addrs := Addrs{HTTP: lis.Addr().String(), Metrics: adminLis.Addr().String()}
+	log.Info("gateway serving", "http", addrs.HTTP, "metrics", addrs.Metrics, "api", o.APIAddr, "audit", o.AuditAddr,
+		"oidc_issuer", o.SignIn.Issuer, "trusted_proxies", o.Failures.Proxies.String())
+	if o.OnReady != nil {
+		o.OnReady(addrs)
+	}
+	var runErr error
 	select {
 	case <-ctx.Done():
 	case err := <-errs:
 		if !errors.Is(err, http.ErrServerClosed) {
-			return err
+			runErr = err
 		}
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	_ = admin.Shutdown(shutdownCtx)
+	if err := srv.Shutdown(shutdownCtx); runErr == nil {
+		runErr = err
+	}
+	return runErr
 }
 
 // incomingHeader forwards to the services the headers grpc-gateway

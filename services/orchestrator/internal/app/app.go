@@ -109,7 +109,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.AllowInternetEgress, "allow-internet-egress", true, "let store web pods reach public addresses (plugin downloads); private, shared, link-local and loopback ranges stay closed")
 	fs.Var((*cidrs)(&o.ClusterCIDRs), "cluster-cidrs", "comma-separated pod and service CIDRs of the cluster, also closed to store internet egress (needed when they lie outside the private ranges)")
 	fs.StringVar(&o.StoreValuesFile, "store-values", "", "YAML file of chart values for every store (ingress.className, ingress.tls.enabled, storageClass…); storeId, baseDomain and title are set per store")
-	fs.StringVar(&o.ChartsDir, "charts-dir", "", "directory of more store chart versions (chart directories or .tgz packages), read at start, besides the embedded ones; a store that asks for no version gets the newest")
+	fs.StringVar(&o.ChartsDir, "charts-dir", "", "directory of more store chart versions (chart directories or .tgz packages), read at start, besides the embedded ones; a new store that asks for no version gets the newest, an installed one moves only to a version an upgrade names")
 	fs.IntVar(&o.HelmMaxHistory, "helm-max-history", helmaction.DefaultMaxHistory, "release revisions Helm keeps per store (each is a Secret counted by the store's quota)")
 	fs.StringVar(&o.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with JetStream")
 	o.NATS.BindFlags(fs, bus.RoleOrchestrator)

@@ -7,9 +7,10 @@
 // A chart version stands for one content: the same name and version from
 // two sources is refused, so that every replica installs the same objects
 // for it. Versions are semantic versions (X.Y.Z, as UpgradeStore takes
-// them); a store that asks for no version gets the newest release, as
+// them); a new store that asks for no version gets the newest release, as
 // Helm picks it: pre-releases (0.2.0-rc.1) only when asked for by name,
-// so that staging one does not move every store to it.
+// so that staging one does not put new stores on it. A store installed
+// already keeps its version (see reconcile.ReleaseStep).
 package catalog
 
 import (

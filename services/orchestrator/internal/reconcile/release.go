@@ -197,7 +197,7 @@ func (s *ReleaseStep) Observe(ctx context.Context, cmd *eventsv1.ProvisionComman
 	if cmd.GetAction() == eventsv1.Action_ACTION_DELETE {
 		return obs, nil
 	}
-	spec, err := s.spec(cmd)
+	spec, err := s.spec(cmd, history)
 	if err != nil {
 		obs.Missing = append(obs.Missing, fmt.Sprintf("%s: %v", missing, err))
 		return obs, nil
@@ -237,7 +237,16 @@ func (s *ReleaseStep) Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand
 		return fmt.Errorf("cannot read namespace %s: %w", ns, err)
 	}
 	readyRevision := readyRevisionOf(nsObj)
-	spec, err := s.spec(cmd)
+	if rel, err := s.Helm.Unlock(ctx, ns); err != nil {
+		return err
+	} else if rel != nil {
+		s.log().Warn("repaired a release left pending by a stopped worker", "namespace", ns, "revision", rel.Revision, "was", rel.Description)
+	}
+	history, err := s.Helm.History(ctx, ns)
+	if err != nil {
+		return err
+	}
+	spec, err := s.spec(cmd, history)
 	if err != nil {
 		if readyRevision > 0 {
 			// A READY store keeps running what it runs.
@@ -247,15 +256,6 @@ func (s *ReleaseStep) Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand
 			}
 			return s.keep(ctx, ns, cmd, reason, "the upgrade was refused: "+err.Error())
 		}
-		return err
-	}
-	if rel, err := s.Helm.Unlock(ctx, ns); err != nil {
-		return err
-	} else if rel != nil {
-		s.log().Warn("repaired a release left pending by a stopped worker", "namespace", ns, "revision", rel.Revision, "was", rel.Description)
-	}
-	history, err := s.Helm.History(ctx, ns)
-	if err != nil {
 		return err
 	}
 	st := determineRelease(history, spec, upgradeFailureOf(nsObj), cmd.GetGeneration())
@@ -634,14 +634,17 @@ func (s *ReleaseStep) deleteClaims(ctx context.Context, ns string) (int, error) 
 }
 
 // spec translates a command into the release it asks for, with the chart
-// version resolved in the catalog: the one the command names, or the
-// newest when it names none. A store that asks for no version thus follows
-// the newest chart the orchestrators have, at its next reconcile. An error
+// version resolved in the catalog: the one the command names; when it
+// names none, the version of the release's deployed revision in history,
+// or the newest for a store with none. The api sends the version a store
+// runs with every command; a command without one (from an older api) thus
+// never moves a store off its chart, whatever newer version this
+// orchestrator has: only a command naming a version does. An error
 // is a terminal *Error: ValuesRefused when that chart version's tenant
 // policy refuses the command's values, naming the key; InvalidSpec
 // otherwise, listing the versions the catalog holds when it does not hold
 // the one asked for.
-func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand) (helmaction.Spec, error) {
+func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand, history []helmaction.Release) (helmaction.Spec, error) {
 	invalid := func(err error) error { return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: err} }
 	var chartName string
 	switch e := cmd.GetSpec().GetEngine(); e {
@@ -652,7 +655,11 @@ func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand) (helmaction.Spec, err
 	default:
 		return helmaction.Spec{}, invalid(fmt.Errorf("store %s has engine %s: use ENGINE_WOOCOMMERCE or ENGINE_MEDUSA", cmd.GetStoreId(), e))
 	}
-	version, err := s.Helm.Charts().Resolve(chartName, cmd.GetSpec().GetChartVersion())
+	want := cmd.GetSpec().GetChartVersion()
+	if d := deployed(history); want == "" && d != nil && d.Chart == chartName {
+		want = d.ChartVersion
+	}
+	version, err := s.Helm.Charts().Resolve(chartName, want)
 	if err != nil {
 		return helmaction.Spec{}, invalid(err)
 	}

@@ -84,6 +84,7 @@ var (
 		{Name: "create_time", Type: field.TypeTime},
 		{Name: "kind", Type: field.TypeEnum, Enums: []string{"api", "session"}, Default: "api"},
 		{Name: "expire_time", Type: field.TypeTime, Nullable: true},
+		{Name: "last_use_time", Type: field.TypeTime, Nullable: true},
 		{Name: "user_tokens", Type: field.TypeInt},
 	}
 	// TokensTable holds the schema information for the "tokens" table.
@@ -94,7 +95,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tokens_users_tokens",
-				Columns:    []*schema.Column{TokensColumns[6]},
+				Columns:    []*schema.Column{TokensColumns[7]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},

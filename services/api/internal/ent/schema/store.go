@@ -24,8 +24,10 @@ func (Store) Fields() []ent.Field {
 		field.String("url").Default(""),
 		// Chart version the store's Helm release runs, as last reported.
 		field.String("chart_version").Default(""),
-		// Desired chart version set by the latest upgrade; empty means the
-		// newest the orchestrator has.
+		// Desired chart version set by the latest upgrade, resolved when it
+		// was accepted. Empty for a store never upgraded (or upgraded
+		// without a version by an older api), whose commands carry
+		// chart_version, the version it runs.
 		field.String("desired_chart_version").Default(""),
 		// Desired Helm value overrides by dotted path, set by the latest
 		// upgrade; sent with every provisioning command.

@@ -10,7 +10,8 @@ import (
 
 // Token is a bearer token, stored as the SHA-256 of its secret: an API token
 // from CreateToken, or a session token from an OpenID Connect sign-in, which
-// expires and is revoked when its session signs out.
+// is revoked when its session signs out. Both expire. Its id is public: it
+// names the token in listings and revocations, and proves nothing.
 type Token struct{ ent.Schema }
 
 // Fields of Token.
@@ -20,8 +21,13 @@ func (Token) Fields() []ent.Field {
 		field.String("description").Default(""),
 		field.Time("create_time").Default(time.Now).Immutable(),
 		field.Enum("kind").Values("api", "session").Default("api").Immutable(),
-		// When the token stops being accepted; unset: never.
+		// When the token stops being accepted. Unset only on API tokens
+		// issued before tokens expired: they expire at create_time plus the
+		// api's --token-max-ttl.
 		field.Time("expire_time").Optional().Nillable().Immutable(),
+		// When the token last authenticated a call, to the minute: it is
+		// written at most once a minute per token.
+		field.Time("last_use_time").Optional().Nillable(),
 	}
 }
 

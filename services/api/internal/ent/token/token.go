@@ -25,6 +25,8 @@ const (
 	FieldKind = "kind"
 	// FieldExpireTime holds the string denoting the expire_time field in the database.
 	FieldExpireTime = "expire_time"
+	// FieldLastUseTime holds the string denoting the last_use_time field in the database.
+	FieldLastUseTime = "last_use_time"
 	// EdgeUser holds the string denoting the user edge name in mutations.
 	EdgeUser = "user"
 	// Table holds the table name of the token in the database.
@@ -46,6 +48,7 @@ var Columns = []string{
 	FieldCreateTime,
 	FieldKind,
 	FieldExpireTime,
+	FieldLastUseTime,
 }
 
 // ForeignKeys holds the SQL foreign-keys that are owned by the "tokens"
@@ -135,6 +138,11 @@ func ByKind(opts ...sql.OrderTermOption) OrderOption {
 // ByExpireTime orders the results by the expire_time field.
 func ByExpireTime(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldExpireTime, opts...).ToFunc()
+}
+
+// ByLastUseTime orders the results by the last_use_time field.
+func ByLastUseTime(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLastUseTime, opts...).ToFunc()
 }
 
 // ByUserField orders the results by user field.

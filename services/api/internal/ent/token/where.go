@@ -75,6 +75,11 @@ func ExpireTime(v time.Time) predicate.Token {
 	return predicate.Token(sql.FieldEQ(FieldExpireTime, v))
 }
 
+// LastUseTime applies equality check predicate on the "last_use_time" field. It's identical to LastUseTimeEQ.
+func LastUseTime(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldEQ(FieldLastUseTime, v))
+}
+
 // HashEQ applies the EQ predicate on the "hash" field.
 func HashEQ(v string) predicate.Token {
 	return predicate.Token(sql.FieldEQ(FieldHash, v))
@@ -313,6 +318,56 @@ func ExpireTimeIsNil() predicate.Token {
 // ExpireTimeNotNil applies the NotNil predicate on the "expire_time" field.
 func ExpireTimeNotNil() predicate.Token {
 	return predicate.Token(sql.FieldNotNull(FieldExpireTime))
+}
+
+// LastUseTimeEQ applies the EQ predicate on the "last_use_time" field.
+func LastUseTimeEQ(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldEQ(FieldLastUseTime, v))
+}
+
+// LastUseTimeNEQ applies the NEQ predicate on the "last_use_time" field.
+func LastUseTimeNEQ(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldNEQ(FieldLastUseTime, v))
+}
+
+// LastUseTimeIn applies the In predicate on the "last_use_time" field.
+func LastUseTimeIn(vs ...time.Time) predicate.Token {
+	return predicate.Token(sql.FieldIn(FieldLastUseTime, vs...))
+}
+
+// LastUseTimeNotIn applies the NotIn predicate on the "last_use_time" field.
+func LastUseTimeNotIn(vs ...time.Time) predicate.Token {
+	return predicate.Token(sql.FieldNotIn(FieldLastUseTime, vs...))
+}
+
+// LastUseTimeGT applies the GT predicate on the "last_use_time" field.
+func LastUseTimeGT(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldGT(FieldLastUseTime, v))
+}
+
+// LastUseTimeGTE applies the GTE predicate on the "last_use_time" field.
+func LastUseTimeGTE(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldGTE(FieldLastUseTime, v))
+}
+
+// LastUseTimeLT applies the LT predicate on the "last_use_time" field.
+func LastUseTimeLT(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldLT(FieldLastUseTime, v))
+}
+
+// LastUseTimeLTE applies the LTE predicate on the "last_use_time" field.
+func LastUseTimeLTE(v time.Time) predicate.Token {
+	return predicate.Token(sql.FieldLTE(FieldLastUseTime, v))
+}
+
+// LastUseTimeIsNil applies the IsNil predicate on the "last_use_time" field.
+func LastUseTimeIsNil() predicate.Token {
+	return predicate.Token(sql.FieldIsNull(FieldLastUseTime))
+}
+
+// LastUseTimeNotNil applies the NotNil predicate on the "last_use_time" field.
+func LastUseTimeNotNil() predicate.Token {
+	return predicate.Token(sql.FieldNotNull(FieldLastUseTime))
 }
 
 // HasUser applies the HasEdge predicate on the "user" edge.

@@ -14,6 +14,10 @@ export type Engine = components["schemas"]["v1Engine"];
 export type AuditEntry = components["schemas"]["v1AuditEntry"];
 /** The signed-in user. */
 export type User = components["schemas"]["v1User"];
+/** A bearer token, without its secret. */
+export type Token = components["schemas"]["v1Token"];
+/** The answer to creating a token: the secret, shown once, and whose it is. */
+export type CreatedToken = components["schemas"]["v1CreateTokenResponse"];
 /** Error body of every failed call: a google.rpc.Status. */
 export type RpcStatus = components["schemas"]["rpcStatus"];
 /** Query parameters of GET /v1/auditEntries. */

@@ -21,6 +21,8 @@ export const queryKeys = {
   audit: (q: AuditQuery) => ["audit", q] as const,
   auditAll: ["audit"] as const,
   authConfig: ["authConfig"] as const,
+  tokens: (user: string) => ["tokens", user] as const,
+  tokensAll: ["tokens"] as const,
 };
 
 /** The most pages of stores the list follows (500 stores each). */
@@ -180,4 +182,43 @@ export function useStoreWatch(): WatchState {
 export function useAuthConfig() {
   const { loadAuthConfig } = useSessionState();
   return useQuery({ queryKey: queryKeys.authConfig, queryFn: loadAuthConfig, staleTime: Infinity });
+}
+
+/** useTokens lists user's tokens that have not expired (empty: the caller's), newest first. */
+export function useTokens(user: string) {
+  const { api } = useSession();
+  return useQuery({
+    queryKey: queryKeys.tokens(user),
+    queryFn: ({ signal }) =>
+      api.GET("/v1/tokens", { params: { query: user ? { user } : {} }, signal }).then(unwrap).then((r) => r.tokens ?? []),
+  });
+}
+
+/** useCreateToken issues an API token; ttlSeconds 0 asks for the longest allowed. */
+export function useCreateToken() {
+  const { api } = useSession();
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (input: { user: string; description: string; ttlSeconds: number }) =>
+      api
+        .POST("/v1/tokens", {
+          body: {
+            ...(input.user && { user: input.user }),
+            description: input.description,
+            ...(input.ttlSeconds > 0 && { ttl: `${input.ttlSeconds}s` }),
+          },
+        })
+        .then(unwrap),
+    onSuccess: () => void qc.invalidateQueries({ queryKey: queryKeys.tokensAll }),
+  });
+}
+
+/** useRevokeToken revokes a token at once; its next call is refused. */
+export function useRevokeToken() {
+  const { api } = useSession();
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (id: string) => api.DELETE("/v1/tokens/{id}", { params: { path: { id } } }).then(unwrap),
+    onSuccess: () => void qc.invalidateQueries({ queryKey: queryKeys.tokensAll }),
+  });
 }

@@ -162,18 +162,70 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * ListTokens lists the tokens of the caller, API and session tokens, that
+         *     have not expired, newest first. An admin may list another user's.
+         */
+        get: operations["UserService_ListTokens"];
         put?: never;
         /**
-         * CreateToken issues a new API token. An admin may issue one for any
-         *     user, creating the user if needed; others only for themselves. The
-         *     token is returned once and stored only as a hash.
+         * CreateToken issues a new API token that expires after ttl (at most the
+         *     api's --token-max-ttl, 90 days by default). An admin may issue one for
+         *     any user, creating the user if needed; others only for themselves, and
+         *     only an admin issues tokens for a user who signs in with OpenID Connect.
+         *     admin and store_quota apply to a user this call creates: for a user who
+         *     exists they are INVALID_ARGUMENT (UpdateUser changes them). The token is
+         *     returned once and stored only as a hash; the response says whose account
+         *     it is.
          */
         post: operations["UserService_CreateToken"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/v1/tokens/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * DeleteToken revokes a token at once: its next call is UNAUTHENTICATED.
+         *     NOT_FOUND if the token does not exist or belongs to someone else and
+         *     the caller is not an admin.
+         */
+        delete: operations["UserService_DeleteToken"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/users/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * UpdateUser changes a user's admin flag or store quota (admins only).
+         *     Admin is read from the user on every call, so a demotion holds for all
+         *     of the user's tokens at once. A user who signs in is made admin again
+         *     on the next sign-in when --oidc-admin-emails lists the user's email.
+         */
+        patch: operations["UserService_UpdateUser"];
         trace?: never;
     };
     "/v1/users/me": {
@@ -249,7 +301,14 @@ export interface components {
         };
         StoreServiceRetryStoreBody: Record<string, never>;
         StoreServiceUpgradeStoreBody: {
-            /** @description Chart version to move to; empty means the newest available. */
+            /**
+             * @description Chart version to move to. Empty means the newest of the chart version
+             *     built into this release of the platform (the api and the orchestrators
+             *     embed the same) and the version the store runs: an upgrade never moves
+             *     a store back. A version an operator added to the orchestrators with
+             *     --charts-dir is reached only by naming it. The version chosen is
+             *     recorded on the store: no resync, retry or delete moves it to another.
+             */
             chartVersion?: string;
             /**
              * @description Helm value overrides by dotted path, such as "wordpress.replicas": "2"
@@ -261,6 +320,16 @@ export interface components {
             values?: {
                 [key: string]: string;
             };
+        };
+        UserServiceUpdateUserBody: {
+            /** @description New admin flag; unset leaves it. */
+            admin?: boolean;
+            /**
+             * Format: int32
+             * @description New store quota (positive); unset leaves it. Stores above it are kept,
+             *     but no new one can be created until the user is under it.
+             */
+            storeQuota?: number;
         };
         /** @description AuditEntry is one recorded action. */
         v1AuditEntry: {
@@ -322,13 +391,24 @@ export interface components {
              * @description When the user is created by this call: its store quota (0: the default).
              */
             storeQuota?: number;
+            /**
+             * @description How long the token is accepted: at most the api's --token-max-ttl,
+             *     which is also the default.
+             */
+            ttl?: string;
             /** @description User the token is for; empty means the caller. */
             user?: string;
         };
         v1CreateTokenResponse: {
+            info?: components["schemas"]["v1Token"];
             /** @description The bearer token. It cannot be read again. */
             token?: string;
             user?: components["schemas"]["v1User"];
+            /**
+             * @description Whether this call created the user; false when the token is for an
+             *     account that existed, such as one from sign-in.
+             */
+            userCreated?: boolean;
         };
         /**
          * @description Engine is the ecommerce software a store runs.
@@ -347,6 +427,9 @@ export interface components {
             /** @description Pass as page_token to get the next page; empty on the last page. */
             nextPageToken?: string;
             stores?: components["schemas"]["v1Store"][];
+        };
+        v1ListTokensResponse: {
+            tokens?: components["schemas"]["v1Token"][];
         };
         /**
          * @description Phase is where a store is in its lifecycle.
@@ -404,6 +487,37 @@ export interface components {
             /** @description Where the store serves once READY. */
             readonly url?: string;
         };
+        /** @description Token describes a bearer token without its secret. */
+        v1Token: {
+            /** Format: date-time */
+            createTime?: string;
+            description?: string;
+            /**
+             * Format: date-time
+             * @description When the token stops being accepted.
+             */
+            expireTime?: string;
+            /** @description Public identifier, for listing and revoking; not a credential. */
+            id?: string;
+            kind?: components["schemas"]["v1TokenKind"];
+            /**
+             * Format: date-time
+             * @description When the token last authenticated a call, to the minute; unset if
+             *     never.
+             */
+            lastUseTime?: string;
+            /** @description User the token acts for. */
+            user?: string;
+        };
+        /**
+         * @description TokenKind is how a token was issued.
+         *
+         *      - TOKEN_KIND_API: From CreateToken.
+         *      - TOKEN_KIND_SESSION: From SignIn; SignOut revokes it.
+         * @default TOKEN_KIND_UNSPECIFIED
+         * @enum {string}
+         */
+        v1TokenKind: "TOKEN_KIND_UNSPECIFIED" | "TOKEN_KIND_API" | "TOKEN_KIND_SESSION";
         /** @description User is someone who calls the API. */
         v1User: {
             /** @description Admins see and manage every store and may issue tokens for anyone. */
@@ -411,6 +525,13 @@ export interface components {
             /** Format: date-time */
             createTime?: string;
             name?: string;
+            /** @description The issuer the user signs in with, when sign_in. */
+            readonly oidcIssuer?: string;
+            /**
+             * @description Whether the user signs in with OpenID Connect (and was created by
+             *     signing in); false for users who only have API tokens.
+             */
+            readonly signIn?: boolean;
             /**
              * Format: int32
              * @description Most stores the user may have that are not DELETED.
@@ -796,6 +917,41 @@ export interface operations {
             };
         };
     };
+    UserService_ListTokens: {
+        parameters: {
+            query?: {
+                /**
+                 * @description User whose tokens to list; empty means the caller. Admins only for
+                 *     another user.
+                 */
+                user?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1ListTokensResponse"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
     UserService_CreateToken: {
         parameters: {
             query?: never;
@@ -816,6 +972,74 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["v1CreateTokenResponse"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
+    UserService_DeleteToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The token's id, as ListTokens shows it. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1Token"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
+    UserService_UpdateUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user to change. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserServiceUpdateUserBody"];
+            };
+        };
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1User"];
                 };
             };
             /** @description An unexpected error response. */

@@ -27,7 +27,7 @@ export function Layout({ route, children }: { route: Route; children: ReactNode 
     mainRef.current?.querySelector<HTMLElement>("h1")?.focus();
   }, [routeKey]);
 
-  const section = route.name === "activity" ? "activity" : "stores";
+  const section = route.name === "activity" || route.name === "tokens" ? route.name : "stores";
   return (
     <>
       <a className="skip-link" href="#main" onClick={(e) => {
@@ -58,6 +58,15 @@ export function Layout({ route, children }: { route: Route; children: ReactNode 
                 aria-current={route.name === "activity" ? "page" : undefined}
               >
                 Activity
+              </a>
+            </li>
+            <li>
+              <a
+                href={links.tokens()}
+                className={section === "tokens" ? "active" : undefined}
+                aria-current={route.name === "tokens" ? "page" : undefined}
+              >
+                Tokens
               </a>
             </li>
           </ul>

@@ -4,7 +4,7 @@
 // It accepts an API token and a session token (what a sign-in with the
 // identity provider hands over), answers GET /auth/config as the gateway
 // does, and revokes the session token on POST /v1/users/me:signOut.
-import type { AuditEntry, Store, User } from "../api/client";
+import type { AuditEntry, Store, Token, User } from "../api/client";
 
 /** A store as the API would return it, with defaults for what a test leaves out. */
 export function store(s: Partial<Store> & { id: string }): Store {
@@ -45,6 +45,8 @@ export interface FakeGatewayOptions {
   audit?: AuditEntry[];
   /** The identity provider GET /auth/config offers; none when left out. */
   oidc?: { providerName: string; loginUrl: string };
+  /** The tokens GET /v1/tokens lists; the first is the API token's. */
+  tokens?: Token[];
 }
 
 /** fakeGateway returns an in-memory API and its fetch. */
@@ -59,6 +61,10 @@ export function fakeGateway(opts: FakeGatewayOptions = {}) {
   const watchers = new Set<ReadableStreamDefaultController<Uint8Array>>();
   const encoder = new TextEncoder();
   let nextId = 1;
+  const tokens: Token[] = [...(opts.tokens ?? [])];
+  // Which bearer each listed token is, so that revoking one refuses it.
+  const secrets = new Map<string, string>();
+  if (tokens[0]?.id) secrets.set(tokens[0].id, token);
   let clock = Date.parse("2026-01-02T12:00:00Z");
   const now = () => new Date((clock += 1000)).toISOString();
 
@@ -94,6 +100,34 @@ export function fakeGateway(opts: FakeGatewayOptions = {}) {
       const revoked = bearer === sessionToken;
       if (revoked) accepted.delete(bearer);
       return json(200, { revoked });
+    }
+    if (req.method === "GET" && path === "/v1/tokens") {
+      const of = url.searchParams.get("user") || user.name;
+      if (of !== user.name && !user.admin) return rpcError(403, 7, "permission denied: only an admin may list another user's tokens");
+      return json(200, { tokens: tokens.filter((t) => t.user === of) });
+    }
+    if (req.method === "POST" && path === "/v1/tokens") {
+      const t: Token = {
+        id: String(100 + nextId++),
+        user: body?.user || user.name,
+        description: body?.description ?? "",
+        kind: "TOKEN_KIND_API",
+        createTime: now(),
+        expireTime: "2026-04-02T12:00:00Z",
+      };
+      tokens.unshift(t);
+      const secret = `sp_new-${t.id}`;
+      secrets.set(t.id as string, secret);
+      accepted.add(secret);
+      return json(200, { token: secret, info: t, user: { ...user, name: t.user }, userCreated: false });
+    }
+    const tokenId = /^\/v1\/tokens\/([^/]+)$/.exec(path);
+    if (req.method === "DELETE" && tokenId) {
+      const i = tokens.findIndex((t) => t.id === tokenId[1] && (user.admin || t.user === user.name));
+      if (i < 0) return rpcError(404, 5, `token not found: ${tokenId[1]}`);
+      const [t] = tokens.splice(i, 1);
+      accepted.delete(secrets.get(tokenId[1] as string) ?? "");
+      return json(200, t);
     }
     if (req.method === "GET" && path === "/v1/stores") {
       return json(200, { stores: [...stores.values()].reverse(), nextPageToken: "" });
