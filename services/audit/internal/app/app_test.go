@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -30,6 +31,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/audit/internal/app"
+	"github.com/storeprov/storeprov/services/audit/internal/store"
 )
 
 // ignoreChain leaves out the fields the hash chain adds to a listed entry.
@@ -250,6 +252,53 @@ func TestServiceServesWhileNATSIsDownAndRecordsOnceItIsBack(t *testing.T) {
 	}
 }
 
+func TestRetentionDeletesOldEntriesAndTheRestVerifies(t *testing.T) {
+	ctx := context.Background()
+	url := databasetest.SQLite(t)
+	log, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i, age := range []time.Duration{72 * time.Hour, 49 * time.Hour, 48 * time.Hour, time.Hour, 0} {
+		log.SetClock(func() time.Time { return now.Add(-age) })
+		e := &auditv1.AuditEntry{Id: fmt.Sprintf("e%d", i+1), StoreId: "s1", Action: "create", Time: timestamppb.New(now)}
+		if _, err := log.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log.Close()
+
+	o := app.Defaults()
+	o.DatabaseURL, o.GRPCAddr, o.MetricsAddr, o.APIAddr = url, "127.0.0.1:0", "", serveAPI(t)
+	o.NATSURL = "nats://127.0.0.1:1" // retention needs no NATS
+	o.Retention, o.RetentionInterval = 24*time.Hour, 50*time.Millisecond
+	start(t, o)
+
+	log, err = store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := log.Verify(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetCheckpointSequence() == 3 {
+			if !resp.GetIntact() || resp.GetCheckedEntries() != 2 || resp.GetHeadSequence() != 5 {
+				t.Errorf("verify after retention = %v, want intact with entries 4 and 5 after checkpoint 3", resp)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retention did not delete the 3 entries older than 24h within 15s: %v", resp)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestRunRefusesUnusableOptions(t *testing.T) {
 	valid := func() app.Options {
 		o := app.Defaults()
@@ -265,6 +314,7 @@ func TestRunRefusesUnusableOptions(t *testing.T) {
 		{name: "no grpc address", change: func(o *app.Options) { o.GRPCAddr = "" }, wantErr: "--grpc-addr"},
 		{name: "no way to authenticate", change: func(o *app.Options) { o.APIAddr = "" }, wantErr: "--api-addr"},
 		{name: "invalid listen address", change: func(o *app.Options) { o.GRPCAddr = "127.0.0.1:notaport" }, wantErr: "cannot listen for gRPC"},
+		{name: "negative retention", change: func(o *app.Options) { o.Retention = -time.Hour }, wantErr: "--audit-retention -1h0m0s is negative: use 0 to keep entries forever"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
