@@ -50,9 +50,9 @@ func (p *Publisher) Status(ctx context.Context, s *eventsv1.StoreStatusChanged) 
 	return p.publish(ctx, p.Topology.StatusSubject(s.GetStoreId()), id, s)
 }
 
-// Audit publishes e on the audit subject of its store with e.Id as the
-// message id, with the same fresh-context and fencing rules and errors as
-// Status.
+// Audit publishes e on the audit subject of its store with the message id
+// lifecycle.AuditAttemptID(e.Id, lease token), with the same fresh-context
+// and fencing rules and errors as Status.
 func (p *Publisher) Audit(ctx context.Context, e *auditv1.AuditEntry) error {
 	if e.GetId() == "" {
 		return fmt.Errorf("audit entry for store %s has no id: use lifecycle.AuditEventID", e.GetStoreId())
@@ -61,7 +61,10 @@ func (p *Publisher) Audit(ctx context.Context, e *auditv1.AuditEntry) error {
 	if err != nil {
 		return err
 	}
-	return p.publish(ctx, p.Topology.AuditSubject(bus.RoleOrchestrator, e.GetStoreId()), e.GetId(), &eventsv1.AuditEvent{Entry: e, LeaseToken: token})
+	// One entry per attempt: the same fact under a later lease (a second
+	// failure of a generation, a command taken over) is recorded again.
+	msgID := lifecycle.AuditAttemptID(e.GetId(), token)
+	return p.publish(ctx, p.Topology.AuditSubject(bus.RoleOrchestrator, e.GetStoreId()), msgID, &eventsv1.AuditEvent{Entry: e, LeaseToken: token})
 }
 
 // fence returns the token of the lease ctx carries (0 for none), or
