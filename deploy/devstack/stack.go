@@ -225,14 +225,19 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			}
 		}
 		if len(token) > 0 && reachable(s.GatewayURL) && reachable("http://"+s.AuditAddr) {
+			// The api writes the token just before it serves: until it
+			// does, the gateway answers 503 and the check is made again.
 			s.Token = strings.TrimSpace(string(token))
-			if err := checkToken(s.GatewayURL, s.Token, dbTokenFile); err != nil {
+			err := checkToken(s.GatewayURL, s.Token, dbTokenFile)
+			switch {
+			case err == nil:
+				if err := writeFile(filepath.Join(cfg.DataDir, TokenFile), token); err != nil {
+					return nil, err
+				}
+				return s, nil
+			case !errors.Is(err, errNotServing) || time.Now().After(deadline):
 				return nil, err
 			}
-			if err := writeFile(filepath.Join(cfg.DataDir, TokenFile), token); err != nil {
-				return nil, err
-			}
-			return s, nil
 		}
 		if exited := s.Exited(); len(exited) > 0 {
 			return nil, fmt.Errorf("services exited during start: %s (see their logs)", strings.Join(exited, ", "))
@@ -260,6 +265,9 @@ func DatabaseTokenFile(dataDir, databaseURL string) string {
 	return filepath.Join(dataDir, "tokens", engine+"-"+hex.EncodeToString(sum[:6]))
 }
 
+// errNotServing means the gateway or the api behind it does not answer yet.
+var errNotServing = errors.New("not serving yet")
+
 // checkToken asks the gateway whether token still opens the api: a
 // database made before its token file was kept per database, or a token
 // that expired, is reported with what to do.
@@ -271,10 +279,13 @@ func checkToken(gatewayURL, token, file string) error {
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot check the admin token: %w", err)
+		return fmt.Errorf("cannot check the admin token: %w: %w", errNotServing, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return fmt.Errorf("cannot check the admin token: GET /v1/users/me: %w: %s", errNotServing, body)
+	}
 	if resp.StatusCode == http.StatusUnauthorized {
 		return fmt.Errorf("the api refuses the first admin's token in %s (%s): it was written for another database, or expired; remove that database (and the file) to start afresh, or put a token of this database in the file", file, strings.TrimSpace(string(body)))
 	}
@@ -378,6 +389,9 @@ func (s *Stack) StartOrchestrators() { s.startOrchestrators(s.cfg.OrchestratorAr
 
 // BusPrefix is the prefix of the stack's streams and subjects.
 func (s *Stack) BusPrefix() string { return s.cfg.BusPrefix }
+
+// DataDir is the directory of the stack's databases, NATS data and logs.
+func (s *Stack) DataDir() string { return s.cfg.DataDir }
 
 // NATSPassword is role's password on the embedded NATS server; empty for
 // an external server.
