@@ -195,8 +195,6 @@ func (s *Service) CreateToken(ctx context.Context, caller rpc.Principal, r Token
 		return Issued{}, fmt.Errorf("cannot look up user %s: %w", r.User, err)
 	case r.Admin || r.StoreQuota != 0:
 		return Issued{}, fmt.Errorf("%w: user %s exists: admin and store_quota set up a new user only; change them with `storectl user set %s --admin=… --store-quota=…`", ErrInvalid, r.User, r.User)
-	case user.OidcIdentity != nil && !caller.Admin:
-		return Issued{}, fmt.Errorf("%w: %s signs in with %s: API tokens for a user who signs in are issued by an admin", ErrForbidden, r.User, Issuer(user))
 	}
 	secret := newToken()
 	t, err := tx.Token.Create().SetHash(hash(secret)).SetDescription(r.Description).

@@ -98,10 +98,12 @@ func TestSignInUsersAreKeyedByIssuerAndSubject(t *testing.T) {
 			t.Errorf("Issuer = %q; want https://b.test", got)
 		}
 		// A token asked for by name is for the existing sign-in user, and
-		// says so; only an admin gets it.
-		_, err := s.CreateToken(ctx, rpc.Principal{Name: "deploy-bot"}, TokenRequest{})
-		if !errors.Is(err, ErrForbidden) {
-			t.Errorf("deploy-bot minting its own API token: %v; want ErrForbidden", err)
+		// says so; only an admin gets one for someone else.
+		if own, err := s.CreateToken(ctx, rpc.Principal{Name: "deploy-bot"}, TokenRequest{}); err != nil || own.User.ID != first.ID {
+			t.Errorf("deploy-bot minting its own API token: %+v, %v; want its own account's", own, err)
+		}
+		if _, err := s.CreateToken(ctx, rpc.Principal{Name: "deploy-bot"}, TokenRequest{User: "root"}); !errors.Is(err, ErrForbidden) {
+			t.Errorf("deploy-bot minting a token for root: %v; want ErrForbidden", err)
 		}
 		issued, err := s.CreateToken(ctx, rpc.Principal{Name: "root", Admin: true}, TokenRequest{User: "deploy-bot"})
 		if err != nil || issued.UserCreated || issued.User.ID != first.ID || Issuer(issued.User) != "https://a.test" {
