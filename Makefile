@@ -34,8 +34,8 @@ PROGRESS := awk '/ |^\#/ {print; fflush(); next} {n++; if (n % 200 == 0) {printf
 -include mk/*.mk
 
 .PHONY: help
-help: ## List the targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+help: ## List the targets, by section, in the order the makefiles give them
+	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5); next} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 ##@ Sandbox cluster
 
@@ -102,6 +102,12 @@ build: ## Build every module in the workspace and alone
 .PHONY: vet
 vet: ## go vet every module
 	go vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
+
+.PHONY: lint
+lint: vet ## gofmt and go vet every module; fails on any finding
+	@out=$$(gofmt -l $(MODULES)); \
+	if [ -n "$$out" ]; then echo "lint: not formatted by gofmt (run gofmt -w on them):" >&2; echo "$$out" | sed 's/^/  /' >&2; exit 1; fi
+	@echo "lint: gofmt and go vet find nothing"
 
 DASHBOARD := services/gateway/dashboard
 
