@@ -240,14 +240,19 @@ func (t Topology) streamConfig(name string) jetstream.StreamConfig {
 			Replicas:    replicas,
 		}
 	case t.ResyncStream():
+		// One resync waits per store: a newer one replaces it, so the
+		// queue never outgrows the fleet when a resync round takes longer
+		// than the interval.
 		return jetstream.StreamConfig{
-			Name:        name,
-			Description: "Resync commands for orchestrator workers, apart from users' commands",
-			Subjects:    []string{t.Prefix + ".resync.>"},
-			Retention:   jetstream.WorkQueuePolicy,
-			Storage:     jetstream.FileStorage,
-			Duplicates:  DuplicateWindow,
-			Replicas:    replicas,
+			Name:              name,
+			Description:       "Resync commands for orchestrator workers, apart from users' commands",
+			Subjects:          []string{t.Prefix + ".resync.>"},
+			Retention:         jetstream.WorkQueuePolicy,
+			MaxMsgsPerSubject: 1,
+			Discard:           jetstream.DiscardOld,
+			Storage:           jetstream.FileStorage,
+			Duplicates:        DuplicateWindow,
+			Replicas:          replicas,
 		}
 	}
 	return jetstream.StreamConfig{

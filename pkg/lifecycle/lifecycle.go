@@ -85,17 +85,18 @@ func StatusEventID(storeID string, generation int64, phase storev1.Phase, reason
 // generation of a store: the same outcome reported twice is recorded once.
 // The audit service keys entries by this id and the event's lease token,
 // so the same outcome reached again under another lease (a second attempt)
-// is an entry of its own; publish it with AuditAttemptID as its message id.
+// is an entry of its own; publish it with AttemptID as its message id.
 func AuditEventID(storeID string, generation int64, action string) string {
 	return fmt.Sprintf("audit/%s/%d/%s", storeID, generation, action)
 }
 
-// AuditAttemptID is the message id (Nats-Msg-Id) of the audit event id
-// made under a store lease whose fencing token is leaseToken: id with the
-// token appended, so that JetStream's deduplication drops an attempt's own
-// republish but never another attempt's event. A zero token (no lease, as
-// the api's events) leaves id as it is.
-func AuditAttemptID(id string, leaseToken uint64) string {
+// AttemptID is the message id (Nats-Msg-Id) of a status or audit event
+// whose id is id, made under a store lease whose fencing token is
+// leaseToken: id with the token appended, so that JetStream's
+// deduplication drops an attempt's own republish but never another
+// attempt's event (a later holder's READY after a fenced-out one's). A
+// zero token (no lease, as the api's events) leaves id as it is.
+func AttemptID(id string, leaseToken uint64) string {
 	if leaseToken == 0 {
 		return id
 	}

@@ -6,7 +6,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 )
 
-func TestAuditAttemptIDSeparatesLeasesOnly(t *testing.T) {
+func TestAttemptIDSeparatesLeasesOnly(t *testing.T) {
 	id := lifecycle.AuditEventID("s1", 3, lifecycle.ActionFailure)
 	tests := []struct {
 		name  string
@@ -18,12 +18,12 @@ func TestAuditAttemptIDSeparatesLeasesOnly(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := lifecycle.AuditAttemptID(id, tt.token); got != tt.want {
-				t.Errorf("AuditAttemptID(%q, %d) = %q, want %q", id, tt.token, got, tt.want)
+			if got := lifecycle.AttemptID(id, tt.token); got != tt.want {
+				t.Errorf("AttemptID(%q, %d) = %q, want %q", id, tt.token, got, tt.want)
 			}
 		})
 	}
-	if lifecycle.AuditAttemptID(id, 7) == lifecycle.AuditAttemptID(id, 8) {
+	if lifecycle.AttemptID(id, 7) == lifecycle.AttemptID(id, 8) {
 		t.Error("two leases give the same message id")
 	}
 }

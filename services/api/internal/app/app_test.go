@@ -287,6 +287,18 @@ func TestStatusFromAFencedOutWorkerIsIgnored(t *testing.T) {
 		if failed.GetPhase() != storev1.Phase_PHASE_FAILED {
 			t.Errorf("store = %s, want FAILED: the fenced-out worker's READY was applied", failed.GetPhase())
 		}
+		// A later lease wins whatever its host's clock says.
+		publishStatusEvent(t, e, event(storev1.Phase_PHASE_READY, lifecycle.ReasonReady, 500*time.Millisecond, 20))
+		waitPhase(t, e, id, storev1.Phase_PHASE_READY)
+
+		// A new generation starts the tokens afresh: a lease bucket whose
+		// revisions restarted (recreated, restored) cannot silence a store.
+		if _, err := e.stores.DeleteStore(ctx, &storev1.DeleteStoreRequest{Id: id}); err != nil {
+			t.Fatal(err)
+		}
+		publishStatusEvent(t, e, &eventsv1.StoreStatusChanged{StoreId: id, Phase: storev1.Phase_PHASE_DELETED, Reason: lifecycle.ReasonDeleted,
+			ObservedGeneration: 2, Time: timestamppb.Now(), LeaseToken: 3})
+		waitPhase(t, e, id, storev1.Phase_PHASE_DELETED)
 	})
 }
 
@@ -361,7 +373,8 @@ func publishStatus(t *testing.T, e *apiEnv, id string, gen int64, phase storev1.
 func publishStatusEvent(t *testing.T, e *apiEnv, ev *eventsv1.StoreStatusChanged) {
 	t.Helper()
 	id, gen, phase, reason := ev.GetStoreId(), ev.GetObservedGeneration(), ev.GetPhase(), ev.GetReason()
-	if err := bus.Publish(context.Background(), e.bus.JS, e.bus.Topology.StatusSubject(id), lifecycle.StatusEventID(id, gen, phase, reason), ev); err != nil {
+	msgID := lifecycle.AttemptID(lifecycle.StatusEventID(id, gen, phase, reason), ev.GetLeaseToken())
+	if err := bus.Publish(context.Background(), e.bus.JS, e.bus.Topology.StatusSubject(id), msgID, ev); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -323,6 +323,10 @@ func (s *Service) transition(ctx context.Context, caller rpc.Principal, id strin
 		u := st.Update().
 			SetPhase(phase.String()).
 			SetGeneration(st.Generation + 1).
+			// Lease tokens order the holders of one generation: a new
+			// generation starts afresh, so a lease bucket that was
+			// recreated (its revisions restarted) cannot silence a store.
+			SetLeaseToken(0).
 			SetFailureReason("").
 			SetFailureMessage("").
 			SetLastAction(auditAction).
@@ -410,12 +414,13 @@ func Command(st *ent.Store, action eventsv1.Action, actor string, issueTime time
 }
 
 // ApplyStatus records a status change reported by the orchestrator, unless
-// it is older than what the store holds (an older generation, an earlier
-// time, an older lease token: made by a worker fenced out since, or a
-// store already DELETED) or speaks of a generation the api never issued,
-// which no orchestrator can have worked on: a forgery. An event without a
-// lease token (zero) is ordered by generation and time alone. It reports
-// whether the store changed.
+// it is older than what the store holds (an older generation; in the same
+// generation an older lease token, made by a worker fenced out since, or
+// an earlier time under the same lease; or a store already DELETED) or
+// speaks of a generation the api never issued, which no orchestrator can
+// have worked on: a forgery. An event without a lease token (zero) is
+// ordered by generation and time alone. It reports whether the store
+// changed.
 func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChanged) (bool, error) {
 	var updated *ent.Store
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
@@ -431,8 +436,11 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 		case ev.GetObservedGeneration() < st.Generation,
 			ev.GetObservedGeneration() > st.Generation,
 			st.Phase == storev1.Phase_PHASE_DELETED.String(),
-			st.StatusTime != nil && st.ObservedGeneration == ev.GetObservedGeneration() && evTime.Before(*st.StatusTime),
+			// Within a generation a later lease wins whatever the hosts'
+			// clocks say; time orders the events of one lease.
 			ev.GetLeaseToken() != 0 && ev.GetLeaseToken() < st.LeaseToken,
+			st.StatusTime != nil && st.ObservedGeneration == ev.GetObservedGeneration() && evTime.Before(*st.StatusTime) &&
+				!(ev.GetLeaseToken() > st.LeaseToken),
 			ev.GetPhase() == storev1.Phase_PHASE_UNSPECIFIED:
 			return nil
 		}

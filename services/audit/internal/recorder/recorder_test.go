@@ -443,9 +443,9 @@ func TestTwoFailuresInOneGenerationAreBothRecorded(t *testing.T) {
 			}
 			// Message ids as the orchestrator makes them; the republish gets
 			// one of its own, as after JetStream's duplicate window.
-			failure(lifecycle.AuditAttemptID(id, 7), 7, "Timeout: first attempt")
-			failure(lifecycle.AuditAttemptID(id, 7)+"/again", 7, "Timeout: first attempt")
-			failure(lifecycle.AuditAttemptID(id, 12), 12, "CrashLoopBackOff: second attempt")
+			failure(lifecycle.AttemptID(id, 7), 7, "Timeout: first attempt")
+			failure(lifecycle.AttemptID(id, 7)+"/again", 7, "Timeout: first attempt")
+			failure(lifecycle.AttemptID(id, 12), 12, "CrashLoopBackOff: second attempt")
 			eventually(t, "every event is handled", func() bool {
 				return count(t, reg, recorder.OutcomeRecorded)+count(t, reg, recorder.OutcomeDuplicate) == 4
 			})

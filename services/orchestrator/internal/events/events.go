@@ -31,7 +31,8 @@ type Publisher struct {
 }
 
 // Status publishes s on the status subject of s.StoreId with the id
-// lifecycle.StatusEventID(store, observed generation, phase, reason). It
+// lifecycle.StatusEventID(store, observed generation, phase, reason), per
+// lease (lifecycle.AttemptID). It
 // runs on a fresh context bounded by Timeout that keeps ctx's values but
 // not its cancellation, so the last word of a cancelled reconcile is
 // still written. It returns once JetStream stored the event; an error
@@ -46,12 +47,12 @@ func (p *Publisher) Status(ctx context.Context, s *eventsv1.StoreStatusChanged) 
 		return err
 	}
 	s.LeaseToken = token
-	id := lifecycle.StatusEventID(s.GetStoreId(), s.GetObservedGeneration(), s.GetPhase(), s.GetReason())
+	id := lifecycle.AttemptID(lifecycle.StatusEventID(s.GetStoreId(), s.GetObservedGeneration(), s.GetPhase(), s.GetReason()), token)
 	return p.publish(ctx, p.Topology.StatusSubject(s.GetStoreId()), id, s)
 }
 
 // Audit publishes e on the audit subject of its store with the message id
-// lifecycle.AuditAttemptID(e.Id, lease token), with the same fresh-context
+// lifecycle.AttemptID(e.Id, lease token), with the same fresh-context
 // and fencing rules and errors as Status.
 func (p *Publisher) Audit(ctx context.Context, e *auditv1.AuditEntry) error {
 	if e.GetId() == "" {
@@ -63,7 +64,7 @@ func (p *Publisher) Audit(ctx context.Context, e *auditv1.AuditEntry) error {
 	}
 	// One entry per attempt: the same fact under a later lease (a second
 	// failure of a generation, a command taken over) is recorded again.
-	msgID := lifecycle.AuditAttemptID(e.GetId(), token)
+	msgID := lifecycle.AttemptID(e.GetId(), token)
 	return p.publish(ctx, p.Topology.AuditSubject(bus.RoleOrchestrator, e.GetStoreId()), msgID, &eventsv1.AuditEvent{Entry: e, LeaseToken: token})
 }
 

@@ -312,24 +312,31 @@ func (l *Lease) Valid() error {
 // may try again.
 func (l *Lease) Renew(ctx context.Context) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.done {
+	done, revision := l.done, l.revision
+	l.mu.Unlock()
+	if done {
 		return fmt.Errorf("lease of store %s already released: %w", l.storeID, ErrLost)
 	}
 	value, err := json.Marshal(holderValue{Holder: l.holder})
 	if err != nil {
 		return err
 	}
+	// The write runs unlocked, so that Valid (every publish) never waits
+	// for the network; a Release meanwhile makes the result moot.
 	sent := time.Now()
-	revision, err := l.store.Leases.Update(ctx, l.storeID, value, l.revision)
-	if isConflict(err) {
+	next, err := l.store.Leases.Update(ctx, l.storeID, value, revision)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case isConflict(err):
 		l.done = true
 		return fmt.Errorf("lease of store %s: %w", l.storeID, ErrLost)
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("cannot renew the lease of store %s: %w", l.storeID, err)
+	case l.done || l.revision != revision:
+		return fmt.Errorf("lease of store %s released during its renewal: %w", l.storeID, ErrLost)
 	}
-	l.revision, l.renewed = revision, sent
+	l.revision, l.renewed = next, sent
 	return nil
 }
 
@@ -388,6 +395,7 @@ func (l *Lease) Keep(ctx context.Context) (fenced context.Context, stop func()) 
 	every := l.store.ttl() / 6
 	done := make(chan struct{})
 	quit := make(chan struct{})
+	quitCtx, cancelQuit := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		defer close(done)
 		renew := time.NewTimer(every)
@@ -405,8 +413,9 @@ func (l *Lease) Keep(ctx context.Context) (fenced context.Context, stop func()) 
 				return
 			case <-renew.C:
 			}
-			// Bounded by the fence: a renewal that ends after it is useless.
-			renewCtx, cancelRenew := context.WithDeadline(context.WithoutCancel(ctx), l.Deadline())
+			// Bounded by the fence (a renewal that ends after it is
+			// useless) and cut short by stop.
+			renewCtx, cancelRenew := context.WithDeadline(quitCtx, l.Deadline())
 			err := l.Renew(renewCtx)
 			cancelRenew()
 			if errors.Is(err, ErrLost) {
@@ -417,7 +426,7 @@ func (l *Lease) Keep(ctx context.Context) (fenced context.Context, stop func()) 
 			renew.Reset(every)
 		}
 	}()
-	return fenced, sync.OnceFunc(func() { close(quit); <-done; cancel(context.Canceled) })
+	return fenced, sync.OnceFunc(func() { close(quit); cancelQuit(); <-done; cancel(context.Canceled) })
 }
 
 type leaseKey struct{}

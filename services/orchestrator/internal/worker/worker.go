@@ -151,7 +151,6 @@ const pollWait = 5 * time.Second
 type queue struct {
 	stream, consumer string
 	slots            int
-	resync           bool
 }
 
 // Run pulls and handles commands from both queues until ctx is done, then
@@ -165,8 +164,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("cannot bind stream %s: %w", w.topology.CommandsStream(), err)
 	}
 	queues := []queue{
-		{w.topology.CommandsStream(), bus.OrchestratorConsumer, w.opts.Concurrency, false},
-		{w.topology.ResyncStream(), bus.ResyncConsumer, w.opts.ResyncConcurrency, true},
+		{w.topology.CommandsStream(), bus.OrchestratorConsumer, w.opts.Concurrency},
+		{w.topology.ResyncStream(), bus.ResyncConsumer, w.opts.ResyncConcurrency},
 	}
 	consumers := make([]jetstream.Consumer, len(queues))
 	for i, q := range queues {
@@ -274,10 +273,9 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 	if err == nil {
 		work, stopKeep := held.Keep(ctx)
 		fenced = work
-		stopWatch := func() {}
-		if !resync {
-			work, stopWatch = w.watchSupersede(work, commands, &cmd)
-		}
+		// A resync carries the store's current generation: only a user's
+		// newer command supersedes it, as it does any other.
+		work, stopWatch := w.watchSupersede(work, commands, &cmd)
 		rec := held.Record()
 		switch {
 		case resync && verifiable(rec, &cmd):
@@ -291,9 +289,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 			err = w.reconciler.Reconcile(work, &cmd)
 			w.metrics.Duration.WithLabelValues(actionLabel(&cmd)).Observe(time.Since(start).Seconds())
 		}
-		if work.Err() != nil {
+		if err != nil && work.Err() != nil {
 			// Superseded, lease lost or the worker stopping: say so,
-			// whatever the reconcile made of its cancelled context.
+			// whatever the reconcile made of its cancelled context. A
+			// command that finished is done, however late the cancel.
 			err = errors.Join(context.Cause(work), err)
 		}
 		// Each cancels its context: read the cause first.
