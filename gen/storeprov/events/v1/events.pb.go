@@ -171,8 +171,14 @@ type ProvisionCommand struct {
 	Action     Action                 `protobuf:"varint,3,opt,name=action,proto3,enum=storeprov.events.v1.Action" json:"action,omitempty"`
 	Spec       *StoreSpec             `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
 	// User whose request produced the command.
-	Actor         string                 `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
-	IssueTime     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=issue_time,json=issueTime,proto3" json:"issue_time,omitempty"`
+	Actor     string                 `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	IssueTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=issue_time,json=issueTime,proto3" json:"issue_time,omitempty"`
+	// Set by the resync for a store whose status has not changed for longer
+	// than the resync interval while PROVISIONING or DELETING: the api may
+	// have missed the outcome, so the orchestrator publishes it again even
+	// for a generation it applied already (READY after verifying the store,
+	// DELETED once nothing of it is left).
+	Republish     bool `protobuf:"varint,7,opt,name=republish,proto3" json:"republish,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,6 +253,13 @@ func (x *ProvisionCommand) GetIssueTime() *timestamppb.Timestamp {
 		return x.IssueTime
 	}
 	return nil
+}
+
+func (x *ProvisionCommand) GetRepublish() bool {
+	if x != nil {
+		return x.Republish
+	}
+	return false
 }
 
 // StoreStatusChanged reports what the orchestrator observed. The api applies
@@ -434,7 +447,7 @@ const file_storeprov_events_v1_events_proto_rawDesc = "" +
 	"\x06values\x18\x05 \x03(\v2*.storeprov.events.v1.StoreSpec.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x02\n" +
 	"\x10ProvisionCommand\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\tR\astoreId\x12\x1e\n" +
 	"\n" +
@@ -444,7 +457,8 @@ const file_storeprov_events_v1_events_proto_rawDesc = "" +
 	"\x04spec\x18\x04 \x01(\v2\x1e.storeprov.events.v1.StoreSpecR\x04spec\x12\x14\n" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x129\n" +
 	"\n" +
-	"issue_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\"\xcb\x02\n" +
+	"issue_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\x12\x1c\n" +
+	"\trepublish\x18\a \x01(\bR\trepublish\"\xcb\x02\n" +
 	"\x12StoreStatusChanged\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\tR\astoreId\x12/\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x19.storeprov.store.v1.PhaseR\x05phase\x12\x16\n" +

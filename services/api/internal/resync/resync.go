@@ -153,14 +153,22 @@ func (r *Resyncer) Once(ctx context.Context) (int, error) {
 // from now; a stuck one gets its generation's command again, issued when
 // its status last changed, so that its provisioning deadline is not pushed
 // back by every resync.
+//
+// A stuck store's command asks for its outcome to be published again
+// (republish): if the orchestrator applied that generation already, the
+// api missed its READY or DELETED, and only a republish unsticks it.
 func command(st *ent.Store, now time.Time) *eventsv1.ProvisionCommand {
+	var cmd *eventsv1.ProvisionCommand
 	switch st.Phase {
 	case storev1.Phase_PHASE_DELETING.String():
-		return stores.Command(st, eventsv1.Action_ACTION_DELETE, lifecycle.ResyncActor, st.UpdateTime)
+		cmd = stores.Command(st, eventsv1.Action_ACTION_DELETE, lifecycle.ResyncActor, st.UpdateTime)
 	case storev1.Phase_PHASE_PROVISIONING.String():
-		return stores.Command(st, eventsv1.Action_ACTION_PROVISION, lifecycle.ResyncActor, st.UpdateTime)
+		cmd = stores.Command(st, eventsv1.Action_ACTION_PROVISION, lifecycle.ResyncActor, st.UpdateTime)
+	default:
+		return stores.Command(st, eventsv1.Action_ACTION_PROVISION, lifecycle.ResyncActor, now)
 	}
-	return stores.Command(st, eventsv1.Action_ACTION_PROVISION, lifecycle.ResyncActor, now)
+	cmd.Republish = true
+	return cmd
 }
 
 func (r *Resyncer) now() time.Time {

@@ -212,8 +212,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionComma
 // values) and nudges workloads that are not ready.
 //
 // It never publishes PROVISIONING, and publishes nothing at all when it
-// found nothing drifted: a healthy store's status and audit log stay as
-// they are. When it repaired drift it publishes READY with reason
+// found nothing drifted (a healthy store's status and audit log stay as
+// they are), unless cmd asks to republish: then it publishes READY again,
+// for an api that missed it. When it repaired drift it publishes READY with reason
 // DriftRepaired and audits the repair. A store it cannot repair gets the
 // error the worker classifies as for Reconcile: a terminal *Error, or a
 // transient one whose retries end in FAILED, never a READY store left
@@ -257,15 +258,21 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 		return classify(err)
 	}
 	after, err := r.DetermineState(ctx, cmd)
+	url := fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain)
 	switch {
 	case err != nil:
 		return classify(err)
 	case after.Kind != InSync:
 		return classify(fmt.Errorf("store %s is not ready after its repair: missing %s", cmd.GetStoreId(), strings.Join(after.Missing, ", ")))
+	case before.Kind == InSync && cmd.GetRepublish():
+		// The api missed this generation's outcome: say it again.
+		if kept != nil {
+			return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, kept.Reason, kept.Message, url, after.ChartVersion))
+		}
+		return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "store is ready at "+url+" (reported again)", url, after.ChartVersion))
 	case before.Kind == InSync:
 		return nil
 	}
-	url := fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain)
 	msg := "repaired drift: " + strings.Join(before.Missing, ", ")
 	if len(before.Missing) == 0 {
 		msg = "repaired drift: store " + before.Kind.String()

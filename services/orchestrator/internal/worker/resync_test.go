@@ -388,3 +388,47 @@ func streamMsgs(t *testing.T, env *bustest.Env, name string) uint64 {
 	}
 	return info.State.Msgs
 }
+
+// A store the api still shows PROVISIONING or DELETING although the
+// orchestrator applied its generation (the api missed the outcome) is
+// unstuck by the resync: asked to republish, the worker says READY or
+// DELETED again.
+func TestResyncOfAStuckStoreRepublishesItsOutcome(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	startWorker(t, env, setup{worker: fastRetries(), release: true})
+	id := newStore(t)
+	events := watch(t, env, id)
+	provisionReady(t, env, id, events)
+
+	cmd, msgID := resyncCommand(id, 1)
+	cmd.Republish = true
+	publish(t, env, cmd, msgID)
+	eventually(t, 30*time.Second, func() bool { return len(events.phasesOf(1, storev1.Phase_PHASE_READY)) == 2 },
+		func() string { return "READY not published again: " + events.summary() })
+	if again := events.phasesOf(1, storev1.Phase_PHASE_READY)[1]; again.GetReason() != lifecycle.ReasonReady || !strings.Contains(again.GetMessage(), "reported again") {
+		t.Errorf("republished status = %s: %q", again.GetReason(), again.GetMessage())
+	}
+
+	publish(t, env, command(id, 2, del), "")
+	events.waitStatus(t, 2, storev1.Phase_PHASE_DELETED, time.Minute)
+	waitSettled(t, env, 10*time.Second)
+	cmd, msgID = resyncCommand(id, 2)
+	cmd.Action, cmd.Republish = del, true
+	publish(t, env, cmd, msgID)
+	eventually(t, 30*time.Second, func() bool { return len(events.phasesOf(2, storev1.Phase_PHASE_DELETED)) == 2 },
+		func() string { return "DELETED not published again: " + events.summary() })
+}
+
+// phasesOf returns the store's status events of generation in phase.
+func (r *recorder) phasesOf(generation int64, phase storev1.Phase) []*eventsv1.StoreStatusChanged {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*eventsv1.StoreStatusChanged
+	for _, s := range r.statuses {
+		if s.GetObservedGeneration() == generation && s.GetPhase() == phase {
+			out = append(out, s)
+		}
+	}
+	return out
+}

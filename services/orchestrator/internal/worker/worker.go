@@ -281,7 +281,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 		case resync && verifiable(rec, &cmd):
 			err = w.reconciler.Verify(work, &cmd)
 			w.metrics.Duration.WithLabelValues(actionLabel(&cmd)).Observe(time.Since(start).Seconds())
-		case rec.Supersedes(cmd.GetGeneration(), cmd.GetAction()):
+		case rec.Supersedes(cmd.GetGeneration(), cmd.GetAction()) && !republishDeleted(rec, &cmd):
 			err = &staleError{applied: rec}
 		default:
 			// A command never applied (lost, or given up on): a resync
@@ -445,6 +445,15 @@ func (l limits) ackWait(delivered int) time.Duration {
 // redeliver at once.
 func (l limits) nakDelay(want time.Duration, delivered int) time.Duration {
 	return want - (l.ackWait(delivered) - l.ackWaits[0])
+}
+
+// republishDeleted reports whether a resync command asks to publish again
+// the outcome of the delete the record holds as applied: the api missed
+// its DELETED. Reconciling the delete again finds nothing left and says
+// so.
+func republishDeleted(rec lease.Record, cmd *eventsv1.ProvisionCommand) bool {
+	return cmd.GetRepublish() && cmd.GetAction() == eventsv1.Action_ACTION_DELETE &&
+		rec.AppliedGeneration == cmd.GetGeneration() && rec.AppliedAction == lease.ActionDelete
 }
 
 // verifiable reports whether a resync command asks to verify a store
