@@ -252,8 +252,15 @@ func TestStatusEventsApplyOnlyWhenNewer(t *testing.T) {
 		if err != nil || again.GetGeneration() != 3 {
 			t.Errorf("deleting twice = %v, %v; want the same DELETING store", again, err)
 		}
+		// A deletion that waits says for what, until it finishes.
+		publishStatus(t, e, st.GetId(), 3, storev1.Phase_PHASE_DELETING, lifecycle.ReasonNamespaceTerminating, "namespace is still terminating: finalizer x/hold")
+		waitStore(t, e, st.GetId(), "DELETING saying what blocks it", func(s *storev1.Store) bool {
+			return s.GetFailureReason() == lifecycle.ReasonNamespaceTerminating && strings.Contains(s.GetFailureMessage(), "x/hold")
+		})
 		publishStatus(t, e, st.GetId(), 3, storev1.Phase_PHASE_DELETED, lifecycle.ReasonDeleted, "")
-		waitPhase(t, e, st.GetId(), storev1.Phase_PHASE_DELETED)
+		if gone := waitPhase(t, e, st.GetId(), storev1.Phase_PHASE_DELETED); gone.GetFailureReason() != "" {
+			t.Errorf("deleted store still says %s", gone.GetFailureReason())
+		}
 	})
 }
 

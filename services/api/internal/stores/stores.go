@@ -449,7 +449,7 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 			SetObservedGeneration(ev.GetObservedGeneration()).
 			SetStatusTime(evTime).
 			SetUpdateTime(s.now())
-		if ev.GetPhase() == storev1.Phase_PHASE_FAILED || keptAfterFailedUpgrade(ev) {
+		if ev.GetPhase() == storev1.Phase_PHASE_FAILED || keptAfterFailedUpgrade(ev) || blockedDeletion(ev) {
 			u.SetFailureReason(ev.GetReason()).SetFailureMessage(ev.GetMessage())
 		} else {
 			u.SetFailureReason("").SetFailureMessage("")
@@ -482,6 +482,13 @@ func keptAfterFailedUpgrade(ev *eventsv1.StoreStatusChanged) bool {
 		return ev.GetPhase() == storev1.Phase_PHASE_READY
 	}
 	return false
+}
+
+// blockedDeletion reports a DELETING status that says what the deletion
+// waits for (a finalizer, say), which the store shows in its failure
+// reason and message until the deletion finishes.
+func blockedDeletion(ev *eventsv1.StoreStatusChanged) bool {
+	return ev.GetPhase() == storev1.Phase_PHASE_DELETING && ev.GetReason() == lifecycle.ReasonNamespaceTerminating
 }
 
 // detailOf is the audit detail of a transition: what an upgrade asks for.

@@ -282,6 +282,7 @@ func kubeConfig(opts Options) (*rest.Config, error) {
 	}
 	cfg.QPS, cfg.Burst = float32(opts.KubeQPS), opts.KubeBurst
 	cfg.UserAgent = "storeprov-orchestrator"
+	kube.RetryTransient(cfg)
 	return cfg, nil
 }
 
