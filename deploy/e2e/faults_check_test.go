@@ -25,7 +25,13 @@ import (
 func (r *faultRun) checkLive(when string) {
 	for _, id := range r.ids() {
 		st := r.seen(id)
+		r.mu.Lock()
+		r.outcomes[id] = append(r.outcomes[id], st.Phase)
+		failedBefore := len(r.outcomes[id]) > 1 && r.outcomes[id][0] == "PHASE_FAILED"
+		r.mu.Unlock()
 		switch {
+		case st.Phase == "PHASE_FAILED" && failedBefore:
+			// Reported after the creates; a FAILED store is not upgraded.
 		case st.Phase == "PHASE_FAILED":
 			r.violate("%s, store %s is FAILED (%s: %s), though nothing it was asked can fail; its last log lines:\n    %s",
 				when, id, st.FailureReason, st.FailureMessage, strings.Join(trimLines(r.logs.String(), 6, id), "\n    "))
@@ -66,6 +72,13 @@ func (r *faultRun) checkReleases() {
 			case strings.HasPrefix(status, "pending-"):
 				pending = append(pending, rev)
 			}
+		}
+		if st.Phase != "PHASE_READY" {
+			// A FAILED store (itself a violation) may have no release.
+			if len(names) > 1 {
+				r.violate("store %s (%s) has releases %v; want at most one", id, st.Phase, keys(names))
+			}
+			continue
 		}
 		if len(names) != 1 || len(deployed) != 1 || len(pending) > 0 {
 			r.violate("store %s (%s) has releases %v, deployed revisions %v and pending ones %v; want one release, one deployed revision, none pending",
@@ -128,15 +141,24 @@ func (r *faultRun) checkGone() {
 func (r *faultRun) checkAudit() {
 	ctx := context.Background()
 	for _, id := range r.ids() {
-		want := map[string]int{"create": 1, "ready": 1, "delete": 1, "deleted": 1}
-		if r.upgraded[id] {
+		// What each phase came to, as checkLive saw it: a ready for a
+		// generation that became READY, a failure for one that FAILED or
+		// an upgrade rolled back.
+		want := map[string]int{"create": 1, "delete": 1, "deleted": 1}
+		r.mu.Lock()
+		outcomes := r.outcomes[id]
+		upgraded := r.upgraded[id]
+		r.mu.Unlock()
+		if len(outcomes) > 0 {
+			want[outcomeAction(outcomes[0], false)]++
+		}
+		if upgraded {
 			want["upgrade"] = 1
-			if r.rollsBack(id) {
-				want["failure"] = 1
-			} else {
-				want["ready"] = 2
+			if len(outcomes) > 1 {
+				want[outcomeAction(outcomes[1], r.rollsBack(id))]++
 			}
 		}
+		delete(want, "")
 		deadline := time.Now().Add(time.Minute)
 		for {
 			var resp struct{ Entries []auditEntry }
@@ -166,6 +188,17 @@ func (r *faultRun) checkAudit() {
 			time.Sleep(time.Second)
 		}
 	}
+}
+
+// outcomeAction is the audit action of a generation that ended in phase.
+func outcomeAction(phase string, rolledBack bool) string {
+	switch {
+	case phase == "PHASE_FAILED" || (phase == "PHASE_READY" && rolledBack):
+		return "failure"
+	case phase == "PHASE_READY":
+		return "ready"
+	}
+	return ""
 }
 
 // holdFinalizer keeps a ConfigMap, and with it its namespace, until the

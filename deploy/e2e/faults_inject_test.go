@@ -261,11 +261,14 @@ type killer struct {
 	down     map[int]bool
 	kills    []string
 	hitKinds map[killPoint]int
+	// hitStores are the stores killed at, each once: every kill costs a
+	// store the consumer's ack wait and the lease's TTL.
+	hitStores map[string]bool
 	restarts sync.WaitGroup
 }
 
 func newKiller(t *testing.T, r *faultRun, min int) *killer {
-	k := &killer{t: t, s: r.stack, run: r, min: min, down: map[int]bool{}, hitKinds: map[killPoint]int{}}
+	k := &killer{t: t, s: r.stack, run: r, min: min, down: map[int]bool{}, hitKinds: map[killPoint]int{}, hitStores: map[string]bool{}}
 	topology := bus.Topology{Prefix: r.stack.BusPrefix(), Replicas: 1}
 	creds := bus.Credentials{User: string(bus.RoleOrchestrator), Password: r.stack.NATSPassword(bus.RoleOrchestrator)}
 	opts := append(topology.ConnectOptions(bus.RoleOrchestrator, creds, slog.New(slog.DiscardHandler)),
@@ -341,11 +344,12 @@ func (k *killer) follow(ctx context.Context, open func(context.Context) (watch.I
 
 // maybeKill kills the worker of store id at point, if the kill plan wants
 // one there: every kind of point once, then until min kills, then now and
-// then; never two kills within 3 s, nor a worker that is down.
+// then; never two kills within 3 s, nor a worker that is down, nor twice
+// at the same store.
 func (k *killer) maybeKill(ctx context.Context, point killPoint, id string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if ctx.Err() != nil || time.Since(k.last) < 3*time.Second {
+	if ctx.Err() != nil || time.Since(k.last) < 3*time.Second || k.hitStores[id] {
 		return
 	}
 	if k.hitKinds[point] > 0 && len(k.kills) >= k.min && rand.Float64() > 0.15 {
@@ -364,6 +368,7 @@ func (k *killer) maybeKill(ctx context.Context, point killPoint, id string) {
 	k.last = time.Now()
 	k.down[slot] = true
 	k.hitKinds[point]++
+	k.hitStores[id] = true
 	k.kills = append(k.kills, fmt.Sprintf("orchestrator-%d (%s) at the %s of store %s", slot+1, how, point, id))
 	k.run.logf("fault: kill -9 orchestrator-%d (%s) at the %s of store %s", slot+1, how, point, id)
 	k.restarts.Go(func() {

@@ -54,21 +54,28 @@ type faultForm struct {
 	allDown time.Duration
 }
 
+// faultOrchestratorArgs are the orchestrators' flags in every scenario.
+// Leases and the consumer's ack wait keep their defaults (30 s each), so
+// settle times are those of a real installation. The provisioning
+// deadline leaves room for a kill or two (each costs a store up to the
+// ack wait plus the lease TTL) while keeping the wait of an upgrade that
+// cannot become ready short; a delete attempt gives up after 15 s, so a
+// stuck namespace is reported soon.
+var faultOrchestratorArgs = []string{"--provision-timeout", "2m", "--delete-timeout", "15s"}
+
 func faultFormOf(env string) faultForm {
 	if env == "full" {
 		return faultForm{
 			full: true, stores: 10, rollbacks: 2, minKills: 5, stuck: 3,
 			phasesHit: []string{"create", "upgrade", "delete"},
-			// The default lease TTL (30 s): settle times are those of
-			// a real installation.
-			orchestratorArgs: []string{"--provision-timeout", "90s", "--delete-timeout", "15s"},
+			orchestratorArgs: faultOrchestratorArgs,
 			settle:           12 * time.Minute, allDown: 15 * time.Second,
 		}
 	}
 	return faultForm{
 		stores: 3, rollbacks: 0, minKills: 2, stuck: 1,
 		phasesHit:        []string{"create"},
-		orchestratorArgs: []string{"--provision-timeout", "60s", "--delete-timeout", "15s", "--lease-ttl", "10s"},
+		orchestratorArgs: faultOrchestratorArgs,
 		settle:           6 * time.Minute, allDown: 5 * time.Second,
 	}
 }
@@ -107,6 +114,9 @@ type faultRun struct {
 	created, upgraded, deleted map[string]bool
 	// rollback marks stores whose upgrade cannot become ready.
 	rollback map[string]bool
+	// outcomes are each store's phases after the creates and after the
+	// upgrades.
+	outcomes map[string][]string
 	// ambiguous counts requests retried after an answer that did not
 	// say whether the api had accepted them.
 	ambiguous  int
@@ -401,7 +411,7 @@ func runFaultScenario(t *testing.T, form faultForm, base stackConfig, kubeconfig
 	r := &faultRun{
 		t: t, form: form, scenario: sc.name, logs: &syncBuffer{},
 		stores: map[string]store{}, created: map[string]bool{}, upgraded: map[string]bool{}, deleted: map[string]bool{},
-		rollback: map[string]bool{},
+		rollback: map[string]bool{}, outcomes: map[string][]string{},
 	}
 	t.Run(strings.NewReplacer(" ", "_", "%", "pct", "/", "_").Replace(sc.name), func(t *testing.T) {
 		r.t = t
