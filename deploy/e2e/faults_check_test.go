@@ -238,15 +238,18 @@ func releaseNamespaces(ctx context.Context, r *faultRun, phase string) {
 	for _, id := range r.held {
 		wg.Go(func() {
 			start := time.Now()
-			// Long enough for a delete attempt to time out (the form's
-			// --delete-timeout) and say so, several times over.
-			deadline := start.Add(90 * time.Second)
+			// Long enough for a delete attempt to time out (the
+			// orchestrators' --delete-timeout, 15 s) and say so, twice.
+			deadline := start.Add(time.Minute)
 			said := ""
 			terminating := false
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				var st store
 				if status, _ := r.client.do(ctx, "GET", "/v1/stores/"+id, "", &st); status == 200 {
-					if text := st.FailureReason + ": " + st.FailureMessage; strings.Contains(text, holdFinalizer) {
+					// The namespace controller names the finalizer, or at
+					// least the kind of object that remains.
+					text := st.FailureReason + ": " + st.FailureMessage
+					if strings.Contains(text, holdFinalizer) || strings.Contains(text, "configmaps") {
 						said = fmt.Sprintf("%s %s", st.Phase, text)
 						break
 					}

@@ -52,7 +52,7 @@ databases and its own bus prefix. Only faults are fake: every component is the r
   included.
 - **namespace stuck Terminating.** Before the deletes, %d stores get a ConfigMap with a finalizer the suite
   holds. Each such store must say what blocks it (its reason or message naming the finalizer, through
-  the api) within 90 s of its delete; then the suite removes the finalizer and the store must finish
+  the api) within a minute of its delete (the orchestrators give up a delete attempt after 15 s); then the suite removes the finalizer and the store must finish
   DELETED.
 
 ## Invariants, checked after each scenario

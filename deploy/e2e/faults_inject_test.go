@@ -459,8 +459,8 @@ func trimLines(logs string, n int, words ...string) []string {
 			}
 		}
 		if ok {
-			if len(line) > 400 {
-				line = line[:400] + "…"
+			if len(line) > 300 {
+				line = line[:300] + "…"
 			}
 			out = append(out, line)
 		}

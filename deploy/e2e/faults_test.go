@@ -73,7 +73,7 @@ func faultFormOf(env string) faultForm {
 		}
 	}
 	return faultForm{
-		stores: 3, rollbacks: 0, minKills: 2, stuck: 1,
+		stores: 2, rollbacks: 0, minKills: 2, stuck: 1,
 		phasesHit:        []string{"create"},
 		orchestratorArgs: faultOrchestratorArgs,
 		settle:           6 * time.Minute, allDown: 5 * time.Second,
@@ -308,7 +308,7 @@ func faultScenarios(form faultForm) []faultScenario {
 				}
 				r.addInjected(1)
 			},
-			finish: func(r *faultRun) string { return fmt.Sprintf("%d restarts, 3 s down each", r.injected) },
+			finish: func(r *faultRun) string { return fmt.Sprintf("%d × down 3 s, same storage", r.injected) },
 		},
 		{
 			name: "kill -9 the api",
@@ -346,7 +346,7 @@ func faultScenarios(form faultForm) []faultScenario {
 					sleep(ctx, 700*time.Millisecond)
 				}
 			},
-			finish: func(r *faultRun) string { return fmt.Sprintf("%d kills, 3 s down each", r.injected) },
+			finish: func(r *faultRun) string { return fmt.Sprintf("%d × kill -9, down 3 s", r.injected) },
 		},
 		{
 			name: "PostgreSQL unreachable for 10 s",
