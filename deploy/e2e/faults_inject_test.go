@@ -343,16 +343,23 @@ func (k *killer) follow(ctx context.Context, open func(context.Context) (watch.I
 }
 
 // maybeKill kills the worker of store id at point, if the kill plan wants
-// one there: every kind of point once, then until min kills, then now and
-// then; never two kills within 3 s, nor a worker that is down, nor twice
-// at the same store.
+// one there: every kind of point at its first occurrence, a kind already
+// hit now and then; never two kills within 3 s, nor a worker that is down,
+// nor twice at the same store.
 func (k *killer) maybeKill(ctx context.Context, point killPoint, id string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if ctx.Err() != nil || time.Since(k.last) < 3*time.Second || k.hitStores[id] {
 		return
 	}
-	if k.hitKinds[point] > 0 && len(k.kills) >= k.min && rand.Float64() > 0.15 {
+	// A kind already hit is hit again now and then (more often until the
+	// least number of kills is reached), so that the stores left see the
+	// other kinds.
+	again := 0.15
+	if len(k.kills) < k.min {
+		again = 0.3
+	}
+	if k.hitKinds[point] > 0 && rand.Float64() > again {
 		return
 	}
 	slot, how := k.holder(ctx, id)
