@@ -69,14 +69,14 @@ func faultFormOf(env string) faultForm {
 			full: true, stores: 10, rollbacks: 2, minKills: 5, stuck: 3,
 			phasesHit: []string{"create", "upgrade", "delete"},
 			orchestratorArgs: faultOrchestratorArgs,
-			settle:           12 * time.Minute, allDown: 15 * time.Second,
+			settle:           8 * time.Minute, allDown: 15 * time.Second,
 		}
 	}
 	return faultForm{
 		stores: 2, rollbacks: 0, minKills: 2, stuck: 1,
 		phasesHit:        []string{"create"},
 		orchestratorArgs: faultOrchestratorArgs,
-		settle:           6 * time.Minute, allDown: 5 * time.Second,
+		settle:           4 * time.Minute, allDown: 5 * time.Second,
 	}
 }
 
