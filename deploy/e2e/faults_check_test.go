@@ -321,7 +321,15 @@ func faultTable(form faultForm, base stackConfig, results []*faultRun, baseline 
 		}
 		fmt.Fprintf(&b, "**%s**\n\n", r.scenario)
 		for _, v := range r.violations {
-			fmt.Fprintf(&b, "- violation: %s\n", strings.ReplaceAll(v, "\n    ", "\n  - "))
+			// Evidence lines become a nested list; newlines inside an
+			// error would break the item.
+			head, evidence, _ := strings.Cut(v, "\n    ")
+			fmt.Fprintf(&b, "- violation: %s\n", strings.ReplaceAll(head, "\n", " "))
+			for _, line := range strings.Split(evidence, "\n    ") {
+				if line != "" {
+					fmt.Fprintf(&b, "  - %s\n", strings.ReplaceAll(line, "\n", " "))
+				}
+			}
 		}
 		if r.ambiguous > 0 {
 			fmt.Fprintf(&b, "- %d requests were retried after an answer that did not say whether they had been applied\n", r.ambiguous)
