@@ -195,15 +195,26 @@ func TestFaults(t *testing.T) {
 	form := faultFormOf(os.Getenv(FaultsEnv))
 	base := faultBaseConfig(t)
 	kubeconfig := sandboxtest.KubeconfigPath(t)
-	baseline := runFaultScenario(t, form, base, kubeconfig, faultScenario{name: "baseline (no fault)"}, false)
+	baseline := runFaultScenario(t, form, base, kubeconfig, faultScenario{name: "baseline (no fault)"})
 	results := []*faultRun{baseline}
 	// The short form runs the scenarios side by side to stay within a few
-	// minutes; its settle times are then not comparable with the
-	// baseline's, and it writes no table. The full form runs one at a time.
+	// minutes (in goroutines rather than with t.Parallel, which go test
+	// bounds by -parallel, the number of CPUs); its settle times are then
+	// not comparable with the baseline's, and it writes no table. The
+	// full form runs one at a time.
 	t.Run("scenarios", func(t *testing.T) {
-		for _, sc := range faultScenarios(form) {
-			results = append(results, runFaultScenario(t, form, base, kubeconfig, sc, !form.full))
+		scenarios := faultScenarios(form)
+		runs := make([]*faultRun, len(scenarios))
+		var wg sync.WaitGroup
+		for i, sc := range scenarios {
+			if form.full {
+				runs[i] = runFaultScenario(t, form, base, kubeconfig, sc)
+				continue
+			}
+			wg.Go(func() { runs[i] = runFaultScenario(t, form, base, kubeconfig, sc) })
 		}
+		wg.Wait()
+		results = append(results, runs...)
 	})
 	table := faultTable(form, base, results, baseline)
 	t.Logf("fault suite scoreboard:\n%s", table)
@@ -411,16 +422,13 @@ const burstSpacing = 150 * time.Millisecond
 
 // runFaultScenario starts a stack for sc, does the work while sc injects
 // its fault, and checks the invariants.
-func runFaultScenario(t *testing.T, form faultForm, base stackConfig, kubeconfig string, sc faultScenario, parallel bool) *faultRun {
+func runFaultScenario(t *testing.T, form faultForm, base stackConfig, kubeconfig string, sc faultScenario) *faultRun {
 	r := &faultRun{
 		t: t, form: form, scenario: sc.name, logs: &syncBuffer{},
 		stores: map[string]store{}, created: map[string]bool{}, upgraded: map[string]bool{}, deleted: map[string]bool{},
 		rollback: map[string]bool{}, outcomes: map[string][]string{},
 	}
 	t.Run(strings.NewReplacer(" ", "_", "%", "pct", "/", "_").Replace(sc.name), func(t *testing.T) {
-		if parallel {
-			t.Parallel()
-		}
 		r.t = t
 		c := base
 		c.kubeconfig = kubeconfig
