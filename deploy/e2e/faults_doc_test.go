@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"time"
 )
@@ -9,6 +10,10 @@ import (
 // faultsDoc is docs/faults.md: what the suite does, and the table of the
 // run that wrote it.
 func faultsDoc(form faultForm, base stackConfig, table string) string {
+	commit := "unknown"
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		commit = strings.TrimSpace(string(out))
+	}
 	return fmt.Sprintf(`# Fault suite
 
 `+"`make faults`"+` runs the whole platform as separate processes on the sandbox cluster (api, audit,
@@ -78,11 +83,12 @@ reported with its last log lines.
 
 ## Last full run
 
-Platform: %s; orchestrators run with `+"`%s`"+`; generated %s.
+Platform: %s; orchestrators run with `+"`%s`"+`; code at commit %s (uncommitted changes not counted);
+generated %s.
 
 %s`,
 		form.stores, form.rollbacks, faultFormOf("").stores, form.minKills,
 		strings.Join(form.phasesHit, ", "), form.allDown, strings.Join(form.phasesHit, ", "), strings.Join(form.phasesHit, ", "),
 		strings.Join(form.phasesHit, ", "), form.stuck, form.settle,
-		base.name, strings.Join(form.orchestratorArgs, " "), time.Now().UTC().Format("2006-01-02 15:04 UTC"), table)
+		base.name, strings.Join(form.orchestratorArgs, " "), commit, time.Now().UTC().Format("2006-01-02 15:04 UTC"), table)
 }
