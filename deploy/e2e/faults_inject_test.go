@@ -264,7 +264,7 @@ type killer struct {
 	// hitStores are the stores killed at, each once: every kill costs a
 	// store the consumer's ack wait and the lease's TTL.
 	hitStores map[string]bool
-	restarts sync.WaitGroup
+	restarts  sync.WaitGroup
 }
 
 func newKiller(t *testing.T, r *faultRun, min int) *killer {

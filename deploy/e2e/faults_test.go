@@ -67,7 +67,7 @@ func faultFormOf(env string) faultForm {
 	if env == "full" {
 		return faultForm{
 			full: true, stores: 10, rollbacks: 2, minKills: 5, stuck: 3,
-			phasesHit: []string{"create", "upgrade", "delete"},
+			phasesHit:        []string{"create", "upgrade", "delete"},
 			orchestratorArgs: faultOrchestratorArgs,
 			settle:           8 * time.Minute, allDown: 15 * time.Second,
 		}
