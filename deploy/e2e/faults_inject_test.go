@@ -253,6 +253,8 @@ type killer struct {
 	t      *testing.T
 	s      *devstack.Stack
 	run    *faultRun
+	js     jetstream.JetStream
+	bucket string
 	leases jetstream.KeyValue
 	min    int
 
@@ -282,12 +284,22 @@ func newKiller(t *testing.T, r *faultRun, min int) *killer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if k.leases, err = js.KeyValue(ctx, topology.LeaseBucket()); err != nil {
-		t.Logf("lease bucket %s cannot be read (%v): kills pick a worker at random", topology.LeaseBucket(), err)
-	}
+	k.js, k.bucket = js, topology.LeaseBucket()
 	return k
+}
+
+// leaseBucket binds the lease bucket the first time it exists: the
+// orchestrators make it when they start, possibly after the killer.
+func (k *killer) leaseBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	if k.leases != nil {
+		return k.leases, nil
+	}
+	kv, err := k.js.KeyValue(ctx, k.bucket)
+	if err != nil {
+		return nil, err
+	}
+	k.leases = kv
+	return kv, nil
 }
 
 // watch follows the cluster until ctx is done and kills at kill points.
@@ -402,10 +414,11 @@ func (k *killer) holder(ctx context.Context, id string) (int, string) {
 		}
 		return slot, "at random: " + why
 	}
-	if k.leases == nil {
-		return random("no lease bucket")
+	leases, err := k.leaseBucket(ctx)
+	if err != nil {
+		return random("lease bucket " + k.bucket + ": " + err.Error())
 	}
-	entry, err := k.leases.Get(ctx, id)
+	entry, err := leases.Get(ctx, id)
 	if err != nil {
 		return random("lease unreadable")
 	}
