@@ -122,6 +122,10 @@ $(DASHBOARD)/node_modules/.package-lock.json: $(DASHBOARD)/package-lock.json
 dashboard-test: $(DASHBOARD)/node_modules/.package-lock.json ## Dashboard unit tests (Vitest), generated client and built assets current
 	cd $(DASHBOARD) && npm test && npm run check-dist
 
+.PHONY: faults
+faults: sandbox-up ## Run the fault suite in full (kills, restarts, outages, API faults; 10 stores each) and write docs/faults.md
+	STOREPROV_FAULTS=full STOREPROV_SANDBOX_DIR=$(SANDBOX_DIR) go test -count=1 -timeout 150m -run '^TestFaults$$' -v ./deploy/e2e
+
 .PHONY: bench
 bench: sandbox-up ## Run the benchmarks, each beside its baseline
 	STOREPROV_SANDBOX_DIR=$(SANDBOX_DIR) go test -run '^$$' -bench . -benchmem $(addprefix ./,$(addsuffix /...,$(MODULES)))

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -97,12 +98,16 @@ type Stack struct {
 	// Token is the first admin's API token.
 	Token string
 	// Orchestrators are the orchestrator processes, for fault tests;
-	// RestartOrchestrators replaces them.
+	// RestartOrchestrators replaces them and StartOrchestrator replaces
+	// one.
 	Orchestrators []*exec.Cmd
 	// IdP is the development OpenID provider when Config.SignIn is set.
 	IdP *devidp.Server
 
 	nats *server.Server
+	// natsOpts started the embedded server; RestartNATS starts it again
+	// with them, on the port it got the first time.
+	natsOpts bus.EmbeddedOptions
 	// natsPasswords are the roles' passwords on the embedded server; none
 	// for an external one.
 	natsPasswords map[bus.Role]string
@@ -110,13 +115,46 @@ type Stack struct {
 	wg            sync.WaitGroup
 	mu            sync.Mutex
 	exited        []string
+	// orchestratorRuns counts orchestrator starts, for worker ids.
+	orchestratorRuns int
 
-	// The orchestrators' configuration, context and exits, for
-	// RestartOrchestrators.
-	cfg                  Config
-	runCtx               context.Context
-	stopOrchestrators    context.CancelFunc
-	orchestratorsStopped []<-chan struct{}
+	// The orchestrators' configuration, context and processes, for
+	// RestartOrchestrators, KillOrchestrator and StartOrchestrator.
+	cfg               Config
+	runCtx            context.Context
+	orchestratorCtx   context.Context
+	stopOrchestrators context.CancelFunc
+	orchestratorArgs  []string
+	orchestrators     []*process
+	// api and apiArgs, for KillAPI and StartAPI.
+	api     *process
+	apiArgs []string
+}
+
+// process is one run of a service.
+type process struct {
+	cmd *exec.Cmd
+	// stopped is closed once the process has exited.
+	stopped <-chan struct{}
+	// killed marks an exit the stack caused with Kill, not a crash.
+	killed atomic.Bool
+}
+
+// kill sends SIGKILL, as `kill -9` does, and waits until the process has
+// exited.
+func (p *process) kill(ctx context.Context) error {
+	p.killed.Store(true)
+	if p.cmd.Process != nil {
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return err
+		}
+	}
+	select {
+	case <-p.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("process %d did not exit after SIGKILL: %w", p.cmd.Process.Pid, ctx.Err())
+	}
 }
 
 // Build compiles the service binaries into cfg.BinDir.
@@ -162,13 +200,15 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		if s.natsPasswords, err = natsPasswords(filepath.Join(cfg.DataDir, NATSAuthFile)); err != nil {
 			return nil, err
 		}
-		s.nats, err = bus.RunEmbedded(bus.EmbeddedOptions{
+		s.natsOpts = bus.EmbeddedOptions{
 			Dir: filepath.Join(cfg.DataDir, "nats"), Host: "127.0.0.1", Port: cfg.NATSPort,
 			Topology: bus.Topology{Prefix: cfg.BusPrefix, Replicas: 1}, Passwords: s.natsPasswords,
-		})
+		}
+		s.nats, err = bus.RunEmbedded(s.natsOpts)
 		if err != nil {
 			return nil, err
 		}
+		s.natsOpts.Port = s.nats.Addr().(*net.TCPAddr).Port
 		s.NATSURL = s.nats.ClientURL()
 	}
 	if err := freePorts(&cfg.GatewayPort, &cfg.APIPort, &cfg.AuditPort); err != nil {
@@ -198,9 +238,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 	}
 
-	s.run(runCtx, cfg, "api", append(append([]string{
+	s.apiArgs = append(append([]string{
 		"--database-url", apiDB, "--grpc-addr", s.APIAddr, "--metrics-addr", "127.0.0.1:0", "--admin-token-file", dbTokenFile,
-	}, common...), apiSignIn...))
+	}, common...), apiSignIn...)
+	s.api = s.run(runCtx, cfg, "api", s.apiArgs)
 	s.run(runCtx, cfg, "audit", append([]string{
 		"--database-url", auditDB, "--grpc-addr", s.AuditAddr, "--metrics-addr", "127.0.0.1:0", "--api-addr", s.APIAddr,
 	}, common...))
@@ -373,9 +414,9 @@ func (s *Stack) RestartOrchestrators(ctx context.Context, args []string) error {
 // StartOrchestrators. Neither may run concurrently with Stop.
 func (s *Stack) StopOrchestrators(ctx context.Context) error {
 	s.stopOrchestrators()
-	for _, stopped := range s.orchestratorsStopped {
+	for _, p := range s.orchestrators {
 		select {
-		case <-stopped:
+		case <-p.stopped:
 		case <-ctx.Done():
 			return fmt.Errorf("orchestrators did not stop: %w", ctx.Err())
 		}
@@ -386,6 +427,99 @@ func (s *Stack) StopOrchestrators(ctx context.Context) error {
 // StartOrchestrators starts the orchestrators again with the stack's
 // configuration, after StopOrchestrators.
 func (s *Stack) StartOrchestrators() { s.startOrchestrators(s.cfg.OrchestratorArgs) }
+
+// KillOrchestrator kills orchestrator i (0-based) with SIGKILL, as a
+// crash or an OOM kill would: it hands nothing back and keeps its store
+// leases until they expire. It waits until the process has exited. The
+// stack does not count the exit as a service that stopped on its own.
+// Callers must not run it concurrently with the other methods that stop
+// or start orchestrators.
+func (s *Stack) KillOrchestrator(ctx context.Context, i int) error {
+	if i < 0 || i >= len(s.orchestrators) {
+		return fmt.Errorf("no orchestrator %d: the stack runs %d", i, len(s.orchestrators))
+	}
+	return s.orchestrators[i].kill(ctx)
+}
+
+// StartOrchestrator starts orchestrator i again after KillOrchestrator,
+// with the arguments it had, under a new worker id (WorkerSlot maps it
+// back to i). Starting one that still runs is an error.
+func (s *Stack) StartOrchestrator(i int) error {
+	if i < 0 || i >= len(s.orchestrators) {
+		return fmt.Errorf("no orchestrator %d: the stack runs %d", i, len(s.orchestrators))
+	}
+	select {
+	case <-s.orchestrators[i].stopped:
+	default:
+		return fmt.Errorf("orchestrator %d is running", i)
+	}
+	s.orchestrators[i] = s.startOrchestrator(i)
+	s.Orchestrators[i] = s.orchestrators[i].cmd
+	return nil
+}
+
+// WorkerSlot returns the index of the orchestrator that runs, or ran,
+// under workerID (the holder named in a store's lease), and false for an
+// id no orchestrator of this stack had.
+func (s *Stack) WorkerSlot(workerID string) (int, bool) {
+	name, _, ok := strings.Cut(workerID, "-run")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(strings.TrimPrefix(name, "orchestrator-"))
+	if err != nil || i < 1 || i > len(s.orchestrators) {
+		return 0, false
+	}
+	return i - 1, true
+}
+
+// KillAPI kills the api process with SIGKILL and waits until it has
+// exited; StartAPI starts it again on the same address and database.
+func (s *Stack) KillAPI(ctx context.Context) error { return s.api.kill(ctx) }
+
+// StartAPI starts the api again after KillAPI.
+func (s *Stack) StartAPI() error {
+	select {
+	case <-s.api.stopped:
+	default:
+		return errors.New("the api is running")
+	}
+	s.api = s.run(s.runCtx, s.cfg, "api", s.apiArgs)
+	return nil
+}
+
+// ErrExternalNATS means the stack uses a NATS server it did not start,
+// which it cannot stop or restart.
+var ErrExternalNATS = errors.New("the stack uses an external NATS server: it can restart only its embedded one")
+
+// RestartNATS shuts the embedded NATS server down, waits for down, and
+// starts it again on the same port with the same JetStream storage, as
+// a restart of the server's pod does. Services reconnect on their own.
+// It returns ErrExternalNATS when Config.NATSURL was set. It must not run
+// concurrently with itself or Stop.
+func (s *Stack) RestartNATS(ctx context.Context, down time.Duration) error {
+	if s.nats == nil {
+		return ErrExternalNATS
+	}
+	s.nats.Shutdown()
+	s.nats.WaitForShutdown()
+	select {
+	case <-time.After(down):
+	case <-ctx.Done():
+	}
+	// The port was just released; another process may take it in
+	// between, which a retry cannot fix, so say so.
+	var err error
+	for range 50 {
+		var ns *server.Server
+		if ns, err = bus.RunEmbedded(s.natsOpts); err == nil {
+			s.nats = ns
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("cannot start NATS again on port %d: %w", s.natsOpts.Port, err)
+}
 
 // BusPrefix is the prefix of the stack's streams and subjects.
 func (s *Stack) BusPrefix() string { return s.cfg.BusPrefix }
@@ -400,23 +534,35 @@ func (s *Stack) NATSPassword(role bus.Role) string { return s.natsPasswords[role
 // startOrchestrators starts Config.Orchestrators orchestrator processes
 // with args after the stack's flags.
 func (s *Stack) startOrchestrators(args []string) {
-	ctx, cancel := context.WithCancel(s.runCtx)
-	s.stopOrchestrators = cancel
-	s.Orchestrators, s.orchestratorsStopped = nil, nil
+	s.orchestratorCtx, s.stopOrchestrators = context.WithCancel(s.runCtx)
+	s.orchestratorArgs = args
+	s.Orchestrators, s.orchestrators = nil, nil
 	for i := range s.cfg.Orchestrators {
-		flags := append([]string{"--kubeconfig", s.cfg.Kubeconfig, "--metrics-addr", "127.0.0.1:0",
-			"--nats-url", s.NATSURL, "--bus-prefix", s.cfg.BusPrefix}, args...)
-		cmd, stopped := s.run(ctx, s.cfg, fmt.Sprintf("orchestrator-%d", i+1), flags)
-		s.Orchestrators = append(s.Orchestrators, cmd)
-		s.orchestratorsStopped = append(s.orchestratorsStopped, stopped)
+		p := s.startOrchestrator(i)
+		s.Orchestrators = append(s.Orchestrators, p.cmd)
+		s.orchestrators = append(s.orchestrators, p)
 	}
 }
 
-// run starts a service process that lives until ctx is done. The channel
-// is closed once the process has exited. A service that connects to the
+// startOrchestrator starts orchestrator i with a worker id of its own:
+// orchestrator-<i+1>-run<n>, n counting its starts, as a Deployment's
+// new pod gets a new name.
+func (s *Stack) startOrchestrator(i int) *process {
+	s.mu.Lock()
+	s.orchestratorRuns++
+	run := s.orchestratorRuns
+	s.mu.Unlock()
+	name := fmt.Sprintf("orchestrator-%d", i+1)
+	flags := append([]string{"--kubeconfig", s.cfg.Kubeconfig, "--metrics-addr", "127.0.0.1:0",
+		"--nats-url", s.NATSURL, "--bus-prefix", s.cfg.BusPrefix, "--worker-id", fmt.Sprintf("%s-run%d", name, run)}, s.orchestratorArgs...)
+	return s.run(s.orchestratorCtx, s.cfg, name, flags)
+}
+
+// run starts a service process that lives until ctx is done or it is
+// killed. A service that connects to the
 // embedded NATS server finds its password in $STOREPROV_NATS_PASSWORD;
 // no service inherits one from the stack's own environment.
-func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string) (*exec.Cmd, <-chan struct{}) {
+func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string) *process {
 	bin := strings.SplitN(name, "-", 2)[0]
 	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, bin), args...)
 	cmd.Dir = cfg.DataDir
@@ -436,23 +582,27 @@ func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string)
 		}
 	})
 	stopped := make(chan struct{})
+	p := &process{cmd: cmd, stopped: stopped}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(cfg.Logs, "[%s] cannot start: %v\n", name, err)
 		pw.Close()
 		s.markExited(name)
 		close(stopped)
-		return cmd, stopped
+		return p
 	}
 	s.wg.Go(func() {
 		defer close(stopped)
 		err := cmd.Wait()
 		pw.Close()
-		if ctx.Err() == nil {
+		switch {
+		case p.killed.Load():
+			fmt.Fprintf(cfg.Logs, "%-15s killed: %v\n", "["+name+"]", err)
+		case ctx.Err() == nil:
 			fmt.Fprintf(cfg.Logs, "%-15s exited: %v\n", "["+name+"]", err)
 			s.markExited(name)
 		}
 	})
-	return cmd, stopped
+	return p
 }
 
 // NATSAuthFile, in the data directory, holds the password of each role on

@@ -43,6 +43,8 @@ type stackConfig struct {
 	signIn *devstack.DevSignIn
 	// orchestratorArgs are extra flags for every orchestrator.
 	orchestratorArgs []string
+	// kubeconfig the orchestrators use; empty means the sandbox's.
+	kubeconfig string
 }
 
 func configs(t *testing.T) []stackConfig {
