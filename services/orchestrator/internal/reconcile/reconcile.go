@@ -383,6 +383,10 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 			// ready in time" would.
 			return err
 		case errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+			// A rollback that failed may still be finished now.
+			if settled, err := r.runSettlers(ctx, cmd); settled {
+				return err
+			}
 			return r.timedOutAfter(ctx, cmd, err)
 		}
 		return classify(err)
@@ -457,6 +461,17 @@ func (r *Reconciler) deletedUntouched(ctx context.Context, cmd *eventsv1.Provisi
 // a store it keeps READY is published so; otherwise the store is FAILED
 // as timed out.
 func (r *Reconciler) settle(ctx context.Context, cmd *eventsv1.ProvisionCommand, st State) error {
+	if settled, err := r.runSettlers(ctx, cmd); settled {
+		return err
+	}
+	return r.timedOut(cmd, st, nil)
+}
+
+// runSettlers runs the steps' Settle after the deadline. It reports
+// whether one settled the store (published READY, kept on its ready
+// revision) or failed to, with the error to return; false when none had
+// anything to settle.
+func (r *Reconciler) runSettlers(ctx context.Context, cmd *eventsv1.ProvisionCommand) (bool, error) {
 	for _, s := range r.Steps {
 		settler, ok := s.(Settler)
 		if !ok {
@@ -466,12 +481,12 @@ func (r *Reconciler) settle(ctx context.Context, cmd *eventsv1.ProvisionCommand,
 		var kept *UpgradeFailure
 		switch {
 		case errors.As(err, &kept):
-			return r.upgradeKept(ctx, cmd, kept, fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain))
+			return true, r.upgradeKept(ctx, cmd, kept, fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain))
 		case err != nil:
-			return classify(err)
+			return true, classify(err)
 		}
 	}
-	return r.timedOut(cmd, st, nil)
+	return false, nil
 }
 
 // timedOutAfter reports a deadline that passed while a step was working,

@@ -42,7 +42,19 @@ const (
 	// rolled back or refused (JSON of upgradeFailure), so that the same
 	// generation is not upgraded again on a redelivery.
 	AnnotationUpgradeFailure = "storeprov.dev/upgrade-failure"
+	// AnnotationRollbackCause records, before a rollback starts, why the
+	// upgrade of a generation is rolled back (JSON of rollbackCause), so
+	// that a worker finishing a rollback cut short reports the cluster's
+	// reason rather than a bare Timeout.
+	AnnotationRollbackCause = "storeprov.dev/rollback-cause"
 )
+
+// rollbackCause is the value of AnnotationRollbackCause.
+type rollbackCause struct {
+	Generation int64  `json:"generation"`
+	Reason     string `json:"reason"`
+	Message    string `json:"message"`
+}
 
 // DefaultRollbackTimeout is the default of ReleaseStep.RollbackTimeout.
 const DefaultRollbackTimeout = 5 * time.Minute
@@ -399,6 +411,13 @@ func (s *ReleaseStep) rollBack(ctx context.Context, ns string, cmd *eventsv1.Pro
 	rbCtx, cancel := context.WithTimeout(commandContext(ctx), s.rollbackTimeout())
 	defer cancel()
 	s.log().Warn("upgrade did not become ready: rolling back", "namespace", ns, "revision", failed.Revision, "to", readyRevision, "reason", why.Reason, "message", why.Message)
+	cause, err := json.Marshal(rollbackCause{Generation: cmd.GetGeneration(), Reason: why.Reason, Message: why.Message})
+	if err != nil {
+		return err
+	}
+	if err := s.annotate(rbCtx, ns, AnnotationRollbackCause, string(cause)); err != nil {
+		return err
+	}
 	if _, err := s.Helm.Unlock(rbCtx, ns); err != nil {
 		return err
 	}
@@ -456,8 +475,14 @@ func (s *ReleaseStep) Settle(ctx context.Context, cmd *eventsv1.ProvisionCommand
 	if last.Revision == readyRevision {
 		return nil
 	}
-	return s.rollBack(ctx, ns, cmd, readyRevision, last, &Problem{Reason: lifecycle.ReasonTimeout,
-		Message: fmt.Sprintf("revision %d was not ready by the deadline (its attempt was cut short)", last.Revision)})
+	why := &Problem{Reason: lifecycle.ReasonTimeout,
+		Message: fmt.Sprintf("revision %d was not ready by the deadline (its attempt was cut short)", last.Revision)}
+	var cause rollbackCause
+	if raw, ok := nsObj.Annotations[AnnotationRollbackCause]; ok && json.Unmarshal([]byte(raw), &cause) == nil && cause.Generation == cmd.GetGeneration() {
+		// The rollback that was cut short said why it started.
+		why = &Problem{Reason: cause.Reason, Message: cause.Message}
+	}
+	return s.rollBack(ctx, ns, cmd, readyRevision, last, why)
 }
 
 // waitKept waits until the revision a store was kept on is ready and

@@ -1,11 +1,15 @@
 package worker_test
 
 import (
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage/driver"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
@@ -124,5 +128,43 @@ func TestUpgradeCutShortIsSettledByTheNextHolderAfterItsDeadline(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"1:superseded", "2:superseded", "3:deployed"}, statuses(helmHistory(t, id))); diff != "" {
 		t.Errorf("release history (-want +got):\n%s", diff)
+	}
+}
+
+// rollbackCutDriver fails the first update that would record a rollback
+// as deployed: the rollback stays pending, as when its worker is killed.
+type rollbackCutDriver struct {
+	driver.Driver
+	cut *atomic.Bool
+}
+
+func (d rollbackCutDriver) Update(key string, rls *release.Release) error {
+	if rls.Info.Status == release.StatusDeployed && strings.HasPrefix(rls.Info.Description, "Rollback") && d.cut.CompareAndSwap(false, true) {
+		return errors.New("injected fault: the worker died during the rollback")
+	}
+	return d.Driver.Update(key, rls)
+}
+
+// A rollback cut short is finished by the next attempt, which reports the
+// reason the rollback started for (the quota), not a bare Timeout.
+func TestRollbackCutShortIsFinishedWithItsCause(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	var cut atomic.Bool
+	startWorker(t, env, setup{worker: fastRetries(), release: true,
+		reconcile:  reconcile.Options{ProvisionTimeout: 8 * time.Second, RollbackTimeout: time.Minute},
+		wrapDriver: func(d driver.Driver) driver.Driver { return rollbackCutDriver{Driver: d, cut: &cut} }})
+	id := newStore(t)
+	events := watch(t, env, id)
+	publish(t, env, upgradeCommand(id, 1, nil), "")
+	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
+
+	publish(t, env, upgradeCommand(id, 2, stuckUpgrade), "")
+	kept := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
+	if !cut.Load() {
+		t.Fatal("the rollback was never cut short")
+	}
+	if kept.GetReason() != lifecycle.ReasonUpgradeRolledBack || !strings.Contains(kept.GetMessage(), lifecycle.ReasonQuotaExceeded) {
+		t.Errorf("status after the finished rollback = %s: %q; want UpgradeRolledBack naming QuotaExceeded", kept.GetReason(), kept.GetMessage())
 	}
 }
