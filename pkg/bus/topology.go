@@ -228,32 +228,27 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, role Role,
 // streamConfig is the configuration of the stream named name.
 func (t Topology) streamConfig(name string) jetstream.StreamConfig {
 	replicas := max(t.Replicas, 1)
-	switch name {
-	case t.CommandsStream():
+	workQueue := func(description, subjects string) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name:        name,
-			Description: "Provisioning commands for orchestrator workers",
-			Subjects:    []string{t.Prefix + ".commands.>"},
+			Description: description,
+			Subjects:    []string{subjects},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Duplicates:  DuplicateWindow,
 			Replicas:    replicas,
 		}
+	}
+	switch name {
+	case t.CommandsStream():
+		return workQueue("Provisioning commands for orchestrator workers", t.Prefix+".commands.>")
 	case t.ResyncStream():
 		// One resync waits per store: a newer one replaces it, so the
 		// queue never outgrows the fleet when a resync round takes longer
 		// than the interval.
-		return jetstream.StreamConfig{
-			Name:              name,
-			Description:       "Resync commands for orchestrator workers, apart from users' commands",
-			Subjects:          []string{t.Prefix + ".resync.>"},
-			Retention:         jetstream.WorkQueuePolicy,
-			MaxMsgsPerSubject: 1,
-			Discard:           jetstream.DiscardOld,
-			Storage:           jetstream.FileStorage,
-			Duplicates:        DuplicateWindow,
-			Replicas:          replicas,
-		}
+		cfg := workQueue("Resync commands for orchestrator workers, apart from users' commands", t.Prefix+".resync.>")
+		cfg.MaxMsgsPerSubject, cfg.Discard = 1, jetstream.DiscardOld
+		return cfg
 	}
 	return jetstream.StreamConfig{
 		Name:        t.EventsStream(),
