@@ -224,6 +224,26 @@ func TestDeleteBlockedByFinalizerFailsNamespaceStuck(t *testing.T) {
 			}
 		})
 
+		// The blocker is named from the namespace's conditions, which the
+		// namespace controller writes on its own schedule (seconds later on
+		// a loaded machine). Start the deletion and wait for the controller
+		// to report, so the worker's last attempt is certain to see it.
+		if err := cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, func() bool {
+			got, err := cs.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			for _, c := range got.Status.Conditions {
+				if c.Status == corev1.ConditionTrue && strings.Contains(c.Message, blocker) {
+					return true
+				}
+			}
+			return false
+		}, func() string { return "the namespace controller never reported the finalizer" })
+
 		publish(t, env, command(id, 2, del), "")
 		failed := events.waitStatus(t, 2, storev1.Phase_PHASE_FAILED, 90*time.Second)
 		if failed.GetReason() != lifecycle.ReasonNamespaceStuck || !strings.Contains(failed.GetMessage(), blocker) {
