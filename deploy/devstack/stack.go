@@ -68,8 +68,10 @@ type Config struct {
 	GatewayPort, APIPort, AuditPort int
 	// Orchestrators is the number of orchestrator processes.
 	Orchestrators int
-	// OrchestratorArgs are extra flags for every orchestrator.
+	// OrchestratorArgs are extra flags for every orchestrator; APIArgs for
+	// the api.
 	OrchestratorArgs []string
+	APIArgs          []string
 	// Logs receives every service's output, each line prefixed by its name.
 	Logs io.Writer
 	// SignIn, when set, runs a development OpenID provider and lets the
@@ -240,7 +242,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	s.apiArgs = append(append([]string{
 		"--database-url", apiDB, "--grpc-addr", s.APIAddr, "--metrics-addr", "127.0.0.1:0", "--admin-token-file", dbTokenFile,
-	}, common...), apiSignIn...)
+	}, common...), append(apiSignIn, cfg.APIArgs...)...)
 	s.api = s.run(runCtx, cfg, "api", s.apiArgs)
 	s.run(runCtx, cfg, "audit", append([]string{
 		"--database-url", auditDB, "--grpc-addr", s.AuditAddr, "--metrics-addr", "127.0.0.1:0", "--api-addr", s.APIAddr,
@@ -427,6 +429,22 @@ func (s *Stack) StopOrchestrators(ctx context.Context) error {
 // StartOrchestrators starts the orchestrators again with the stack's
 // configuration, after StopOrchestrators.
 func (s *Stack) StartOrchestrators() { s.startOrchestrators(s.cfg.OrchestratorArgs) }
+
+// ScaleOrchestrators stops every orchestrator (SIGTERM) and starts n with
+// the stack's configuration, as scaling a Deployment to n with a rollout
+// does. It must not run concurrently with the other methods that stop or
+// start orchestrators.
+func (s *Stack) ScaleOrchestrators(ctx context.Context, n int) error {
+	if n <= 0 {
+		return fmt.Errorf("cannot scale to %d orchestrators: want at least one (StopOrchestrators stops them all)", n)
+	}
+	if err := s.StopOrchestrators(ctx); err != nil {
+		return err
+	}
+	s.cfg.Orchestrators = n
+	s.startOrchestrators(s.cfg.OrchestratorArgs)
+	return nil
+}
 
 // KillOrchestrator kills orchestrator i (0-based) with SIGKILL, as a
 // crash or an OOM kill would: it hands nothing back and keeps its store

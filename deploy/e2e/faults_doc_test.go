@@ -38,6 +38,11 @@ databases and its own bus prefix. Only faults are fake: every component is the r
   namespace, it sends SIGKILL to the orchestrator holding the store's lease (read from the lease bucket;
   one at random if it cannot be read). It kills at least %d times, every kind of moment first, never
   twice within 3 s, and starts the killed worker again 1 to 4 s later under a new worker id.
+- **kill -9 one orchestrator 3 s into the creates.** One of the two orchestrators is killed 3 s into
+  the creates and started again at once under a new worker id. This scenario measures what a crash
+  costs: the dead worker's stores wait for its leases to lapse and for their commands to be delivered
+  again, so the creates should settle within the baseline's creates plus one lease TTL. The notes below
+  the table give both times (a timing, reported and not asserted).
 - **kill -9 every orchestrator.** Every orchestrator is killed 1.5 s into a burst (%s) and new
   ones start %s later. Their stores wait out the leases the dead workers held.
 - **restart NATS.** The NATS server is shut down 1 s into a burst (%s) and started 3 s later on the same

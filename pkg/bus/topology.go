@@ -225,6 +225,24 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream, role Role,
 	return nil
 }
 
+// Remove deletes the topology's streams and buckets, with every message
+// and key they hold, for a test or benchmark that used its own prefix on
+// a shared server. What is already gone is not an error.
+func (t Topology) Remove(ctx context.Context, js jetstream.JetStream) error {
+	var errs []error
+	for _, name := range []string{t.CommandsStream(), t.ResyncStream(), t.EventsStream()} {
+		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			errs = append(errs, fmt.Errorf("cannot delete stream %s: %w", name, err))
+		}
+	}
+	for _, name := range []string{t.LeaseBucket(), t.AppliedBucket()} {
+		if err := js.DeleteKeyValue(ctx, name); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			errs = append(errs, fmt.Errorf("cannot delete bucket %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // streamConfig is the configuration of the stream named name.
 func (t Topology) streamConfig(name string) jetstream.StreamConfig {
 	replicas := max(t.Replicas, 1)

@@ -198,9 +198,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 func (e *Env) deleteTopology() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = e.JS.DeleteStream(ctx, e.Topology.CommandsStream())
-	_ = e.JS.DeleteStream(ctx, e.Topology.EventsStream())
-	_ = e.JS.DeleteKeyValue(ctx, e.Topology.LeaseBucket())
+	_ = e.Topology.Remove(ctx, e.JS)
 }
 
 func randomHex() string {
