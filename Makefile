@@ -110,10 +110,25 @@ lint: vet ## gofmt and go vet every module; fails on any finding
 	@echo "lint: gofmt and go vet find nothing"
 
 DASHBOARD := services/gateway/dashboard
+# The dashboard's browser test (deploy/e2e TestDashboardInBrowser) drives
+# Debian's Chromium at this path.
+CHROMIUM  := /usr/bin/chromium
 
 .PHONY: test
-test: sandbox-up dashboard-test ## Run every test: unit, integration (SQLite, embedded NATS, sandbox cluster; PostgreSQL/NATS when their URLs are set), end to end
+test: sandbox-up dashboard-test $(CHROMIUM) ## Run every test: unit, integration (SQLite, embedded NATS, sandbox cluster; PostgreSQL/NATS when their URLs are set), end to end
 	STOREPROV_SANDBOX_DIR=$(SANDBOX_DIR) go test -count=1 -timeout 30m $(addprefix ./,$(addsuffix /...,$(MODULES)))
+
+# Installed as .ci/run does when missing and we may (root with apt-get);
+# otherwise test stops early and says how.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "test: installing chromium from Debian (the dashboard's browser test drives it)"; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "test: $(CHROMIUM) is missing; the dashboard's browser test drives it: sudo apt-get install -y chromium" >&2; \
+		exit 1; \
+	fi
 
 $(DASHBOARD)/node_modules/.package-lock.json: $(DASHBOARD)/package-lock.json
 	cd $(DASHBOARD) && npm ci --no-audit --no-fund
