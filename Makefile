@@ -142,5 +142,5 @@ faults: sandbox-up ## Run the fault suite in full (kills, restarts, outages, API
 	STOREPROV_FAULTS=full STOREPROV_SANDBOX_DIR=$(SANDBOX_DIR) go test -count=1 -timeout 150m -run '^TestFaults$$' -v ./deploy/e2e
 
 .PHONY: bench
-bench: sandbox-up ## Run the benchmarks, each beside its baseline
-	STOREPROV_SANDBOX_DIR=$(SANDBOX_DIR) go test -run '^$$' -bench . -benchmem $(addprefix ./,$(addsuffix /...,$(MODULES)))
+bench: sandbox-up ## Measure the platform beside helm and kubectl on the sandbox (~15 min) and write docs/benchmarks.md
+	go run ./deploy/bench/cmd/bench --root $(ROOT) --sandbox-dir $(SANDBOX_DIR) --form full --write docs

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,6 +141,35 @@ type process struct {
 	stopped <-chan struct{}
 	// killed marks an exit the stack caused with Kill, not a crash.
 	killed atomic.Bool
+	// pulling is set once an orchestrator logged that it pulls commands;
+	// metricsAddr is the admin address the service logged.
+	pulling     atomic.Bool
+	metricsAddr atomic.Value
+}
+
+// observe notes what a line of the process's output says about it.
+func (p *process) observe(line string) {
+	switch {
+	case strings.Contains(line, `"msg":"worker pulling commands"`):
+		p.pulling.Store(true)
+	case strings.Contains(line, "metrics server listening"):
+		if m := logAddr.FindStringSubmatch(line); m != nil {
+			p.metricsAddr.Store(m[1])
+		}
+	}
+}
+
+// logAddr finds the address in a log line, JSON or logfmt.
+var logAddr = regexp.MustCompile(`"?addr"?[:=]"?([0-9.]+:[0-9]+)`)
+
+// running reports whether the process has not exited.
+func (p *process) running() bool {
+	select {
+	case <-p.stopped:
+		return false
+	default:
+		return true
+	}
 }
 
 // kill sends SIGKILL, as `kill -9` does, and waits until the process has
@@ -491,6 +521,30 @@ func (s *Stack) WorkerSlot(workerID string) (int, bool) {
 	return i - 1, true
 }
 
+// OrchestratorsPulling is how many orchestrators run and have started
+// pulling commands from the work queue.
+func (s *Stack) OrchestratorsPulling() int {
+	n := 0
+	for _, p := range s.orchestrators {
+		if p.running() && p.pulling.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// OrchestratorMetricsAddrs are the admin addresses (/metrics) of the
+// running orchestrators that have logged theirs.
+func (s *Stack) OrchestratorMetricsAddrs() []string {
+	var addrs []string
+	for _, p := range s.orchestrators {
+		if a, ok := p.metricsAddr.Load().(string); ok && p.running() {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
+}
+
 // KillAPI kills the api process with SIGKILL and waits until it has
 // exited; StartAPI starts it again on the same address and database.
 func (s *Stack) KillAPI(ctx context.Context) error { return s.api.kill(ctx) }
@@ -592,15 +646,16 @@ func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string)
 	cmd.WaitDelay = 10 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
+	stopped := make(chan struct{})
+	p := &process{cmd: cmd, stopped: stopped}
 	s.wg.Go(func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		for sc.Scan() {
+			p.observe(sc.Text())
 			fmt.Fprintf(cfg.Logs, "%-15s %s\n", "["+name+"]", sc.Text())
 		}
 	})
-	stopped := make(chan struct{})
-	p := &process{cmd: cmd, stopped: stopped}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(cfg.Logs, "[%s] cannot start: %v\n", name, err)
 		pw.Close()

@@ -170,6 +170,19 @@ func (db *DB) rebind(q string) string {
 }
 
 // redact hides the password of a URL for messages.
+// WithSearchPath returns the PostgreSQL URL rawURL with its search_path
+// set to schema, so that every table of a connection lives in that schema.
+func WithSearchPath(rawURL, schema string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("cannot read database URL %s: %w", redact(rawURL), err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
 func redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -55,14 +54,11 @@ func Postgres(t testing.TB, serverURL string) string {
 			t.Errorf("cannot drop schema %s: %v", schema, err)
 		}
 	})
-	u, err := url.Parse(serverURL)
+	u, err := database.WithSearchPath(serverURL, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return u
 }
 
 // Migrated opens the database at databaseURL and applies migrations; the

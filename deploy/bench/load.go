@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+)
+
+// Latency is one latency run: a call made Rate times a second for For,
+// open loop (a slow answer does not slow the sender down).
+type Latency struct {
+	Call, Transport string
+	Requests        int
+	Errors          int
+	FirstError      string
+	P50, P99        time.Duration
+}
+
+// latency stops the orchestrators for good (the creates made here are
+// never provisioned) and measures CreateStore and GetStore over gRPC and
+// REST, spreading the calls over the form's users round robin.
+func (r *run) latency(ctx context.Context) error {
+	r.orchestratorsOff = true
+	if err := r.stack.StopOrchestrators(ctx); err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(r.stack.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stores := storev1.NewStoreServiceClient(conn)
+	users := r.users[1:]
+	// owned are stores each user created, for GetStore.
+	var mu sync.Mutex
+	owned := make([][]string, len(users))
+	keep := func(u int, id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(owned[u]) < 16 {
+			owned[u] = append(owned[u], id)
+		}
+	}
+	asUser := func(ctx context.Context, u int) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+users[u].token)
+	}
+	calls := []struct {
+		call, transport string
+		do              func(ctx context.Context, u, i int) error
+	}{
+		{"CreateStore", "gRPC", func(ctx context.Context, u, i int) error {
+			st, err := stores.CreateStore(asUser(ctx, u), &storev1.CreateStoreRequest{Store: &storev1.Store{
+				DisplayName: fmt.Sprintf("Load %d", i), Engine: storev1.Engine_ENGINE_WOOCOMMERCE,
+			}})
+			if err == nil {
+				keep(u, st.GetId())
+			}
+			return err
+		}},
+		{"CreateStore", "REST", func(ctx context.Context, u, i int) error {
+			id, err := users[u].create(ctx, fmt.Sprintf("Load %d", i))
+			if err == nil {
+				keep(u, id)
+			}
+			return err
+		}},
+		{"GetStore", "gRPC", func(ctx context.Context, u, i int) error {
+			if len(owned[u]) == 0 {
+				return fmt.Errorf("user %s created no store to read", users[u].user)
+			}
+			_, err := stores.GetStore(asUser(ctx, u), &storev1.GetStoreRequest{Id: owned[u][i%len(owned[u])]})
+			return err
+		}},
+		{"GetStore", "REST", func(ctx context.Context, u, i int) error {
+			if len(owned[u]) == 0 {
+				return fmt.Errorf("user %s created no store to read", users[u].user)
+			}
+			return users[u].call(ctx, "GET", "/v1/stores/"+owned[u][i%len(owned[u])], "", nil)
+		}},
+	}
+	for _, c := range calls {
+		progress(r.cfg, "%s over %s, %d/s for %s", c.call, c.transport, r.cfg.Form.Rate, r.cfg.Form.For)
+		l := r.openLoop(ctx, len(users), c.do)
+		l.Call, l.Transport = c.call, c.transport
+		r.report.Latency = append(r.report.Latency, l)
+	}
+	return nil
+}
+
+// openLoop calls do Form.Rate times a second for Form.For, the i-th call
+// as user i mod users, each in its own goroutine.
+func (r *run) openLoop(ctx context.Context, users int, do func(ctx context.Context, u, i int) error) Latency {
+	interval := time.Second / time.Duration(r.cfg.Form.Rate)
+	n := int(r.cfg.Form.For / interval)
+	took := make([]time.Duration, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		// Sleep to the i-th slot rather than tick, so that a late wake-up
+		// does not drop calls.
+		sleepCtx(ctx, time.Until(start.Add(time.Duration(i)*interval)))
+		wg.Go(func() {
+			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			t0 := time.Now()
+			errs[i] = do(callCtx, i%users, i)
+			took[i] = time.Since(t0)
+		})
+	}
+	wg.Wait()
+	l := Latency{Requests: n}
+	var ok []time.Duration
+	for i, err := range errs {
+		if err != nil {
+			if l.Errors == 0 {
+				l.FirstError = err.Error()
+			}
+			l.Errors++
+			continue
+		}
+		ok = append(ok, took[i])
+	}
+	slices.Sort(ok)
+	l.P50, l.P99 = percentile(ok, 0.50), percentile(ok, 0.99)
+	return l
+}
+
+// percentile of sorted durations, nearest rank.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
