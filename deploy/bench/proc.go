@@ -31,7 +31,7 @@ type CPU struct {
 }
 
 type cpuMeter struct {
-	start            time.Time
+	start             time.Time
 	cluster, platform map[int]time.Duration
 }
 
