@@ -10,17 +10,28 @@
 //	storectl user set alice --admin=false
 //
 // It reads the API token from --token, $STOREPROV_TOKEN or
-// .cache/dev/token (written by make dev).
+// .cache/dev/token (written by make dev). It exits with status 1 on any
+// error, which it prints on stderr.
 package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 )
 
 func main() {
-	if err := newRootCommand(os.Stdout).Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "storectl:", err)
-		os.Exit(1)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs storectl with args, printing to stdout and its error to
+// stderr, and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := newRootCommand(stdout)
+	cmd.SetArgs(args)
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintln(stderr, "storectl:", err)
+		return 1
 	}
+	return 0
 }
