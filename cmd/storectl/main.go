@@ -1,6 +1,6 @@
 // Command storectl manages stores from a terminal over gRPC:
 //
-//	storectl create --name "Corner Shop" --engine woocommerce
+//	storectl create --name "Corner Shop" --engine woocommerce [--request-id ID]
 //	storectl list | get ID | delete ID | retry ID | watch
 //	storectl upgrade ID [--chart-version V] [--set key=value]…
 //	storectl audit --store ID

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -15,24 +16,35 @@ import (
 )
 
 func newCreateCommand(o *options) *cobra.Command {
-	var name, engine string
+	var name, engine, requestID string
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a store",
-		Args:  cobra.NoArgs,
+		Long: `Create a store. Every create carries a request id, which makes it
+idempotent: the same id from the same user within 24 hours returns the store
+the first create made instead of a second one, and with another --name or
+--engine is refused (AlreadyExists). storectl picks a random id on each run;
+a script that may run a create again, after a timeout say, passes its own
+with --request-id, the same on every try.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e, err := parseEngine(engine)
 			if err != nil {
 				return err
 			}
+			if requestID == "" {
+				requestID = rand.Text()
+			}
+			req := &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: name, Engine: e}, RequestId: requestID}
 			return o.withStores(func(ctx context.Context, s storev1.StoreServiceClient) error {
-				st, err := s.CreateStore(ctx, &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: name, Engine: e}})
+				st, err := s.CreateStore(ctx, req)
 				return o.printStores(err, st)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "display name of the store")
 	cmd.Flags().StringVar(&engine, "engine", "woocommerce", "woocommerce or medusa")
+	cmd.Flags().StringVar(&requestID, "request-id", "", "idempotency key, at most 128 printable ASCII characters such as a UUID: a create run again with it returns the same store (default: random on each run)")
 	return cmd
 }
 
