@@ -67,8 +67,12 @@ type Config struct {
 	BusPrefix string
 	// Listen addresses; port 0 picks a free port.
 	GatewayPort, APIPort, AuditPort int
-	// Orchestrators is the number of orchestrator processes.
+	// Orchestrators is the number of orchestrator processes (default 2).
 	Orchestrators int
+	// WithoutOrchestrators starts none, so that the stack needs neither a
+	// cluster nor a Kubeconfig, nor an orchestrator binary: stores stay
+	// PROVISIONING, which suffices to test the api and its clients.
+	WithoutOrchestrators bool
 	// OrchestratorArgs are extra flags for every orchestrator; APIArgs for
 	// the api.
 	OrchestratorArgs []string
@@ -189,14 +193,27 @@ func (p *process) kill(ctx context.Context) error {
 	}
 }
 
-// Build compiles the service binaries into cfg.BinDir.
-func Build(ctx context.Context, root, binDir string) error {
+// Build compiles the binaries named (api, audit, gateway, orchestrator,
+// storectl), or all of them when none is named, into binDir. It builds in
+// the workspace of root, even when the caller's environment sets GOWORK,
+// as a test of one module alone (GOWORK=off) does.
+func Build(ctx context.Context, root, binDir string, names ...string) error {
+	if len(names) == 0 {
+		for name := range commands {
+			names = append(names, name)
+		}
+	}
 	args := []string{"build", "-o", binDir + string(os.PathSeparator)}
-	for _, pkg := range commands {
+	for _, name := range names {
+		pkg, ok := commands[name]
+		if !ok {
+			return fmt.Errorf("no command %q to build: name api, audit, gateway, orchestrator or storectl", name)
+		}
 		args = append(args, pkg)
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOWORK="+filepath.Join(root, "go.work"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, out)
@@ -207,7 +224,10 @@ func Build(ctx context.Context, root, binDir string) error {
 // Start starts the stack and waits until the gateway answers and the admin
 // token exists. Stop it with Stop.
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
-	if cfg.Orchestrators <= 0 {
+	switch {
+	case cfg.WithoutOrchestrators:
+		cfg.Orchestrators = 0
+	case cfg.Orchestrators <= 0:
 		cfg.Orchestrators = 2
 	}
 	if cfg.BusPrefix == "" {
