@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -101,4 +106,67 @@ func TestAuditVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+func newAuditEntry() *auditv1.AuditEntry { return &auditv1.AuditEntry{} }
+
+func TestAuditListsWhatAUserDid(t *testing.T) {
+	user, token := newUser(t, "audited")
+	st := createStore(t, token, "--name", "Audited Shop")
+	mustRun(t, token, "delete", st.GetId())
+
+	entries := waitForAudit(t, token, st.GetId(), "create", "delete")
+	for _, e := range entries {
+		if e.GetActor() != user || e.GetStoreId() != st.GetId() {
+			t.Errorf("audit entry %s of %q on store %q; want %q on %q", e.GetAction(), e.GetActor(), e.GetStoreId(), user, st.GetId())
+		}
+	}
+
+	if got := actions(runJSON(t, token, newAuditEntry, "audit", "--store", st.GetId(), "--action", "delete")); !slices.Equal(got, []string{"delete"}) {
+		t.Errorf("audit --action delete shows actions %v, want [delete]", got)
+	}
+	table := mustRun(t, token, "audit", "--store", st.GetId(), "--since", "1h")
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "TIME ACTION ACTOR STORE DETAIL" || !strings.Contains(lines[1], user) {
+		t.Errorf("audit --since 1h prints no table of a header and two entries by %s:\n%s", user, table)
+	}
+}
+
+func TestAuditVerifyFindsARealLogIntact(t *testing.T) {
+	_, token := newUser(t, "verified")
+	waitForAudit(t, token, createStore(t, token, "--name", "Verified Shop").GetId(), "create")
+
+	out := mustRun(t, adminToken(t), "audit", "verify")
+	m := regexp.MustCompile(`^intact: ([0-9]+) entries checked, from the first entry ever to entry [0-9]+\nhead hash: ([0-9a-f]{64})\n$`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0" {
+		t.Fatalf("audit verify printed:\n%s\nwant an intact chain of at least one entry and its head hash", out)
+	}
+	mustRun(t, adminToken(t), "audit", "verify", "--known-hash", m[2])
+}
+
+// waitForAudit waits until audit --store storeID, as the holder of token,
+// lists entries of the actions want, in that order, and returns them; the
+// audit service records what the api publishes a moment later.
+func waitForAudit(t *testing.T, token, storeID string, want ...string) []*auditv1.AuditEntry {
+	t.Helper()
+	var entries []*auditv1.AuditEntry
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		entries = runJSON(t, token, newAuditEntry, "audit", "--store", storeID)
+		if slices.Equal(actions(entries), want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if diff := cmp.Diff(want, actions(entries)); diff != "" {
+		t.Fatalf("audit --store %s, actions (-want +got):\n%s", storeID, diff)
+	}
+	return entries
+}
+
+// actions are the actions of entries, in their order.
+func actions(entries []*auditv1.AuditEntry) []string {
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.GetAction())
+	}
+	return out
 }
