@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -112,15 +113,21 @@ func (g *Guardrails) Ensure(ctx context.Context, storeID string) error {
 		{"network policies", g.applyNetworkPolicies},
 		{"credentials", g.ensureCredentials},
 	}
+	// The objects are independent of one another and all must exist
+	// before the chart is installed: they are written at once.
+	g2, gctx := errgroup.WithContext(ctx)
 	for _, s := range steps {
-		if err := s.do(ctx, storeID); err != nil {
-			if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
-				return fmt.Errorf("cannot ensure %s in %s: %w", s.what, ns, ErrNamespaceTerminating)
+		g2.Go(func() error {
+			if err := s.do(gctx, storeID); err != nil {
+				if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+					return fmt.Errorf("cannot ensure %s in %s: %w", s.what, ns, ErrNamespaceTerminating)
+				}
+				return fmt.Errorf("cannot ensure %s in %s: %w", s.what, ns, err)
 			}
-			return fmt.Errorf("cannot ensure %s in %s: %w", s.what, ns, err)
-		}
+			return nil
+		})
 	}
-	return nil
+	return g2.Wait()
 }
 
 // applyNamespace creates the store's namespace when it is absent and

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -110,19 +111,26 @@ func (g *Guardrails) applyNetworkPolicies(ctx context.Context, storeID string) e
 					applynetworkingv1.IPBlock().WithCIDR(everywhereCIDR).
 						WithExcept(g.Network.egressExceptions()...))))
 	}
+	eg, ectx := errgroup.WithContext(ctx)
 	for name, sp := range policies {
-		p := applynetworkingv1.NetworkPolicy(name, ns).WithLabels(ownerLabels(storeID)).WithSpec(sp)
-		if _, err := g.Client.NetworkingV1().NetworkPolicies(ns).Apply(ctx, p, applyOptions); err != nil {
-			return fmt.Errorf("cannot apply network policy %s: %w", name, err)
-		}
+		eg.Go(func() error {
+			p := applynetworkingv1.NetworkPolicy(name, ns).WithLabels(ownerLabels(storeID)).WithSpec(sp)
+			if _, err := g.Client.NetworkingV1().NetworkPolicies(ns).Apply(ectx, p, applyOptions); err != nil {
+				return fmt.Errorf("cannot apply network policy %s: %w", name, err)
+			}
+			return nil
+		})
 	}
 	if !g.Network.AllowInternetEgress {
-		err := g.Client.NetworkingV1().NetworkPolicies(ns).Delete(ctx, PolicyInternetEgress, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("cannot remove network policy %s: %w", PolicyInternetEgress, err)
-		}
+		eg.Go(func() error {
+			err := g.Client.NetworkingV1().NetworkPolicies(ns).Delete(ectx, PolicyInternetEgress, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("cannot remove network policy %s: %w", PolicyInternetEgress, err)
+			}
+			return nil
+		})
 	}
-	return nil
+	return eg.Wait()
 }
 
 func tierSelector(tier string) *applymetav1.LabelSelectorApplyConfiguration {
