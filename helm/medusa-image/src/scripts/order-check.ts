@@ -18,7 +18,9 @@
 //   STORE_CURRENCY          prefer the region in this currency (any region)
 //   ORDER_CHECK_WAIT_SECONDS
 //                           how long to wait for the server to answer
-//                           /health (300)
+//                           /health and for the key titled
+//                           PUBLISHABLE_KEY_TITLE, which the seed creates
+//                           last (300)
 //   ORDER_CHECK_TIMEOUT_SECONDS
 //                           the limit of each request (30)
 //
@@ -78,8 +80,11 @@ async function call(step: string, method: string, path: string, opts: { body?: u
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+// The server and the seed may still be starting: both waits share one
+// deadline.
+const deadline = Date.now() + waitSeconds * 1000
+
 async function waitForHealth() {
-  const deadline = Date.now() + waitSeconds * 1000
   for (;;) {
     try {
       const res = await fetch(baseUrl + "/health", { signal: AbortSignal.timeout(5000) })
@@ -111,10 +116,18 @@ async function check(): Promise<string> {
   let key = env("MEDUSA_PUBLISHABLE_KEY")
   if (!key) {
     const title = env("PUBLISHABLE_KEY_TITLE", "storeprov")
-    const res = await call("publishable-key", "GET", `/admin/api-keys?type=publishable&title=${encodeURIComponent(title)}&fields=id,title,token,revoked_at`, { headers: admin })
-    const found = (res?.api_keys ?? []).find((k: Json) => k.title === title && !k.revoked_at && k.token)
-    if (!found) throw new StepError("publishable-key", `no publishable API key titled ${JSON.stringify(title)}`)
-    key = found.token as string
+    for (;;) {
+      const res = await call("publishable-key", "GET", `/admin/api-keys?type=publishable&title=${encodeURIComponent(title)}&fields=id,title,token,revoked_at`, { headers: admin })
+      const found = (res?.api_keys ?? []).find((k: Json) => k.title === title && !k.revoked_at && k.token)
+      if (found) {
+        key = found.token as string
+        break
+      }
+      if (Date.now() >= deadline) {
+        throw new StepError("publishable-key", `no publishable API key titled ${JSON.stringify(title)} after ${waitSeconds}s`)
+      }
+      await sleep(5000)
+    }
   }
   const store = { "x-publishable-api-key": key }
 

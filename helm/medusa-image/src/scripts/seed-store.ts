@@ -307,25 +307,6 @@ async function seed(container: Container, s: Settings, logger: Logger) {
     log(`created the shipping option ${result[0].id}`)
   }
 
-  // The publishable API key of the sales channel.
-  let key = (await apiKeyModule.listApiKeys({ title: s.keyTitle, type: "publishable" })).find((k) => !k.revoked_at)
-  if (!key) {
-    const { result } = await createApiKeysWorkflow(container).run({
-      input: { api_keys: [{ title: s.keyTitle, type: "publishable", created_by: "" }] },
-    })
-    key = result[0]
-    log(`created the publishable API key ${s.keyTitle}`)
-  }
-  const { data: keyData } = await query.graph({
-    entity: "api_key",
-    fields: ["id", "sales_channels.id"],
-    filters: { id: key.id },
-  })
-  if (!((keyData[0] as any)?.sales_channels ?? []).some((c: any) => c?.id === salesChannelId)) {
-    await linkSalesChannelsToApiKeyWorkflow(container).run({ input: { id: key.id, add: [salesChannelId] } })
-    log(`linked the publishable API key ${s.keyTitle} to the sales channel`)
-  }
-
   // The product, its price and its stock at the location.
   let [product] = await productModule.listProducts({ handle: s.product.sku }, { withDeleted: true })
   if (product?.deleted_at) {
@@ -378,6 +359,26 @@ async function seed(container: Container, s: Settings, logger: Logger) {
         log(`stocked ${s.product.stock} of variant ${v.id} at ${locationName}`)
       }
     }
+  }
+
+  // The publishable API key of the sales channel, last: the order check
+  // waits for it, and finds everything else in place once it exists.
+  let key = (await apiKeyModule.listApiKeys({ title: s.keyTitle, type: "publishable" })).find((k) => !k.revoked_at)
+  if (!key) {
+    const { result } = await createApiKeysWorkflow(container).run({
+      input: { api_keys: [{ title: s.keyTitle, type: "publishable", created_by: "" }] },
+    })
+    key = result[0]
+    log(`created the publishable API key ${s.keyTitle}`)
+  }
+  const { data: keyData } = await query.graph({
+    entity: "api_key",
+    fields: ["id", "sales_channels.id"],
+    filters: { id: key.id },
+  })
+  if (!((keyData[0] as any)?.sales_channels ?? []).some((c: any) => c?.id === salesChannelId)) {
+    await linkSalesChannelsToApiKeyWorkflow(container).run({ input: { id: key.id, add: [salesChannelId] } })
+    log(`linked the publishable API key ${s.keyTitle} to the sales channel`)
   }
 
   // Done: the defaults point at what was created, and later runs keep the
