@@ -61,8 +61,7 @@ async function call(step: string, method: string, path: string, opts: { body?: u
       signal: AbortSignal.timeout(requestTimeoutMs),
     })
   } catch (err: any) {
-    const cause = err?.cause?.code || err?.cause?.message || err?.name || ""
-    throw new StepError(step, `${method} ${path}: ${err?.message ?? err}${cause ? ` (${cause})` : ""}`)
+    throw new StepError(step, `${method} ${path}: ${err?.message ?? err} (${reason(err)})`)
   }
   const text = await res.text()
   let body: Json = undefined
@@ -77,6 +76,10 @@ async function call(step: string, method: string, path: string, opts: { body?: u
   }
   return body
 }
+
+// reason names why fetch failed: ECONNREFUSED, ENOTFOUND, a timeout.
+const reason = (err: any): string =>
+  err?.cause?.code || err?.cause?.errors?.[0]?.code || err?.cause?.message || err?.name || String(err)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -93,7 +96,7 @@ async function waitForHealth() {
     } catch (err: any) {
       if (err instanceof StepError) throw err
       if (Date.now() >= deadline) {
-        throw new StepError("health", `GET /health: ${err?.cause?.code || err?.message || err} after ${waitSeconds}s`)
+        throw new StepError("health", `GET /health: ${reason(err)} after ${waitSeconds}s`)
       }
     }
     await sleep(3000)
