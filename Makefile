@@ -137,6 +137,11 @@ $(DASHBOARD)/node_modules/.package-lock.json: $(DASHBOARD)/package-lock.json
 dashboard-test: $(DASHBOARD)/node_modules/.package-lock.json ## Dashboard unit tests (Vitest), generated client and built assets current
 	cd $(DASHBOARD) && npm test && npm run check-dist
 
+.PHONY: test-medusa
+test-medusa: ## Build helm/medusa-image on this machine's Node, run the chart's Jobs (migrate, admin user, seed twice), serve, place an order (npm install and build cached in .cache/medusa)
+	cd helm && STOREPROV_TEST_MEDUSA=1 STOREPROV_TEST_MEDUSA_CACHE=$(CACHE)/medusa GOWORK=off \
+		go test -count=1 -timeout 60m -run '^TestMedusaImageSellsAnOrder$$' -v .
+
 .PHONY: faults
 faults: sandbox-up ## Run the fault suite in full (kills, restarts, outages, API faults; 10 stores each) and write docs/faults.md
 	STOREPROV_FAULTS=full STOREPROV_SANDBOX_DIR=$(SANDBOX_DIR) go test -count=1 -timeout 150m -run '^TestFaults$$' -v ./deploy/e2e

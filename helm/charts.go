@@ -36,7 +36,9 @@ const (
 	// setup Job named <prefix>-setup-<revision>.
 	WordPress = "wordpress-store"
 	// Medusa is a Medusa store: PostgreSQL, Redis, the Medusa server and the
-	// Jobs <prefix>-migrate-<revision> and <prefix>-admin-user-<revision>.
+	// Jobs <prefix>-migrate-<revision> and <prefix>-setup-<revision> (the
+	// admin user, then the seed that makes the store able to sell), and
+	// <prefix>-order-check-<revision> when orderCheck.enabled.
 	Medusa = "medusa-store"
 	// Platform is the storeprov control plane itself (api, audit, gateway,
 	// orchestrator, NATS, optional PostgreSQL, the orchestrator's RBAC). It

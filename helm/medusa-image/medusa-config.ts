@@ -51,7 +51,7 @@ module.exports = defineConfig({
           {
             key: Modules.WORKFLOW_ENGINE,
             resolve: "@medusajs/medusa/workflow-engine-redis",
-            options: { redis: { url: redisUrl } },
+            options: { redis: { redisUrl } },
           },
           {
             key: Modules.LOCKING,

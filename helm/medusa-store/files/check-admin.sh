@@ -1,6 +1,6 @@
 #!/bin/sh
 # Writes /state/admin-exists when the admin user ADMIN_EMAIL exists with an
-# email-and-password login, so that a re-run of the admin-user Job (an
+# email-and-password login, so that a re-run of the setup Job (an
 # upgrade, a retry) does not fail on `medusa user` refusing a duplicate.
 set -eu
 count=$(psql -XtAq -v ON_ERROR_STOP=1 -v email="$ADMIN_EMAIL" <<'SQL'

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Records that `medusa db:migrate` (the init container before this one)
-# completed for MEDUSA_IMAGE. The server and the admin-user Job wait for this
+# completed for MEDUSA_IMAGE. The server and the setup Job wait for this
 # row. The table lives in its own schema, out of Medusa's way.
 set -eu
 psql -Xq -v ON_ERROR_STOP=1 -v image="$MEDUSA_IMAGE" <<'SQL'

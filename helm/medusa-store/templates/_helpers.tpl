@@ -222,3 +222,69 @@ securityContext:
   runAsUser: 999
   runAsGroup: 999
 {{- end -}}
+
+{{/*
+Title of the publishable API key the seed creates and the order check looks
+up through the admin API. Not a credential: a publishable key is public
+(storefronts ship it to browsers).
+*/}}
+{{- define "medusa-store.publishableKeyTitle" -}}
+storeprov
+{{- end -}}
+
+{{/* Environment of the seed (setup Job): the store settings of setup.*. */}}
+{{- define "medusa-store.setupEnv" -}}
+- name: STORE_TITLE
+  value: {{ include "medusa-store.envText" (include "medusa-store.title" .) }}
+- name: STORE_CURRENCY
+  value: {{ include "medusa-store.envText" (lower .Values.setup.currency) }}
+- name: STORE_COUNTRIES
+  value: {{ include "medusa-store.envText" (join "," .Values.setup.countries | lower) }}
+- name: PUBLISHABLE_KEY_TITLE
+  value: {{ include "medusa-store.envText" (include "medusa-store.publishableKeyTitle" .) }}
+- name: PRODUCT_NAME
+  value: {{ include "medusa-store.envText" .Values.setup.product.name }}
+- name: PRODUCT_SKU
+  value: {{ include "medusa-store.envText" .Values.setup.product.sku }}
+- name: PRODUCT_PRICE
+  value: {{ include "medusa-store.envText" .Values.setup.product.price }}
+- name: PRODUCT_DESCRIPTION
+  value: {{ include "medusa-store.envText" .Values.setup.product.description }}
+{{- end -}}
+
+{{/* The setup Job's step that creates the admin user unless check-admin found it. */}}
+{{- define "medusa-store.adminUserContainer" -}}
+- name: admin-user
+  image: {{ include "medusa-store.image" .Values.medusa.image | quote }}
+  imagePullPolicy: {{ .Values.medusa.image.pullPolicy }}
+  command: ["/bin/sh", "-c"]
+  args:
+    - |
+      if [ -e /state/admin-exists ]; then
+        echo "the admin user ${ADMIN_EMAIL} exists; nothing to do"
+        exit 0
+      fi
+      exec npx medusa user -e "${ADMIN_EMAIL}" -p "${ADMIN_PASSWORD}"
+  env:
+    {{- include "medusa-store.medusaEnv" . | nindent 4 }}
+    - name: ADMIN_EMAIL
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.existingSecret.admin }}
+          key: email
+    - name: ADMIN_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.existingSecret.admin }}
+          key: password
+  resources:
+    {{- toYaml .Values.adminUser.resources | nindent 4 }}
+  securityContext:
+    {{- include "medusa-store.containerSecurityContext" . | nindent 4 }}
+  volumeMounts:
+    - name: state
+      mountPath: /state
+      readOnly: true
+    - name: tmp
+      mountPath: /tmp
+{{- end -}}

@@ -17,6 +17,8 @@ log() { printf '%s setup: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 # The database may still be initialising on a first install.
 log "waiting for the database at ${WORDPRESS_DB_HOST}"
 tries=0
+# The single quotes keep the PHP code's $e from the shell.
+# shellcheck disable=SC2016
 until php -r '
   mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);
   try {
