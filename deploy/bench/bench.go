@@ -121,6 +121,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.NATSURL != "" {
 		defer removeTopology(cfg.NATSURL, prefix)
 	}
+	spans, err := startSpanCollector()
+	if err != nil {
+		return nil, err
+	}
+	defer spans.close()
 	progress(cfg, "building the services and starting the platform (%s, %s NATS)", db, map[bool]string{true: "external", false: "embedded"}[cfg.NATSURL != ""])
 	if err := devstack.Build(ctx, cfg.Root, cfg.BinDir); err != nil {
 		return nil, err
@@ -133,13 +138,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// Idle stores are verified once a minute, so the memory figure
 		// includes what a resync costs.
 		APIArgs: []string{"--resync-interval", "1m"},
+		// Every service sends its spans to the benchmark, at once.
+		Env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + spans.url, "OTEL_BSP_SCHEDULE_DELAY=200"},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot start the platform: %w", err)
 	}
 	defer stack.Stop()
 
-	r := &run{cfg: cfg, stack: stack, kube: kube, report: &Report{
+	r := &run{cfg: cfg, stack: stack, kube: kube, spans: spans, report: &Report{
 		Form: cfg.Form.Name, Database: db, NATS: cfg.NATSURL != "", Started: time.Now(), Rate: cfg.Form.Rate, For: cfg.Form.For,
 	}}
 	defer r.cleanup()

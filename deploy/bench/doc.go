@@ -96,6 +96,7 @@ Last full run: commit %s, %s, %d cores, %s (took %s).
 	for _, t := range rep.Targets() {
 		fmt.Fprintf(&b, "- %s\n", t)
 	}
+	fmt.Fprintf(&b, "\n## Where the time goes\n\nThe median of each kind of span the services exported (OTLP) during the single-store creates;\nspans nest, so their times overlap.\n\n%s", PhaseTable(rep.Phases))
 	b.WriteString(`
 ## How to read it
 

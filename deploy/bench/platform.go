@@ -21,6 +21,7 @@ type run struct {
 	cfg    Config
 	stack  *devstack.Stack
 	kube   kubernetes.Interface
+	spans  *spanCollector
 	report *Report
 	// users are the run's users: the first creates the measured stores,
 	// all of them share the latency runs. admin polls every store.

@@ -13,6 +13,7 @@ import (
 // with the helm CLI, each timed alone.
 func (r *run) single(ctx context.Context) error {
 	var ours, theirs []time.Duration
+	r.spans.record()
 	for i := range r.cfg.Form.Single {
 		ids, start, err := r.createAll(ctx, 1, fmt.Sprintf("Single %d", i+1))
 		if err != nil {
@@ -29,6 +30,9 @@ func (r *run) single(ctx context.Context) error {
 			}
 		}
 	}
+	// The services export their spans every 200 ms.
+	sleepCtx(ctx, time.Second)
+	r.report.Phases = r.spans.phases()
 	for range r.cfg.Form.Single {
 		took, err := r.helmInstall(ctx)
 		if err != nil {

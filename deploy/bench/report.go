@@ -34,6 +34,9 @@ type Report struct {
 	// deleted at once.
 	DeleteAll       time.Duration
 	DeleteAllStores int
+	// Phases are the median time of each kind of span of the services
+	// over the single-store provisionings: where the time goes.
+	Phases []Phase
 }
 
 // Pair is a figure of the platform and of its baseline.

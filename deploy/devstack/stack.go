@@ -77,6 +77,8 @@ type Config struct {
 	// the api.
 	OrchestratorArgs []string
 	APIArgs          []string
+	// Env is added to every service's environment (OTEL_* settings, say).
+	Env []string
 	// Logs receives every service's output, each line prefixed by its name.
 	Logs io.Writer
 	// SignIn, when set, runs a development OpenID provider and lets the
@@ -659,6 +661,7 @@ func (s *Stack) run(ctx context.Context, cfg Config, name string, args []string)
 	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, bin), args...)
 	cmd.Dir = cfg.DataDir
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, bus.PasswordEnv+"=") })
+	cmd.Env = append(cmd.Env, cfg.Env...)
 	if password := s.natsPasswords[bus.Role(bin)]; password != "" {
 		cmd.Env = append(cmd.Env, bus.PasswordEnv+"="+password)
 	}

@@ -54,6 +54,7 @@ func run(root, sandbox, form, write string) error {
 		return err
 	}
 	fmt.Print(rep.Table())
+	fmt.Print("\nWhere the time goes (median per span, single-store creates):\n", bench.PhaseTable(rep.Phases))
 	for _, t := range rep.Targets() {
 		fmt.Println("-", t)
 	}
