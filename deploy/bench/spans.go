@@ -141,4 +141,3 @@ func PhaseTable(phases []Phase) string {
 	}
 	return b.String()
 }
-
