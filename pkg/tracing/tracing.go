@@ -21,9 +21,12 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -31,6 +34,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Environment variables of the OpenTelemetry specification that Setup and
@@ -110,8 +114,19 @@ func Setup(ctx context.Context, service, endpoint string) (shutdown func(context
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
-	return tp.Shutdown, nil
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, FlushTimeout)
+		defer cancel()
+		if err := tp.Shutdown(ctx); err != nil {
+			return fmt.Errorf("cannot export the last spans to %s: %w", endpoint, err)
+		}
+		return nil
+	}, nil
 }
+
+// FlushTimeout bounds the shutdown Setup returns: spans a collector did
+// not take by then are lost.
+const FlushTimeout = 5 * time.Second
 
 // newExporter returns the OTLP exporter endpoint names; see Setup.
 func newExporter(ctx context.Context, endpoint string) (*otlptrace.Exporter, error) {
@@ -143,6 +158,24 @@ func newExporter(ctx context.Context, endpoint string) (*otlptrace.Exporter, err
 		opts = append(opts, otlptracehttp.WithInsecure())
 	}
 	return otlptracehttp.New(ctx, opts...)
+}
+
+// Attributes that name what a span works on, the same in every service,
+// so that the spans of one store can be found across traces.
+const (
+	StoreID    attribute.Key = "storeprov.store.id"
+	Generation attribute.Key = "storeprov.store.generation"
+	// Action is what a command asks: provision or delete.
+	Action attribute.Key = "storeprov.action"
+)
+
+// End ends span, marking it failed with err unless err is nil.
+func End(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // Header adapts the headers of a NATS message to Inject and Extract. The
