@@ -87,11 +87,13 @@ func Propagator() propagation.TextMapPropagator { return propagation.TraceContex
 // it was, OpenTelemetry's no-op provider unless a test installed another.
 // The exporter connects lazily, so a collector that is down loses spans
 // but never stops the service. The caller must call shutdown before it
-// exits, to flush the spans still buffered; it is never nil. An error
-// means the endpoint is malformed.
+// exits, with a context that is not cancelled, to flush the spans still
+// buffered for at most FlushTimeout; shutdown is never nil, and its error
+// means spans were lost. Setup's error means the endpoint is malformed.
 //
 // Setup installs process-wide state: a process running several services
-// (a dev stack in one process) traces them all as the last one set up.
+// (a test running them in process) traces them all as the last one set
+// up.
 func Setup(ctx context.Context, service, endpoint string) (shutdown func(context.Context) error, err error) {
 	otel.SetTextMapPropagator(Propagator())
 	nothing := func(context.Context) error { return nil }
@@ -110,6 +112,7 @@ func Setup(ctx context.Context, service, endpoint string) (shutdown func(context
 		resource.WithFromEnv(),
 	)
 	if err != nil {
+		_ = exporter.Shutdown(ctx)
 		return nothing, fmt.Errorf("cannot describe the tracing resource of %s: %w", service, err)
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
