@@ -7,6 +7,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/storeprov/storeprov/pkg/tracing"
 )
 
 // ContentType is the Content-Type header of every message: a protobuf
@@ -18,7 +20,9 @@ const (
 
 // Publish sends m to subject with msgID as its Nats-Msg-Id, so that
 // publishing the same id again within DuplicateWindow is dropped by the
-// server. It returns once JetStream has stored the message.
+// server, and with the trace context of ctx's span in its headers
+// (tracing.Inject), so that whoever handles it continues the trace. It
+// returns once JetStream has stored the message.
 func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, m proto.Message) error {
 	data, err := proto.Marshal(m)
 	if err != nil {
@@ -54,11 +58,13 @@ func decode(subject string, header nats.Header, data []byte, m proto.Message) er
 }
 
 // PublishEncoded is Publish for a message already encoded, such as one
-// kept in an outbox: messageType is its full protobuf name.
+// kept in an outbox: messageType is its full protobuf name. The trace
+// context is ctx's, as with Publish.
 func PublishEncoded(ctx context.Context, js jetstream.JetStream, subject, msgID, messageType string, data []byte) error {
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", ContentType)
 	msg.Header.Set(HeaderMessageType, messageType)
+	tracing.Inject(ctx, tracing.Header(msg.Header))
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("cannot publish to %s: %w", subject, err)
 	}

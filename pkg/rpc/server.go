@@ -1,7 +1,8 @@
 // Package rpc builds the gRPC servers of the services the same way: bearer
-// token authentication, Prometheus metrics, panic recovery, the standard
-// health service and server reflection (so grpcurl works against every
-// service), and a /metrics HTTP endpoint.
+// token authentication, Prometheus metrics, a span per call (continuing
+// the caller's trace), panic recovery, the standard health service and
+// server reflection (so grpcurl works against every service), and a
+// /metrics HTTP endpoint.
 package rpc
 
 import (
@@ -19,6 +20,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -27,6 +30,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+
+	"github.com/storeprov/storeprov/pkg/tracing"
 )
 
 // Principal is an authenticated caller.
@@ -193,6 +198,7 @@ func NewServer(opts Options) *Server {
 		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
 	}
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(traceOptions()...)),
 		// Clients reconnect now and then, and so find new replicas; streams
 		// in flight (WatchStores) are not cut: the grace is unbounded.
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: MaxConnectionAge}))
@@ -200,6 +206,16 @@ func NewServer(opts Options) *Server {
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 	return &Server{Server: gs, Health: hs}
+}
+
+// traceOptions make a span of every call but health checks and
+// reflection, under the global tracer provider (see package tracing),
+// with the trace context in the call's metadata.
+func traceOptions() []otelgrpc.Option {
+	return []otelgrpc.Option{
+		otelgrpc.WithPropagators(tracing.Propagator()),
+		otelgrpc.WithFilter(filters.Not(filters.Any(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection.")))),
+	}
 }
 
 // limiter keeps one token bucket per user.

@@ -1,5 +1,6 @@
-// Package app wires the api service: database, users and stores, the
-// outbox relay, the status feed, the gRPC server and the metrics endpoint.
+// Package app wires the api service: tracing, database, users and stores,
+// the outbox relay, the status feed, the gRPC server and the metrics
+// endpoint.
 package app
 
 import (
@@ -26,6 +27,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/database"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	"github.com/storeprov/storeprov/services/api/internal/outbox"
 	"github.com/storeprov/storeprov/services/api/internal/resync"
@@ -66,6 +68,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Resync configures the periodic resync of stores.
 	Resync resync.Options
+	// Tracing names the OTLP collector spans go to (--otlp-endpoint).
+	Tracing tracing.Options
 	// OnReady, when set, is called with the bound addresses once serving.
 	OnReady func(Addrs)
 }
@@ -109,6 +113,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.OIDC.AllowedGroups, "oidc-allowed-groups", "", "comma-separated groups whose members may sign in (read from --oidc-groups-claim)")
 	fs.StringVar(&o.OIDC.GroupsClaim, "oidc-groups-claim", users.DefaultGroupsClaim, "claim of the ID token or userinfo that lists a person's groups")
 	o.Resync.BindFlags(fs)
+	o.Tracing.BindFlags(fs)
 }
 
 // Run serves until ctx is done, then shuts down gracefully.
@@ -133,6 +138,15 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	stopTracing, err := tracing.Setup(ctx, "storeprov-api", o.Tracing.Endpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("spans lost at shutdown", "err", err)
+		}
+	}()
 	db, err := database.Open(ctx, o.DatabaseURL)
 	if err != nil {
 		return err

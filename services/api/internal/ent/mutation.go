@@ -45,6 +45,7 @@ type OutboxMutation struct {
 	message_type  *string
 	create_time   *time.Time
 	sent_time     *time.Time
+	trace_context *map[string]string
 	clearedFields map[string]struct{}
 	done          bool
 	oldValue      func(context.Context) (*Outbox, error)
@@ -384,6 +385,55 @@ func (m *OutboxMutation) ResetSentTime() {
 	delete(m.clearedFields, outbox.FieldSentTime)
 }
 
+// SetTraceContext sets the "trace_context" field.
+func (m *OutboxMutation) SetTraceContext(value map[string]string) {
+	m.trace_context = &value
+}
+
+// TraceContext returns the value of the "trace_context" field in the mutation.
+func (m *OutboxMutation) TraceContext() (r map[string]string, exists bool) {
+	v := m.trace_context
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTraceContext returns the old "trace_context" field's value of the Outbox entity.
+// If the Outbox object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OutboxMutation) OldTraceContext(ctx context.Context) (v map[string]string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTraceContext is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTraceContext requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTraceContext: %w", err)
+	}
+	return oldValue.TraceContext, nil
+}
+
+// ClearTraceContext clears the value of the "trace_context" field.
+func (m *OutboxMutation) ClearTraceContext() {
+	m.trace_context = nil
+	m.clearedFields[outbox.FieldTraceContext] = struct{}{}
+}
+
+// TraceContextCleared returns if the "trace_context" field was cleared in this mutation.
+func (m *OutboxMutation) TraceContextCleared() bool {
+	_, ok := m.clearedFields[outbox.FieldTraceContext]
+	return ok
+}
+
+// ResetTraceContext resets all changes to the "trace_context" field.
+func (m *OutboxMutation) ResetTraceContext() {
+	m.trace_context = nil
+	delete(m.clearedFields, outbox.FieldTraceContext)
+}
+
 // Where appends a list predicates to the OutboxMutation builder.
 func (m *OutboxMutation) Where(ps ...predicate.Outbox) {
 	m.predicates = append(m.predicates, ps...)
@@ -418,7 +468,7 @@ func (m *OutboxMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OutboxMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 7)
 	if m.subject != nil {
 		fields = append(fields, outbox.FieldSubject)
 	}
@@ -436,6 +486,9 @@ func (m *OutboxMutation) Fields() []string {
 	}
 	if m.sent_time != nil {
 		fields = append(fields, outbox.FieldSentTime)
+	}
+	if m.trace_context != nil {
+		fields = append(fields, outbox.FieldTraceContext)
 	}
 	return fields
 }
@@ -457,6 +510,8 @@ func (m *OutboxMutation) Field(name string) (ent.Value, bool) {
 		return m.CreateTime()
 	case outbox.FieldSentTime:
 		return m.SentTime()
+	case outbox.FieldTraceContext:
+		return m.TraceContext()
 	}
 	return nil, false
 }
@@ -478,6 +533,8 @@ func (m *OutboxMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldCreateTime(ctx)
 	case outbox.FieldSentTime:
 		return m.OldSentTime(ctx)
+	case outbox.FieldTraceContext:
+		return m.OldTraceContext(ctx)
 	}
 	return nil, fmt.Errorf("unknown Outbox field %s", name)
 }
@@ -529,6 +586,13 @@ func (m *OutboxMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetSentTime(v)
 		return nil
+	case outbox.FieldTraceContext:
+		v, ok := value.(map[string]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTraceContext(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Outbox field %s", name)
 }
@@ -562,6 +626,9 @@ func (m *OutboxMutation) ClearedFields() []string {
 	if m.FieldCleared(outbox.FieldSentTime) {
 		fields = append(fields, outbox.FieldSentTime)
 	}
+	if m.FieldCleared(outbox.FieldTraceContext) {
+		fields = append(fields, outbox.FieldTraceContext)
+	}
 	return fields
 }
 
@@ -578,6 +645,9 @@ func (m *OutboxMutation) ClearField(name string) error {
 	switch name {
 	case outbox.FieldSentTime:
 		m.ClearSentTime()
+		return nil
+	case outbox.FieldTraceContext:
+		m.ClearTraceContext()
 		return nil
 	}
 	return fmt.Errorf("unknown Outbox nullable field %s", name)
@@ -604,6 +674,9 @@ func (m *OutboxMutation) ResetField(name string) error {
 		return nil
 	case outbox.FieldSentTime:
 		m.ResetSentTime()
+		return nil
+	case outbox.FieldTraceContext:
+		m.ResetTraceContext()
 		return nil
 	}
 	return fmt.Errorf("unknown Outbox field %s", name)

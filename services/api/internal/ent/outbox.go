@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -28,7 +29,9 @@ type Outbox struct {
 	// CreateTime holds the value of the "create_time" field.
 	CreateTime time.Time `json:"create_time,omitempty"`
 	// SentTime holds the value of the "sent_time" field.
-	SentTime     *time.Time `json:"sent_time,omitempty"`
+	SentTime *time.Time `json:"sent_time,omitempty"`
+	// TraceContext holds the value of the "trace_context" field.
+	TraceContext map[string]string `json:"trace_context,omitempty"`
 	selectValues sql.SelectValues
 }
 
@@ -37,7 +40,7 @@ func (*Outbox) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case outbox.FieldPayload:
+		case outbox.FieldPayload, outbox.FieldTraceContext:
 			values[i] = new([]byte)
 		case outbox.FieldID:
 			values[i] = new(sql.NullInt64)
@@ -103,6 +106,14 @@ func (_m *Outbox) assignValues(columns []string, values []any) error {
 				_m.SentTime = new(time.Time)
 				*_m.SentTime = value.Time
 			}
+		case outbox.FieldTraceContext:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field trace_context", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.TraceContext); err != nil {
+					return fmt.Errorf("unmarshal field trace_context: %w", err)
+				}
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -158,6 +169,9 @@ func (_m *Outbox) String() string {
 		builder.WriteString("sent_time=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("trace_context=")
+	builder.WriteString(fmt.Sprintf("%v", _m.TraceContext))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -74,6 +74,12 @@ func (_c *OutboxCreate) SetNillableSentTime(v *time.Time) *OutboxCreate {
 	return _c
 }
 
+// SetTraceContext sets the "trace_context" field.
+func (_c *OutboxCreate) SetTraceContext(v map[string]string) *OutboxCreate {
+	_c.mutation.SetTraceContext(v)
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *OutboxCreate) SetID(v int64) *OutboxCreate {
 	_c.mutation.SetID(v)
@@ -210,6 +216,10 @@ func (_c *OutboxCreate) createSpec() (*Outbox, *sqlgraph.CreateSpec) {
 		_spec.SetField(outbox.FieldSentTime, field.TypeTime, value)
 		_node.SentTime = &value
 	}
+	if value, ok := _c.mutation.TraceContext(); ok {
+		_spec.SetField(outbox.FieldTraceContext, field.TypeJSON, value)
+		_node.TraceContext = value
+	}
 	return _node, _spec
 }
 
@@ -311,6 +321,9 @@ func (u *OutboxUpsertOne) UpdateNewValues() *OutboxUpsertOne {
 		}
 		if _, exists := u.create.mutation.CreateTime(); exists {
 			s.SetIgnore(outbox.FieldCreateTime)
+		}
+		if _, exists := u.create.mutation.TraceContext(); exists {
+			s.SetIgnore(outbox.FieldTraceContext)
 		}
 	}))
 	return u
@@ -560,6 +573,9 @@ func (u *OutboxUpsertBulk) UpdateNewValues() *OutboxUpsertBulk {
 			}
 			if _, exists := b.mutation.CreateTime(); exists {
 				s.SetIgnore(outbox.FieldCreateTime)
+			}
+			if _, exists := b.mutation.TraceContext(); exists {
+				s.SetIgnore(outbox.FieldTraceContext)
 			}
 		}
 	}))

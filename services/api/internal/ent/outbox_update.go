@@ -95,6 +95,9 @@ func (_u *OutboxUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if _u.mutation.SentTimeCleared() {
 		_spec.ClearField(outbox.FieldSentTime, field.TypeTime)
 	}
+	if _u.mutation.TraceContextCleared() {
+		_spec.ClearField(outbox.FieldTraceContext, field.TypeJSON)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{outbox.Label}
@@ -211,6 +214,9 @@ func (_u *OutboxUpdateOne) sqlSave(ctx context.Context) (_node *Outbox, err erro
 	}
 	if _u.mutation.SentTimeCleared() {
 		_spec.ClearField(outbox.FieldSentTime, field.TypeTime)
+	}
+	if _u.mutation.TraceContextCleared() {
+		_spec.ClearField(outbox.FieldTraceContext, field.TypeJSON)
 	}
 	_node = &Outbox{config: _u.config}
 	_spec.Assign = _node.assignValues

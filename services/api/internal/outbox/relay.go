@@ -2,7 +2,8 @@
 // table to NATS JetStream. Each row is published with its msg_id as the
 // Nats-Msg-Id, then marked sent; a crash between the two publishes it
 // again, which JetStream's deduplication drops. While NATS is down rows
-// wait in the table: a request is delayed, never lost.
+// wait in the table: a request is delayed, never lost. Each message
+// carries on the trace of the request that wrote its row.
 package outbox
 
 import (
@@ -12,11 +13,20 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	entoutbox "github.com/storeprov/storeprov/services/api/internal/ent/outbox"
 )
+
+// tracerName is the instrumentation scope of the package's spans.
+const tracerName = "github.com/storeprov/storeprov/services/api/internal/outbox"
 
 // Relay moves outbox rows to JetStream.
 type Relay struct {
@@ -68,6 +78,24 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 }
 
+// publish publishes one row in a span, outbox.publish, that continues the
+// trace of the request that wrote the row; the message carries it on.
+func (r *Relay) publish(ctx context.Context, row *ent.Outbox) error {
+	ctx = tracing.Extract(ctx, propagation.MapCarrier(row.TraceContext))
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "outbox.publish", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKey.String("nats"),
+			semconv.MessagingDestinationName(row.Subject),
+			semconv.MessagingMessageID(row.MsgID),
+			attribute.String("storeprov.message_type", row.MessageType),
+		))
+	pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := bus.PublishEncoded(pubCtx, r.JS, row.Subject, row.MsgID, row.MessageType, row.Payload)
+	cancel()
+	tracing.End(span, err)
+	return err
+}
+
 // publishPending publishes unsent rows in id order, stopping at the first
 // failure so that messages of one store keep their order.
 func (r *Relay) publishPending(ctx context.Context) error {
@@ -77,10 +105,7 @@ func (r *Relay) publishPending(ctx context.Context) error {
 			return err
 		}
 		for _, row := range rows {
-			pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := bus.PublishEncoded(pubCtx, r.JS, row.Subject, row.MsgID, row.MessageType, row.Payload)
-			cancel()
-			if err != nil {
+			if err := r.publish(ctx, row); err != nil {
 				return err
 			}
 			if err := r.Client.Outbox.UpdateOne(row).SetSentTime(time.Now().UTC()).Exec(ctx); err != nil {

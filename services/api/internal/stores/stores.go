@@ -21,6 +21,10 @@ import (
 
 	entdialect "entgo.io/ent/dialect"
 	"github.com/Masterminds/semver/v3"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -31,6 +35,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	entstore "github.com/storeprov/storeprov/services/api/internal/ent/store"
 	entuser "github.com/storeprov/storeprov/services/api/internal/ent/user"
@@ -41,6 +46,9 @@ import (
 //
 //go:embed migrations
 var Migrations embed.FS
+
+// tracerName is the instrumentation scope of the package's spans.
+const tracerName = "github.com/storeprov/storeprov/services/api/internal/stores"
 
 // MaxDisplayNameLength is the longest display name accepted.
 const MaxDisplayNameLength = 63
@@ -109,7 +117,21 @@ func (s *Service) now() time.Time {
 // RequestIDWindow, the same id from the same user returns the store it
 // created (replayed is true), and with another display name or engine
 // fails with ErrRequestIDReused.
-func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName string, engine storev1.Engine, requestID string) (_ *ent.Store, replayed bool, _ error) {
+//
+// It runs in a span, stores.create, whose trace the provisioning command
+// and audit event continue (see announce).
+func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName string, engine storev1.Engine, requestID string) (*ent.Store, bool, error) {
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "stores.create", trace.WithAttributes(attribute.String("storeprov.engine", engine.String())))
+	st, replayed, err := s.create(ctx, caller, displayName, engine, requestID)
+	if st != nil {
+		span.SetAttributes(tracing.StoreID.String(st.ID), tracing.Generation.Int64(st.Generation), attribute.Bool("storeprov.replayed", replayed))
+	}
+	tracing.End(span, err)
+	return st, replayed, err
+}
+
+// create is Create without its span.
+func (s *Service) create(ctx context.Context, caller rpc.Principal, displayName string, engine storev1.Engine, requestID string) (_ *ent.Store, replayed bool, _ error) {
 	displayName = strings.TrimSpace(displayName)
 	if err := validateDisplayName(displayName); err != nil {
 		return nil, false, err
@@ -212,7 +234,7 @@ func (s *Service) Get(ctx context.Context, caller rpc.Principal, id string) (*en
 // Delete moves a store to DELETING and queues its removal. A store already
 // DELETING or DELETED is returned unchanged.
 func (s *Service) Delete(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
-	return s.transition(ctx, caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
+	return s.transition(ctx, "stores.delete", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
 		switch st.Phase {
 		case storev1.Phase_PHASE_DELETING.String(), storev1.Phase_PHASE_DELETED.String():
 			return 0, "", false, nil
@@ -224,7 +246,7 @@ func (s *Service) Delete(ctx context.Context, caller rpc.Principal, id string) (
 // Retry provisions a FAILED store again under a new generation. It returns
 // ErrWrongPhase for a store that is not FAILED.
 func (s *Service) Retry(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
-	return s.transition(ctx, caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
+	return s.transition(ctx, "stores.retry", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
 		if st.Phase != storev1.Phase_PHASE_FAILED.String() {
 			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a FAILED store can be retried", ErrWrongPhase, id, strings.TrimPrefix(st.Phase, "PHASE_"))
 		}
@@ -248,7 +270,7 @@ func (s *Service) Upgrade(ctx context.Context, caller rpc.Principal, id, chartVe
 		return nil, err
 	}
 	var version string
-	return s.transition(ctx, caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
+	return s.transition(ctx, "stores.upgrade", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
 		failedUpgrade := st.Phase == storev1.Phase_PHASE_FAILED.String() && st.LastAction == lifecycle.ActionUpgrade
 		if st.Phase != storev1.Phase_PHASE_READY.String() && !failedUpgrade {
 			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a READY store, or one whose upgrade FAILED, can be upgraded",
@@ -300,14 +322,20 @@ func upgradeVersion(st *ent.Store, version string) (string, error) {
 
 // transition bumps the generation of a store and moves it to phase when
 // decide says so, recording the command and audit event in the same
-// transaction.
-func (s *Service) transition(ctx context.Context, caller rpc.Principal, id string,
+// transaction, in a span named spanName whose trace they continue.
+func (s *Service) transition(ctx context.Context, spanName string, caller rpc.Principal, id string,
 	decide func(*ent.Store) (action eventsv1.Action, auditAction string, change bool, err error), phase storev1.Phase,
 	spec func(*ent.StoreUpdateOne),
-) (*ent.Store, error) {
-	var result *ent.Store
+) (result *ent.Store, err error) {
+	ctx, span := otel.Tracer(tracerName).Start(ctx, spanName, trace.WithAttributes(tracing.StoreID.String(id)))
+	defer func() {
+		if result != nil {
+			span.SetAttributes(tracing.Generation.Int64(result.Generation))
+		}
+		tracing.End(span, err)
+	}()
 	changed := false
-	err := s.inTx(ctx, func(tx *ent.Tx) error {
+	err = s.inTx(ctx, func(tx *ent.Tx) error {
 		st, err := s.lockStore(ctx, tx, id)
 		if ent.IsNotFound(err) || err == nil && !visible(caller, st) {
 			return fmt.Errorf("%w: no store %q", ErrNotFound, id)
@@ -350,7 +378,8 @@ func (s *Service) transition(ctx context.Context, caller rpc.Principal, id strin
 }
 
 // announce writes the provisioning command and the audit event of a change
-// to the outbox.
+// to the outbox, each with the trace context of ctx's span, which the
+// relay's publish continues.
 func (s *Service) announce(ctx context.Context, tx *ent.Tx, st *ent.Store, action eventsv1.Action, actor, auditAction, detail string) error {
 	now := timestamppb.New(s.now())
 	cmd := Command(st, action, actor, now.AsTime())
@@ -370,18 +399,23 @@ func (s *Service) announce(ctx context.Context, tx *ent.Tx, st *ent.Store, actio
 		{s.Topology.CommandSubject(st.ID), lifecycle.CommandID(st.ID, st.Generation), cmd},
 		{s.Topology.AuditSubject(bus.RoleAPI, st.ID), audit.Entry.Id, audit},
 	}
+	traceContext := propagation.MapCarrier{}
+	tracing.Inject(ctx, traceContext)
 	for _, r := range rows {
 		payload, err := proto.Marshal(r.msg)
 		if err != nil {
 			return err
 		}
-		if err := tx.Outbox.Create().
+		row := tx.Outbox.Create().
 			SetSubject(r.subject).
 			SetMsgID(r.msgID).
 			SetPayload(payload).
 			SetMessageType(bus.MessageType(r.msg)).
-			SetCreateTime(s.now()).
-			Exec(ctx); err != nil {
+			SetCreateTime(s.now())
+		if len(traceContext) > 0 {
+			row.SetTraceContext(traceContext)
+		}
+		if err := row.Exec(ctx); err != nil {
 			return fmt.Errorf("cannot write outbox: %w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 // Package app assembles the audit service: its whole dependency graph is
 // built in Run, in one place.
 //
+//	tracing    spans to the OTLP collector of --otlp-endpoint, if any
 //	store      the audit log in SQLite or PostgreSQL, migrated at start
 //	recorder   NATS JetStream audit events → store
 //	server     gRPC AuditService over store, callers authenticated by
@@ -32,6 +33,7 @@ import (
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/audit/internal/auth"
 	"github.com/storeprov/storeprov/services/audit/internal/recorder"
 	"github.com/storeprov/storeprov/services/audit/internal/server"
@@ -87,6 +89,8 @@ type Options struct {
 	Ready func(Addrs)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Tracing names the OTLP collector spans go to (--otlp-endpoint).
+	Tracing tracing.Options
 }
 
 // Addrs are the addresses the service listens on.
@@ -127,6 +131,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.APIAddr, "api-addr", d.APIAddr, "gRPC target of the api, which authenticates callers' tokens; dns:///<headless service>:9090 spreads calls over its replicas")
 	fs.IntVar(&o.Concurrency, "concurrency", d.Concurrency, "audit events recorded at once")
 	fs.DurationVar(&o.Retention, "audit-retention", d.Retention, "delete audit entries recorded longer ago than this, such as 2160h (90 days), keeping a checkpoint so the rest still verifies; 0 keeps them forever")
+	o.Tracing.BindFlags(fs)
 }
 
 func (o Options) validate() error {
@@ -176,6 +181,15 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	logger = logger.With("service", "audit")
 
+	stopTracing, err := tracing.Setup(ctx, "storeprov-audit", opts.Tracing.Endpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
+			logger.Warn("spans lost at shutdown", "err", err)
+		}
+	}()
 	log, err := store.Open(ctx, opts.DatabaseURL)
 	if err != nil {
 		return err

@@ -15,13 +15,21 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	"github.com/storeprov/storeprov/pkg/bus"
+	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/audit/internal/store"
 )
+
+// tracerName is the instrumentation scope of the package's spans.
+const tracerName = "github.com/storeprov/storeprov/services/audit/internal/recorder"
 
 // Log is where events are recorded.
 type Log interface {
@@ -187,15 +195,27 @@ func (r *Recorder) consume(ctx context.Context, handle jetstream.MessageHandler)
 	}
 }
 
-// record decides the fate of one message.
+// record decides the fate of one message, in a span, audit.record, of
+// the trace the event carries: that of the request or command it is
+// about.
 func (r *Recorder) record(ctx context.Context, msg jetstream.Msg) {
+	ctx, span := otel.Tracer(tracerName).Start(tracing.Extract(ctx, tracing.Header(msg.Headers())), "audit.record",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(semconv.MessagingSystemKey.String("nats"), semconv.MessagingDestinationName(msg.Subject())))
+	tracing.End(span, r.settle(ctx, msg, span))
+}
+
+// settle records msg, acks, naks or terminates it, and returns why it was
+// not recorded: nil when it was, or waits for its store's create entry.
+func (r *Recorder) settle(ctx context.Context, msg jetstream.Msg, span trace.Span) error {
 	logger := r.opts.Logger.With("subject", msg.Subject())
 	var ev eventsv1.AuditEvent
 	if err := bus.Decode(msg, &ev); err != nil {
 		r.drop(msg, logger, err)
-		return
+		return err
 	}
 	entry := ev.GetEntry()
+	span.SetAttributes(tracing.StoreID.String(entry.GetStoreId()), attribute.String("storeprov.audit.action", entry.GetAction()))
 	if entry != nil {
 		// Each lease is an attempt of its own: a second failure of one
 		// generation under a new lease is a new entry, not a duplicate.
@@ -216,11 +236,12 @@ func (r *Recorder) record(ctx context.Context, msg jetstream.Msg) {
 			r.events.WithLabelValues(OutcomeWaiting).Inc()
 			logger.Debug("audit event before its store's create entry; waiting", "event", entry.GetId(), "store", entry.GetStoreId())
 			_ = msg.NakWithDelay(r.opts.RetryDelay)
-			return
+			span.SetAttributes(attribute.Bool("storeprov.audit.waiting", true))
+			return nil
 		}
 		if err != nil {
 			r.retry(msg, logger, entry, err)
-			return
+			return err
 		}
 		if !found {
 			logger.Warn("recording an audit event of a store the api never announced, with no owner", "event", entry.GetId(), "store", entry.GetStoreId())
@@ -231,8 +252,10 @@ func (r *Recorder) record(ctx context.Context, msg jetstream.Msg) {
 	switch {
 	case errors.Is(err, store.ErrInvalidEntry):
 		r.drop(msg, logger, err)
+		return err
 	case err != nil:
 		r.retry(msg, logger, entry, err)
+		return err
 	default:
 		outcome := OutcomeRecorded
 		if !inserted {
@@ -243,6 +266,8 @@ func (r *Recorder) record(ctx context.Context, msg jetstream.Msg) {
 			// Redelivery will find the entry recorded and ack it then.
 			logger.Debug("cannot ack audit event", "event", entry.GetId(), "error", err)
 		}
+		span.SetAttributes(attribute.String("storeprov.audit.outcome", outcome))
+		return nil
 	}
 }
 

@@ -7,7 +7,8 @@
 // can make it do (package limit): body size, read, write and idle timeouts,
 // and the unauthenticated or failed calls of one address. With an OpenID
 // Connect issuer configured it also runs the dashboard's sign-in (package
-// signin).
+// signin). Each REST call and sign-in request is the root span of a trace
+// (see traced) that the services continue.
 package app
 
 import (
@@ -24,6 +25,9 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,6 +37,7 @@ import (
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/gateway/internal/limit"
 	"github.com/storeprov/storeprov/services/gateway/internal/signin"
 )
@@ -67,7 +72,9 @@ type Options struct {
 	SignIn signin.Config
 	// ClientSecretFile, when set, holds SignIn.ClientSecret.
 	ClientSecretFile string
-	Logger           *slog.Logger
+	// Tracing names the OTLP collector spans go to (--otlp-endpoint).
+	Tracing tracing.Options
+	Logger  *slog.Logger
 	// OnReady, when set, is called with the bound addresses.
 	OnReady func(Addrs)
 }
@@ -94,6 +101,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ClientSecretFile, "oidc-client-secret-file", "", "file holding the client secret (default: $STOREPROV_OIDC_CLIENT_SECRET)")
 	fs.StringVar(&o.SignIn.RedirectURL, "oidc-redirect-url", "", "this gateway's callback URL as registered at the issuer, ending in /auth/callback")
 	fs.StringVar(&o.SignIn.ProviderName, "oidc-provider-name", "single sign-on", "what the dashboard's sign-in button calls the issuer")
+	o.Tracing.BindFlags(fs)
 }
 
 // loadSecret reads the client secret from ClientSecretFile or the
@@ -129,6 +137,7 @@ func Handler(ctx context.Context, o Options) (http.Handler, error) {
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		runtime.WithMiddlewares(nameSpanByRoute),
 	)
 	dial := rpc.ClientOptions()
 	registrations := []struct {
@@ -186,7 +195,34 @@ func Handler(ctx context.Context, o Options) (http.Handler, error) {
 	failures := o.Failures
 	failures.Paths = []string{"/v1/", signin.CallbackPath}
 	h = failures.Handler(h, fail, refused.WithLabelValues("rate_limited").Inc)
-	return limit.Deadlines(h, o.WriteTimeout, func(r *http.Request) bool { return streamingPaths[r.URL.Path] }), nil
+	h = limit.Deadlines(h, o.WriteTimeout, func(r *http.Request) bool { return streamingPaths[r.URL.Path] })
+	return traced(h), nil
+}
+
+// traced makes a span of every REST call and sign-in request, the root of
+// the trace that the api, the orchestrator and the events continue. The
+// gateway faces the internet: a caller's own trace context is linked to,
+// not continued.
+func traced(h http.Handler) http.Handler {
+	return otelhttp.NewHandler(h, "gateway",
+		otelhttp.WithPropagators(tracing.Propagator()),
+		otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }),
+		otelhttp.WithFilter(func(r *http.Request) bool {
+			return strings.HasPrefix(r.URL.Path, "/v1/") || strings.HasPrefix(r.URL.Path, "/auth/")
+		}))
+}
+
+// nameSpanByRoute names the request's span after the route it matched,
+// such as "POST /v1/stores", rather than its path, which holds ids.
+func nameSpanByRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if route, ok := runtime.HTTPPattern(r.Context()); ok {
+			span := trace.SpanFromContext(r.Context())
+			span.SetName(r.Method + " " + route.String())
+			span.SetAttributes(semconv.HTTPRoute(route.String()))
+		}
+		next(w, r, params)
+	}
 }
 
 // AdminHandler serves /metrics and /healthz on the admin port.
@@ -203,6 +239,15 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	stopTracing, err := tracing.Setup(ctx, "storeprov-gateway", o.Tracing.Endpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("spans lost at shutdown", "err", err)
+		}
+	}()
 	h, err := Handler(ctx, o)
 	if err != nil {
 		return err

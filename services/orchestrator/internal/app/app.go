@@ -1,5 +1,5 @@
 // Package app wires the orchestrator's whole dependency graph in one
-// place: chart catalog and Kubernetes client → guardrails and Helm client
+// place: tracing; chart catalog and Kubernetes client → guardrails and Helm client
 // → reconcile steps (guardrails, release) → reconciler;
 // NATS → topology → event publisher and lease store → worker; and the
 // metrics server. cmd/orchestrator runs it from flags; a dev stack or an
@@ -31,6 +31,7 @@ import (
 	charts "github.com/storeprov/storeprov/helm"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/events"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
@@ -86,6 +87,8 @@ type Options struct {
 
 	Worker    worker.Options
 	Reconcile reconcile.Options
+	// Tracing names the OTLP collector spans go to (--otlp-endpoint).
+	Tracing tracing.Options
 
 	// RESTConfig, when set, is used instead of Kubeconfig (in-process use,
 	// fault injection).
@@ -119,6 +122,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	o.Worker.BindFlags(fs)
 	o.Reconcile.BindFlags(fs)
+	o.Tracing.BindFlags(fs)
 }
 
 // DefaultOptions returns the defaults of BindFlags.
@@ -139,6 +143,15 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	stopTracing, err := tracing.Setup(ctx, "storeprov-orchestrator", opts.Tracing.Endpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("spans lost at shutdown", "err", err)
+		}
+	}()
 
 	plans := plan.Default()
 	if opts.PlansFile != "" {

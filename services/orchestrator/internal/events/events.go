@@ -1,7 +1,8 @@
 // Package events publishes what the orchestrator observed about a store:
 // StoreStatusChanged on the store's status subject and AuditEvent on its
 // audit subject, each with a deterministic Nats-Msg-Id so that the same
-// fact published twice (a retry, a second worker) is stored once.
+// fact published twice (a retry, a second worker) is stored once. Each
+// event carries the trace of the command it reports on.
 package events
 
 import (
@@ -10,6 +11,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
@@ -17,6 +21,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/lease"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
 
 // DefaultTimeout bounds one publish when Publisher.Timeout is zero.
@@ -81,7 +86,12 @@ func fence(ctx context.Context) (uint64, error) {
 	return l.Token(), nil
 }
 
-func (p *Publisher) publish(ctx context.Context, subject, id string, m proto.Message) error {
+// publish publishes m as phase.Publish, whose span the message carries.
+func (p *Publisher) publish(ctx context.Context, subject, id string, m proto.Message) (err error) {
+	ctx, t := phase.Start(ctx, phase.Publish, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+		semconv.MessagingSystemKey.String("nats"), semconv.MessagingDestinationName(subject), semconv.MessagingMessageID(id),
+		attribute.String("storeprov.message_type", bus.MessageType(m))))
+	defer func() { t.End(err) }()
 	timeout := p.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout

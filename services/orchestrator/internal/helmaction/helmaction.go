@@ -15,13 +15,19 @@
 package helmaction
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
@@ -39,6 +45,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
 
 // ReleaseName is the name of every store's release in its namespace.
@@ -162,7 +169,13 @@ func (c *Client) History(_ context.Context, namespace string) ([]Release, error)
 // re-use a name" error if one is deployed: use Upgrade then. A release
 // whose objects were written but whose install failed is recorded as
 // failed; the returned Release is the recorded one when there is one.
-func (c *Client) Install(ctx context.Context, spec Spec) (Release, error) {
+//
+// It runs as phase.Install, with phase.Render inside.
+func (c *Client) Install(ctx context.Context, spec Spec) (_ Release, err error) {
+	ctx, p := phase.Start(ctx, phase.Install, specAttributes(spec))
+	defer func() { p.End(err) }()
+	rendering := startRender(ctx, spec)
+	defer func() { rendering.end(err) }()
 	cfg, ch, err := c.prepare(spec)
 	if err != nil {
 		return Release{}, err
@@ -171,6 +184,7 @@ func (c *Client) Install(ctx context.Context, spec Spec) (Release, error) {
 	install.ReleaseName = ReleaseName
 	install.Namespace = spec.Namespace
 	install.Replace = true
+	install.PostRenderer = rendering
 	rel, err := install.RunWithContext(ctx, ch, spec.Values)
 	if err != nil {
 		return summaryOrZero(rel), fmt.Errorf("cannot install release %s/%s: %w", spec.Namespace, ReleaseName, err)
@@ -180,8 +194,13 @@ func (c *Client) Install(ctx context.Context, spec Spec) (Release, error) {
 
 // Upgrade upgrades the release to spec, as a new revision; it fails while
 // the last revision is pending (see Unlock). The values replace the
-// previous revision's. Helm keeps at most MaxHistory revisions.
-func (c *Client) Upgrade(ctx context.Context, spec Spec) (Release, error) {
+// previous revision's. Helm keeps at most MaxHistory revisions. It runs
+// as phase.Upgrade, with phase.Render inside.
+func (c *Client) Upgrade(ctx context.Context, spec Spec) (_ Release, err error) {
+	ctx, p := phase.Start(ctx, phase.Upgrade, specAttributes(spec))
+	defer func() { p.End(err) }()
+	rendering := startRender(ctx, spec)
+	defer func() { rendering.end(err) }()
 	cfg, ch, err := c.prepare(spec)
 	if err != nil {
 		return Release{}, err
@@ -190,6 +209,7 @@ func (c *Client) Upgrade(ctx context.Context, spec Spec) (Release, error) {
 	upgrade.Namespace = spec.Namespace
 	upgrade.MaxHistory = c.opts.MaxHistory
 	upgrade.ResetValues = true
+	upgrade.PostRenderer = rendering
 	rel, err := upgrade.RunWithContext(ctx, ReleaseName, ch, spec.Values)
 	if err != nil {
 		return summaryOrZero(rel), fmt.Errorf("cannot upgrade release %s/%s: %w", spec.Namespace, ReleaseName, err)
@@ -212,8 +232,11 @@ func (c *Client) InstallOrUpgrade(ctx context.Context, spec Spec) (Release, erro
 }
 
 // Rollback writes revision's manifest and values back as a new revision
-// (helm rollback); it fails while the last revision is pending.
-func (c *Client) Rollback(_ context.Context, namespace string, revision int) (Release, error) {
+// (helm rollback); it fails while the last revision is pending. It runs
+// as phase.Rollback.
+func (c *Client) Rollback(ctx context.Context, namespace string, revision int) (_ Release, err error) {
+	_, p := phase.Start(ctx, phase.Rollback, trace.WithAttributes(semconv.K8SNamespaceName(namespace), attribute.Int("storeprov.helm.revision", revision)))
+	defer func() { p.End(err) }()
 	cfg, err := c.configuration(namespace)
 	if err != nil {
 		return Release{}, err
@@ -234,8 +257,10 @@ func (c *Client) Rollback(_ context.Context, namespace string, revision int) (Re
 // Uninstall deletes the release's objects and its history. Objects the
 // chart keeps (helm.sh/resource-policy: keep) and claims of StatefulSets
 // stay; a release that does not exist is not an error. It does not wait
-// for the objects to be gone.
-func (c *Client) Uninstall(_ context.Context, namespace string) error {
+// for the objects to be gone. It runs as phase.Uninstall.
+func (c *Client) Uninstall(ctx context.Context, namespace string) (err error) {
+	_, p := phase.Start(ctx, phase.Uninstall, trace.WithAttributes(semconv.K8SNamespaceName(namespace)))
+	defer func() { p.End(err) }()
 	cfg, err := c.configuration(namespace)
 	if err != nil {
 		return err
@@ -281,6 +306,37 @@ func (c *Client) Unlock(_ context.Context, namespace string) (*Release, error) {
 	}
 	s := summary(last)
 	return &s, nil
+}
+
+// render times phase.Render: from the start of an install or upgrade
+// (loading the chart, checking the values, Helm's own checks and
+// rendering) until Helm hands the rendered manifests to its post-renderer,
+// which it does just before it writes them. As that post-renderer it
+// returns the manifests unchanged.
+type render struct {
+	timing *phase.Timing
+	once   sync.Once
+}
+
+func startRender(ctx context.Context, spec Spec) *render {
+	_, t := phase.Start(ctx, phase.Render, specAttributes(spec))
+	return &render{timing: t}
+}
+
+// Run implements postrender.PostRenderer: rendering is done.
+func (r *render) Run(manifests *bytes.Buffer) (*bytes.Buffer, error) {
+	r.end(nil)
+	return manifests, nil
+}
+
+// end ends the phase, with err when the action ended before rendering was
+// done; after Run it does nothing.
+func (r *render) end(err error) { r.once.Do(func() { r.timing.End(err) }) }
+
+// specAttributes describe spec on a span.
+func specAttributes(spec Spec) trace.SpanStartOption {
+	return trace.WithAttributes(semconv.K8SNamespaceName(spec.Namespace),
+		attribute.String("storeprov.chart", spec.Chart), attribute.String("storeprov.chart.version", spec.ChartVersion))
 }
 
 // Charts returns the catalog the client installs charts from.

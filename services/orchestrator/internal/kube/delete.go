@@ -7,11 +7,15 @@ import (
 	"strings"
 	"time"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
 
 // TerminatingError reports a namespace still Terminating at its deadline,
@@ -37,12 +41,15 @@ func (e *TerminatingError) Error() string {
 // platform did not create for this store is ErrNamespaceConflict and is
 // not deleted. If it is
 // still there after timeout, it returns a *TerminatingError naming what
-// blocks it; calling again later resumes the wait.
-func (g *Guardrails) DeleteNamespace(ctx context.Context, storeID string, timeout time.Duration) error {
+// blocks it; calling again later resumes the wait. It runs as
+// phase.DeleteNamespace.
+func (g *Guardrails) DeleteNamespace(ctx context.Context, storeID string, timeout time.Duration) (err error) {
+	ns := NamespaceFor(storeID)
+	ctx, p := phase.Start(ctx, phase.DeleteNamespace, trace.WithAttributes(semconv.K8SNamespaceName(ns)))
+	defer func() { p.End(err) }()
 	if err := validateStoreID(storeID); err != nil {
 		return err
 	}
-	ns := NamespaceFor(storeID)
 	nsClient := g.Client.CoreV1().Namespaces()
 	existing, err := nsClient.Get(ctx, ns, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"time"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +21,7 @@ import (
 	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
 )
 
@@ -95,12 +98,15 @@ type Guardrails struct {
 // ErrNamespaceTerminating while the namespace is being deleted,
 // ErrCredentialsLost if a credentials Secret was deleted, and
 // ErrNamespaceConflict, changing nothing, when a namespace of that name
-// exists that the platform did not create for this store.
-func (g *Guardrails) Ensure(ctx context.Context, storeID string) error {
+// exists that the platform did not create for this store. It runs as
+// phase.Guardrails.
+func (g *Guardrails) Ensure(ctx context.Context, storeID string) (err error) {
+	ns := NamespaceFor(storeID)
+	ctx, p := phase.Start(ctx, phase.Guardrails, trace.WithAttributes(semconv.K8SNamespaceName(ns)))
+	defer func() { p.End(err) }()
 	if err := validateStoreID(storeID); err != nil {
 		return err
 	}
-	ns := NamespaceFor(storeID)
 	if err := g.applyNamespace(ctx, storeID); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
@@ -24,6 +25,7 @@ import (
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
 
 // Reporter publishes what the reconciler observed. Both methods must write
@@ -133,9 +135,12 @@ type State struct {
 	ChartVersion string
 }
 
-// DetermineState observes every step and sums up what it found; it
-// changes nothing. An error means the state could not be read.
-func (r *Reconciler) DetermineState(ctx context.Context, cmd *eventsv1.ProvisionCommand) (State, error) {
+// DetermineState observes every step and sums up what it found, as
+// phase.Observe; it changes nothing. An error means the state could not
+// be read.
+func (r *Reconciler) DetermineState(ctx context.Context, cmd *eventsv1.ProvisionCommand) (_ State, err error) {
+	ctx, p := phase.Start(ctx, phase.Observe)
+	defer func() { p.End(err) }()
 	var st State
 	exists, terminating := false, false
 	for _, s := range r.Steps {
@@ -166,6 +171,7 @@ func (r *Reconciler) DetermineState(ctx context.Context, cmd *eventsv1.Provision
 	if cmd.GetAction() == eventsv1.Action_ACTION_PROVISION && st.Kind != InSync && !r.now().Before(r.deadline(cmd)) {
 		st.Kind = TimedOut
 	}
+	p.Span().SetAttributes(attribute.String("storeprov.state", st.Kind.String()))
 	return st, nil
 }
 

@@ -17,6 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
 
 // Kinds of the objects waited on.
@@ -100,7 +104,22 @@ func Check(ctx context.Context, cs kubernetes.Interface, namespace string, objec
 // ended first, the status is read once more (with a short context of its
 // own) and diagnosed; the caller tells this case by !Ready() and
 // ctx.Err(). An error means the namespace could not be watched or read.
+// It runs as phase.Readiness, a span that records the diagnosis.
 func Wait(ctx context.Context, cs kubernetes.Interface, namespace string, objects []Object) (Status, error) {
+	ctx, p := phase.Start(ctx, phase.Readiness, trace.WithAttributes(semconv.K8SNamespaceName(namespace), attribute.Int("storeprov.objects", len(objects))))
+	st, err := wait(ctx, cs, namespace, objects)
+	p.Span().SetAttributes(attribute.Bool("storeprov.ready", err == nil && st.Ready()))
+	failed := err
+	if err == nil && !st.Ready() && st.Problem != nil {
+		p.Span().SetAttributes(attribute.String("storeprov.reason", st.Problem.Reason))
+		failed = st.Problem
+	}
+	p.End(failed)
+	return st, err
+}
+
+// wait is Wait without its phase.
+func wait(ctx context.Context, cs kubernetes.Interface, namespace string, objects []Object) (Status, error) {
 	watchCtx, cancel := context.WithCancel(ctx)
 	factory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(namespace))
 	// Shutdown waits for the informers, which stop when watchCtx is done.

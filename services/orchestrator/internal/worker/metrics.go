@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
 
 // Metrics are the worker's Prometheus collectors.
@@ -14,6 +17,12 @@ type Metrics struct {
 	Reconciles *prometheus.CounterVec
 	// Duration observes Reconcile calls, by action.
 	Duration *prometheus.HistogramVec
+	// Phases observe where a command's time goes, by phase (the names of
+	// package phase: lease, observe, guardrails, render, install, upgrade,
+	// rollback, uninstall, readiness, delete_namespace, publish) and
+	// action. Phases nest as their spans do: render is part of install or
+	// upgrade; a phase that failed is observed too.
+	Phases *prometheus.HistogramVec
 	// InFlight is the number of commands being handled now.
 	InFlight prometheus.Gauge
 	// LeaseConflicts counts commands that found their store's lease held
@@ -34,6 +43,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to reconcile a store, by action.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}, []string{"action"}),
+		Phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "storeprov_orchestrator_phase_duration_seconds",
+			Help:    "Time spent in each phase of a command (lease, observe, guardrails, render, install, upgrade, rollback, uninstall, readiness, delete_namespace, publish), by action; render is part of install and upgrade.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"phase", "action"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "storeprov_orchestrator_commands_in_flight",
 			Help: "Commands being handled now.",
@@ -45,7 +59,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.Reconciles = rpc.Register(reg, m.Reconciles)
 	m.Duration = rpc.Register(reg, m.Duration)
+	m.Phases = rpc.Register(reg, m.Phases)
 	m.InFlight = rpc.Register(reg, m.InFlight)
 	m.LeaseConflicts = rpc.Register(reg, m.LeaseConflicts)
 	return m
+}
+
+// phases reports the phases of a command of action to m.Phases.
+func (m *Metrics) phases(action string) phase.Observer {
+	return phase.ObserverFunc(func(name phase.Name, d time.Duration) {
+		m.Phases.WithLabelValues(string(name), action).Observe(d.Seconds())
+	})
 }

@@ -5,7 +5,9 @@
 // once; fences each store with a lease (lease.Keep); cancels a command as
 // soon as a newer one for its store is queued (watchSupersede); keeps each
 // message alive with InProgress heartbeats while its store is reconciled;
-// and turns the result into one ack decision (policy.decide).
+// and turns the result into one ack decision (policy.decide). Each
+// delivery is a span of the trace its message carries, and the time of
+// its phases goes to Metrics.Phases.
 package worker
 
 import (
@@ -23,13 +25,22 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/lease"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
 )
+
+// tracerName is the instrumentation scope of the package's spans.
+const tracerName = "github.com/storeprov/storeprov/services/orchestrator/internal/worker"
 
 // Reconciler converges a store to a command; *reconcile.Reconciler is one.
 type Reconciler interface {
@@ -236,7 +247,10 @@ func (w *Worker) next(ctx context.Context, cons jetstream.Consumer) (jetstream.M
 	return cons.Next(jetstream.FetchContext(pollCtx))
 }
 
-// handle takes one message from receipt to its ack decision.
+// handle takes one message from receipt to its ack decision, in a span,
+// orchestrator.command, of the trace the message carries (that of the
+// request that queued the command), whose children are the command's
+// phases (package phase) and whose events carry it on.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol policy, commands jetstream.Stream) {
 	w.metrics.InFlight.Inc()
 	defer w.metrics.InFlight.Dec()
@@ -245,6 +259,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 	if meta, err := msg.Metadata(); err == nil {
 		delivered, streamSeq = int(meta.NumDelivered), meta.Sequence.Stream
 	}
+	ctx, span := otel.Tracer(tracerName).Start(tracing.Extract(ctx, tracing.Header(msg.Headers())), "orchestrator.command",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(semconv.MessagingSystemKey.String("nats"), semconv.MessagingDestinationName(msg.Subject()),
+			attribute.Int("storeprov.delivery", delivered), attribute.String("storeprov.worker", w.opts.ID)))
 
 	hb := w.startHeartbeat(ctx, msg, lim.ackWait(delivered)/3)
 	defer hb()
@@ -258,8 +276,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 		err = reconcile.Validate(&cmd)
 	}
 	resync := cmd.GetActor() == lifecycle.ResyncActor
+	span.SetAttributes(tracing.StoreID.String(cmd.GetStoreId()), tracing.Generation.Int64(cmd.GetGeneration()),
+		tracing.Action.String(actionLabel(&cmd)), attribute.Bool("storeprov.resync", resync))
+	ctx = phase.WithObserver(ctx, w.metrics.phases(actionLabel(&cmd)))
 	if err == nil {
-		held, err = w.leases.Acquire(ctx, cmd.GetStoreId(), w.opts.ID)
+		held, err = w.acquire(ctx, cmd.GetStoreId())
 		if h, ok := errors.AsType[*lease.HeldError](err); ok && resync {
 			// The holder is working on the store right now; waiting for it
 			// would only delay the commands behind this one, and the next
@@ -322,6 +343,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 	w.apply(ctx, msg, &cmd, held, d, lim, delivered, streamSeq)
 	w.metrics.Reconciles.WithLabelValues(actionLabel(&cmd), string(d.outcome)).Inc()
 
+	span.SetAttributes(attribute.String("storeprov.result", string(d.outcome)))
+	switch d.outcome {
+	case outcomeDone, outcomeStale, outcomeSuperseded:
+		tracing.End(span, nil)
+	default:
+		tracing.End(span, err)
+	}
+
 	log := w.log.With("store", cmd.GetStoreId(), "generation", cmd.GetGeneration(), "action", actionLabel(&cmd),
 		"delivery", delivered, "result", string(d.outcome), "duration", time.Since(start).Round(time.Millisecond))
 	switch d.outcome {
@@ -332,6 +361,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, lim limits, pol 
 	default:
 		log.Warn("command failed", "reason", d.reason, "err", err)
 	}
+}
+
+// acquire takes the store's lease, as phase.Lease.
+func (w *Worker) acquire(ctx context.Context, storeID string) (*lease.Lease, error) {
+	ctx, p := phase.Start(ctx, phase.Lease)
+	held, err := w.leases.Acquire(ctx, storeID, w.opts.ID)
+	p.End(err)
+	return held, err
 }
 
 // superseded records cmd as superseded by the newer command, on a fresh

@@ -17,6 +17,7 @@ var (
 		{Name: "message_type", Type: field.TypeString},
 		{Name: "create_time", Type: field.TypeTime},
 		{Name: "sent_time", Type: field.TypeTime, Nullable: true},
+		{Name: "trace_context", Type: field.TypeJSON, Nullable: true},
 	}
 	// OutboxesTable holds the schema information for the "outboxes" table.
 	OutboxesTable = &schema.Table{

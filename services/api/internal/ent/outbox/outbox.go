@@ -25,6 +25,8 @@ const (
 	FieldCreateTime = "create_time"
 	// FieldSentTime holds the string denoting the sent_time field in the database.
 	FieldSentTime = "sent_time"
+	// FieldTraceContext holds the string denoting the trace_context field in the database.
+	FieldTraceContext = "trace_context"
 	// Table holds the table name of the outbox in the database.
 	Table = "outboxes"
 )
@@ -38,6 +40,7 @@ var Columns = []string{
 	FieldMessageType,
 	FieldCreateTime,
 	FieldSentTime,
+	FieldTraceContext,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).

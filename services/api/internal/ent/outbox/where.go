@@ -409,6 +409,16 @@ func SentTimeNotNil() predicate.Outbox {
 	return predicate.Outbox(sql.FieldNotNull(FieldSentTime))
 }
 
+// TraceContextIsNil applies the IsNil predicate on the "trace_context" field.
+func TraceContextIsNil() predicate.Outbox {
+	return predicate.Outbox(sql.FieldIsNull(FieldTraceContext))
+}
+
+// TraceContextNotNil applies the NotNil predicate on the "trace_context" field.
+func TraceContextNotNil() predicate.Outbox {
+	return predicate.Outbox(sql.FieldNotNull(FieldTraceContext))
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Outbox) predicate.Outbox {
 	return predicate.Outbox(sql.AndPredicates(predicates...))

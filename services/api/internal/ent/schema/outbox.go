@@ -24,6 +24,10 @@ func (Outbox) Fields() []ent.Field {
 		field.String("message_type").NotEmpty().Immutable(),
 		field.Time("create_time").Default(time.Now).Immutable(),
 		field.Time("sent_time").Optional().Nillable(),
+		// W3C trace context (traceparent, tracestate) of the span that
+		// wrote the row, so that the relay's publish continues the
+		// request's trace; empty when it was written outside any trace.
+		field.JSON("trace_context", map[string]string{}).Optional().Immutable(),
 	}
 }
 
