@@ -25,11 +25,11 @@ func TestValidateValuesUsesThePolicyOfTheEnginesChart(t *testing.T) {
 		},
 		{
 			name: "woocommerce key on medusa", engine: storev1.Engine_ENGINE_MEDUSA, values: map[string]string{"wordpress.replicas": "2"},
-			want: &InvalidFieldError{`values["wordpress.replicas"]`, "is not a value a tenant may set; allowed: medusa.replicas, medusa.resources.limits.cpu, medusa.resources.limits.memory, medusa.resources.requests.cpu, medusa.resources.requests.memory, postgresql.resources.limits.cpu, postgresql.resources.limits.memory, postgresql.resources.requests.cpu, postgresql.resources.requests.memory"},
+			want: &InvalidFieldError{`values["wordpress.replicas"]`, "is not a value a tenant may set; allowed: medusa.replicas, medusa.resources.limits.cpu, medusa.resources.limits.memory, medusa.resources.requests.cpu, medusa.resources.requests.memory, postgresql.resources.limits.cpu, postgresql.resources.limits.memory, postgresql.resources.requests.cpu, postgresql.resources.requests.memory, setup.currency, setup.product.description, setup.product.name, setup.product.price, setup.product.sku"},
 		},
 		{
 			name: "image", engine: storev1.Engine_ENGINE_MEDUSA, values: map[string]string{"medusa.image.repository": "evil/miner"},
-			want: &InvalidFieldError{`values["medusa.image.repository"]`, "is not a value a tenant may set; allowed: medusa.replicas, medusa.resources.limits.cpu, medusa.resources.limits.memory, medusa.resources.requests.cpu, medusa.resources.requests.memory, postgresql.resources.limits.cpu, postgresql.resources.limits.memory, postgresql.resources.requests.cpu, postgresql.resources.requests.memory"},
+			want: &InvalidFieldError{`values["medusa.image.repository"]`, "is not a value a tenant may set; allowed: medusa.replicas, medusa.resources.limits.cpu, medusa.resources.limits.memory, medusa.resources.requests.cpu, medusa.resources.requests.memory, postgresql.resources.limits.cpu, postgresql.resources.limits.memory, postgresql.resources.requests.cpu, postgresql.resources.requests.memory, setup.currency, setup.product.description, setup.product.name, setup.product.price, setup.product.sku"},
 		},
 		{
 			name: "bound", engine: storev1.Engine_ENGINE_WOOCOMMERCE, values: map[string]string{"wordpress.resources.limits.cpu": "4"},
