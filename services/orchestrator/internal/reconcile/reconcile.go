@@ -133,6 +133,17 @@ type State struct {
 	Problem *Problem
 	// ChartVersion is the chart version of the store's deployed release.
 	ChartVersion string
+	// seen are the steps' observations, in the order of Steps, for their
+	// Ensure.
+	seen []Observation
+}
+
+// seenBy returns what the i-th step observed, or a zero Observation.
+func (st State) seenBy(i int) Observation {
+	if i < len(st.seen) {
+		return st.seen[i]
+	}
+	return Observation{}
 }
 
 // DetermineState observes every step and sums up what it found, as
@@ -157,6 +168,7 @@ func (r *Reconciler) DetermineState(ctx context.Context, cmd *eventsv1.Provision
 		if o.ChartVersion != "" {
 			st.ChartVersion = o.ChartVersion
 		}
+		st.seen = append(st.seen, o)
 	}
 	switch {
 	case terminating:
@@ -250,26 +262,28 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 	// issue time is when the resync queued it.
 	stepCtx, cancel := context.WithTimeout(ctx, r.Options.ProvisionTimeout)
 	defer cancel()
-	var kept *UpgradeFailure
-	for _, s := range r.Steps {
-		err := s.Ensure(stepCtx, cmd)
+	var (
+		kept  *UpgradeFailure
+		after chartVersion
+	)
+	for i, s := range r.Steps {
+		o, err := s.Ensure(stepCtx, cmd, before.seenBy(i))
 		switch {
-		case err == nil, errors.As(err, &kept):
+		case err == nil:
+			after.note(o)
+			continue
+		case errors.As(err, &kept):
 			// A store kept on its ready revision after a failed upgrade
 			// (before, or while repairing) is ready on it.
+			after.ChartVersion = kept.ChartVersion
 			continue
 		case errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
 			return r.timedOutAfter(ctx, cmd, err)
 		}
 		return classify(err)
 	}
-	after, err := r.DetermineState(ctx, cmd)
 	url := fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain)
 	switch {
-	case err != nil:
-		return classify(err)
-	case after.Kind != InSync:
-		return classify(fmt.Errorf("store %s is not ready after its repair: missing %s", cmd.GetStoreId(), strings.Join(after.Missing, ", ")))
 	case before.Kind == InSync && cmd.GetRepublish():
 		// The api missed this generation's outcome: say it again.
 		if kept != nil {
@@ -372,14 +386,16 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 	}
 	stepCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	for _, s := range r.Steps {
-		err := s.Ensure(stepCtx, cmd)
+	var ready chartVersion
+	for i, s := range r.Steps {
+		o, err := s.Ensure(stepCtx, cmd, st.seenBy(i))
 		var (
 			kept    *UpgradeFailure
 			verdict *Error
 		)
 		switch {
 		case err == nil:
+			ready.note(o)
 			continue
 		case errors.As(err, &kept):
 			return r.upgradeKept(ctx, cmd, kept, url)
@@ -397,23 +413,24 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 		}
 		return classify(err)
 	}
-	st, err := r.DetermineState(ctx, cmd)
-	switch {
-	case err != nil:
-		return classify(err)
-	case st.Kind == TimedOut:
-		return r.timedOut(cmd, st, nil)
-	case st.Kind != InSync:
-		return classify(fmt.Errorf("store %s is not ready yet: missing %s", cmd.GetStoreId(), strings.Join(st.Missing, ", ")))
-	}
+	// Every step is in sync: its Ensure said so after waiting for it.
 	msg = "store is ready at " + url
-	if st.ChartVersion != "" {
-		msg += " (chart " + st.ChartVersion + ")"
+	if ready.ChartVersion != "" {
+		msg += " (chart " + ready.ChartVersion + ")"
 	}
-	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, msg, url, st.ChartVersion); err != nil {
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, msg, url, ready.ChartVersion); err != nil {
 		return classify(err)
 	}
 	return classify(r.audit(ctx, cmd, lifecycle.ActionReady, msg))
+}
+
+// chartVersion collects the chart version the steps' Ensure report.
+type chartVersion struct{ ChartVersion string }
+
+func (c *chartVersion) note(o Observation) {
+	if o.ChartVersion != "" {
+		c.ChartVersion = o.ChartVersion
+	}
 }
 
 // upgradeKept publishes a READY store whose upgrade did not take, with

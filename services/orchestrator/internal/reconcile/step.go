@@ -18,8 +18,12 @@ type Step interface {
 	// Observe reports what of the step exists; it changes nothing. An error
 	// means the state could not be read.
 	Observe(ctx context.Context, cmd *eventsv1.ProvisionCommand) (Observation, error)
-	// Ensure creates or repairs what the step owns.
-	Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand) error
+	// Ensure creates or repairs what the step owns, starting from what
+	// Observe found in this attempt (seen; a zero Observation makes it
+	// read the cluster itself), and returns what is there once it is in
+	// sync. A nil error means the step is in sync: Reconcile reads nothing
+	// again before it reports the store READY.
+	Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand, seen Observation) (Observation, error)
 	// Remove deletes what the step owns and returns once it is gone.
 	Remove(ctx context.Context, cmd *eventsv1.ProvisionCommand) error
 }
@@ -72,6 +76,9 @@ type Observation struct {
 	// ChartVersion is the chart version of the deployed release, if the
 	// step has one.
 	ChartVersion string
+	// detail is the step's own reading, which Reconcile hands back to the
+	// step's Ensure so that the cluster is read once per attempt.
+	detail any
 }
 
 // Problem is why a store is not ready, read from the cluster: the reason
@@ -112,9 +119,13 @@ func (s GuardrailsStep) Observe(ctx context.Context, cmd *eventsv1.ProvisionComm
 	return Observation{Exists: o.Exists, Terminating: o.Terminating, Missing: o.Missing}, nil
 }
 
-// Ensure implements Step.
-func (s GuardrailsStep) Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
-	return s.Guardrails.Ensure(ctx, cmd.GetStoreId())
+// Ensure implements Step: it writes every guardrail, whatever was seen,
+// so that one changed out of band is put back.
+func (s GuardrailsStep) Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand, _ Observation) (Observation, error) {
+	if err := s.Guardrails.Ensure(ctx, cmd.GetStoreId()); err != nil {
+		return Observation{}, err
+	}
+	return Observation{Exists: true}, nil
 }
 
 // Remove implements Step.
