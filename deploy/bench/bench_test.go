@@ -41,6 +41,7 @@ func TestBenchmarkSmoke(t *testing.T) {
 		"memory":        rep.Memory.RSS > 0 && rep.Memory.Empty > 0,
 		"delete":        rep.Delete.Ours > 0 && rep.Delete.Theirs > 0,
 		"latency":       len(rep.Latency) == 4,
+		"phases":        len(rep.Phases) > 0,
 	}
 	for name, ok := range taken {
 		if !ok {
