@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -49,7 +50,7 @@ func TestDetermineStateSaysWhatIsMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(reconcile.State{Kind: reconcile.Absent, Missing: []string{"namespace " + ns}}, st); diff != "" {
+	if diff := cmp.Diff(reconcile.State{Kind: reconcile.Absent, Missing: []string{"namespace " + ns}}, st, cmpopts.IgnoreUnexported(reconcile.State{})); diff != "" {
 		t.Errorf("state of a new store (-want +got):\n%s", diff)
 	}
 
@@ -72,7 +73,7 @@ func TestDetermineStateSaysWhatIsMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := reconcile.State{Kind: reconcile.OutOfSync, Missing: []string{"limit range store-limits", "network policy " + kube.PolicyDefaultDeny}}
-	if diff := cmp.Diff(want, st); diff != "" {
+	if diff := cmp.Diff(want, st, cmpopts.IgnoreUnexported(reconcile.State{})); diff != "" {
 		t.Errorf("state after drift (-want +got):\n%s", diff)
 	}
 
