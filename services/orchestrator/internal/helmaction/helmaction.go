@@ -189,6 +189,22 @@ func (c *Client) Install(ctx context.Context, spec Spec) (_ Release, err error) 
 	if err != nil {
 		return summaryOrZero(rel), fmt.Errorf("cannot install release %s/%s: %w", spec.Namespace, ReleaseName, err)
 	}
+	return recorded(cfg, rel)
+}
+
+// recorded returns the summary of rel, which a Helm action returned as
+// done, once its storage holds rel's revision with rel's status: Helm only
+// logs a failure to record the final status, which would leave the
+// revision pending, locked, behind an action that reported success.
+func recorded(cfg *action.Configuration, rel *release.Release) (Release, error) {
+	stored, err := cfg.Releases.Get(rel.Name, rel.Version)
+	if err != nil {
+		return Release{}, fmt.Errorf("cannot confirm revision %d of release %s/%s was recorded: %w", rel.Version, rel.Namespace, rel.Name, err)
+	}
+	if stored.Info.Status != rel.Info.Status {
+		return Release{}, fmt.Errorf("revision %d of release %s/%s is recorded as %s, not %s: Helm could not record its outcome; the next attempt settles it",
+			rel.Version, rel.Namespace, rel.Name, stored.Info.Status, rel.Info.Status)
+	}
 	return summary(rel), nil
 }
 
@@ -214,7 +230,7 @@ func (c *Client) Upgrade(ctx context.Context, spec Spec) (_ Release, err error) 
 	if err != nil {
 		return summaryOrZero(rel), fmt.Errorf("cannot upgrade release %s/%s: %w", spec.Namespace, ReleaseName, err)
 	}
-	return summary(rel), nil
+	return recorded(cfg, rel)
 }
 
 // InstallOrUpgrade installs the release if it has no revision and
