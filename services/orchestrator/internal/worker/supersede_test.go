@@ -2,6 +2,8 @@ package worker_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -110,7 +112,10 @@ func TestUpgradeCutShortIsSettledByTheNextHolderAfterItsDeadline(t *testing.T) {
 	cmd := upgradeCommand(id, 2, stuckUpgrade)
 	publish(t, env, cmd, "")
 	events.waitStatus(t, 2, storev1.Phase_PHASE_PROVISIONING, 30*time.Second)
-	time.Sleep(time.Second)
+	// Stop it while it waits for readiness: once revision 2 is written.
+	eventually(t, 30*time.Second, func() bool {
+		return slices.Equal(statuses(helmHistory(t, id)), []string{"1:superseded", "2:deployed"})
+	}, func() string { return fmt.Sprintf("the upgrade was never written: %v", statuses(helmHistory(t, id))) })
 	stopped := time.Now()
 	first.stop()
 	if d := time.Since(stopped); d > 5*time.Second {
