@@ -50,10 +50,12 @@ type Form struct {
 	Idle int
 	// Settle bounds each wait for stores: a deadline, not a measurement.
 	Settle time.Duration
+	// Nodes are the fake nodes the run adds to the sandbox's, for room.
+	Nodes int
 }
 
 // Full is the form of `make bench`.
-var Full = Form{Name: "full", Single: 5, Burst: 40, Workers: []int{1, 2, 4}, Rate: 200, For: 20 * time.Second, Users: 20, Idle: 200, Settle: 10 * time.Minute}
+var Full = Form{Name: "full", Single: 5, Burst: 40, Workers: []int{1, 2, 4}, Rate: 200, For: 20 * time.Second, Users: 20, Idle: 200, Settle: 10 * time.Minute, Nodes: 20}
 
 // Smoke is the form `make test` runs so the benchmark cannot rot: a few
 // stores, a second of load; its figures mean nothing.
@@ -98,6 +100,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	kc.QPS, kc.Burst = 100, 200
 	kube, err := kubernetes.NewForConfig(kc)
+	if err != nil {
+		return nil, err
+	}
+	removeNodes, err := addNodes(ctx, kube, cfg.Form.Nodes)
+	defer removeNodes()
 	if err != nil {
 		return nil, err
 	}
