@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // benchNodeLabel marks the fake nodes a run adds.
@@ -52,9 +53,19 @@ func addNodes(ctx context.Context, kube kubernetes.Interface, n int) (remove fun
 			return remove, fmt.Errorf("cannot add node %s: %w", name, err)
 		}
 		names = append(names, name)
-		created.Status.Capacity, created.Status.Allocatable = template.Status.Capacity, template.Status.Allocatable
-		created.Status.NodeInfo = template.Status.NodeInfo
-		if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		// kwok writes the node's status too: size it on its latest version.
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			created.Status.Capacity, created.Status.Allocatable = template.Status.Capacity, template.Status.Allocatable
+			created.Status.NodeInfo = template.Status.NodeInfo
+			_, err := kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+			if apierrors.IsConflict(err) {
+				if latest, getErr := kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); getErr == nil {
+					created = latest
+				}
+			}
+			return err
+		})
+		if err != nil {
 			return remove, fmt.Errorf("cannot size node %s: %w", name, err)
 		}
 	}
