@@ -30,6 +30,7 @@ type run struct {
 	// stores are the platform's stores the run made and has not deleted;
 	// baselines the helm CLI's releases (their namespaces).
 	stores    []string
+	owner     map[string]*client
 	baselines []string
 	// values are the Helm values the platform gave its first store, with
 	// its id replaced by storeIDMark; the helm CLI installs them.
@@ -175,15 +176,18 @@ func (r *run) waitPhase(ctx context.Context, ids []string, phase string, start t
 	}
 }
 
-// createAll submits n stores as the first user at once and returns their
+// createAll submits n stores at once and returns their
 // ids in submission order and when the first was sent.
 func (r *run) createAll(ctx context.Context, n int, name string) ([]string, time.Time, error) {
 	ids := make([]string, n)
 	errs := make([]error, n)
 	start := time.Now()
 	var wg sync.WaitGroup
+	// Spread over the users, so that no user's rate limit decides a
+	// burst; each store is deleted by its owner.
+	users := r.users[1:]
 	for i := range n {
-		wg.Go(func() { ids[i], errs[i] = r.users[1].create(ctx, fmt.Sprintf("%s %d", name, i+1)) })
+		wg.Go(func() { ids[i], errs[i] = users[i%len(users)].create(ctx, fmt.Sprintf("%s %d", name, i+1)) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -191,16 +195,22 @@ func (r *run) createAll(ctx context.Context, n int, name string) ([]string, time
 			return nil, start, err
 		}
 	}
+	if r.owner == nil {
+		r.owner = map[string]*client{}
+	}
+	for i, id := range ids {
+		r.owner[id] = users[i%len(users)]
+	}
 	r.stores = append(r.stores, ids...)
 	return ids, start, nil
 }
 
-// deleteAll deletes the stores as the first user at once.
+// deleteAll deletes the stores at once, each by its owner.
 func (r *run) deleteAll(ctx context.Context, ids []string) error {
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	for i, id := range ids {
-		wg.Go(func() { errs[i] = r.users[1].call(ctx, "DELETE", "/v1/stores/"+id, "", nil) })
+		wg.Go(func() { errs[i] = r.owner[id].call(ctx, "DELETE", "/v1/stores/"+id, "", nil) })
 	}
 	wg.Wait()
 	for _, err := range errs {
