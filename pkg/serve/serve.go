@@ -165,6 +165,17 @@ func New(ctx context.Context, name string, o Options) (*Service, error) {
 	return &Service{Name: name, Log: log, Registry: NewRegistry(), grace: grace, cutWait: CutWait, stopTracing: stopTracing}, nil
 }
 
+// ExitOnError ends the process of service when err, what its Run
+// returned, is not nil: it logs err as the last line, "service failed" at
+// error level, as New's logger would, and exits with status 1.
+func (o Options) ExitOnError(service string, err error) {
+	if err == nil {
+		return
+	}
+	newLogger(o, os.Stderr, service).Error("service failed", "err", err)
+	os.Exit(1)
+}
+
 // newLogger returns o.Logger, or one writing JSON lines to w at
 // o.LogLevel, with service=name.
 func newLogger(o Options, w io.Writer, name string) *slog.Logger {
@@ -311,7 +322,7 @@ func (s *Service) Run(ctx context.Context, tasks ...Task) error {
 
 	<-gctx.Done()
 	s.state.Store(stopping)
-	s.Log.Info("service stopping", "grace", s.grace)
+	s.Log.Info("service stopping", "grace", s.grace.String())
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.grace)
 	defer cancel()
 	for i, t := range tasks {
