@@ -1,12 +1,15 @@
 // Package app assembles the audit service: its whole dependency graph is
 // built in Run, in one place.
 //
-//	tracing    spans to the OTLP collector of --otlp-endpoint, if any
+//	serve      logs, metrics, tracing (--otlp-endpoint), the admin server
+//	           (/metrics, /healthz, /readyz: the database answers) and
+//	           the lifecycle: every task below stops on SIGTERM within
+//	           --shutdown-grace
 //	store      the audit log in SQLite or PostgreSQL, migrated at start
-//	recorder   NATS JetStream audit events → store
+//	recorder   NATS JetStream audit events → store, once the bus
+//	           topology is ensured
 //	server     gRPC AuditService over store, callers authenticated by
 //	auth       the api's UserService (30 s cache)
-//	metrics    HTTP /metrics and /healthz
 //	retention  deletes entries older than --audit-retention (prune)
 package app
 
@@ -17,15 +20,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -33,7 +29,7 @@ import (
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/rpc"
-	"github.com/storeprov/storeprov/pkg/tracing"
+	"github.com/storeprov/storeprov/pkg/serve"
 	"github.com/storeprov/storeprov/services/audit/internal/auth"
 	"github.com/storeprov/storeprov/services/audit/internal/recorder"
 	"github.com/storeprov/storeprov/services/audit/internal/server"
@@ -50,10 +46,6 @@ const (
 	DefaultAPIAddr     = "localhost:9090"
 )
 
-// shutdownTimeout bounds the graceful part of shutdown; calls still
-// running after it are cut.
-const shutdownTimeout = 10 * time.Second
-
 // Options configure the audit service.
 type Options struct {
 	// DatabaseURL is sqlite:///path, sqlite://relative/path or postgres://….
@@ -66,7 +58,8 @@ type Options struct {
 	// BusReplicas is the replica count of streams the service creates.
 	BusReplicas int
 	// GRPCAddr and MetricsAddr are listen addresses; port 0 picks a free
-	// port, reported to Ready. An empty MetricsAddr serves no metrics.
+	// port, reported to OnReady. MetricsAddr is the admin server's
+	// (serve.Service.ListenAdmin); an empty one serves no admin endpoints.
 	GRPCAddr    string
 	MetricsAddr string
 	// APIAddr is the api's gRPC address, asked who a bearer token is.
@@ -84,20 +77,20 @@ type Options struct {
 	// Authenticator, when set, replaces asking the api at APIAddr (an
 	// in-process stack or a test may share one).
 	Authenticator rpc.Authenticator
-	// Ready, when set, is called once with the bound addresses, after the
-	// database is migrated and before the first call is served.
-	Ready func(Addrs)
-	// Logger defaults to slog.Default().
-	Logger *slog.Logger
-	// Tracing names the OTLP collector spans go to (--otlp-endpoint).
-	Tracing tracing.Options
+	// OnReady, when set, is called once with the bound addresses, after
+	// the database is migrated and before the first call is served.
+	OnReady func(Addrs)
+	// Options are the flags every service has (--log-level,
+	// --shutdown-grace, --otlp-endpoint) and the Logger of tests.
+	serve.Options
 }
 
 // Addrs are the addresses the service listens on.
 type Addrs struct {
 	// GRPC is host:port of the AuditService.
 	GRPC string
-	// Metrics is host:port of /metrics and /healthz, empty when disabled.
+	// Metrics is host:port of /metrics, /healthz and /readyz, empty when
+	// disabled.
 	Metrics string
 }
 
@@ -114,6 +107,7 @@ func Defaults() Options {
 		MetricsAddr: DefaultMetricsAddr,
 		APIAddr:     DefaultAPIAddr,
 		Concurrency: 8,
+		Options:     serve.Options{ShutdownGrace: serve.DefaultShutdownGrace},
 	}
 }
 
@@ -127,11 +121,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.BusPrefix, "bus-prefix", d.BusPrefix, "prefix of the installation's NATS streams and subjects")
 	fs.IntVar(&o.BusReplicas, "bus-replicas", d.BusReplicas, "replicas of the NATS streams (3 on a production cluster)")
 	fs.StringVar(&o.GRPCAddr, "grpc-addr", d.GRPCAddr, "listen address of the gRPC AuditService")
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of /metrics and /healthz; empty disables them")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of /metrics, /healthz and /readyz; empty disables them")
 	fs.StringVar(&o.APIAddr, "api-addr", d.APIAddr, "gRPC target of the api, which authenticates callers' tokens; dns:///<headless service>:9090 spreads calls over its replicas")
 	fs.IntVar(&o.Concurrency, "concurrency", d.Concurrency, "audit events recorded at once")
 	fs.DurationVar(&o.Retention, "audit-retention", d.Retention, "delete audit entries recorded longer ago than this, such as 2160h (90 days), keeping a checkpoint so the rest still verifies; 0 keeps them forever")
-	o.Tracing.BindFlags(fs)
+	o.Options = d.Options
+	o.Options.BindFlags(fs)
 }
 
 func (o Options) validate() error {
@@ -170,50 +165,30 @@ func (o Options) retentionInterval() time.Duration {
 // gracefully and returns nil. It returns an error when it cannot start
 // (database unreachable, address in use, …) or when a server fails.
 // NATS may be unreachable at start: queries are served meanwhile, and
-// recording starts when it is reachable.
+// recording starts when it is reachable. /readyz checks the database.
 func Run(ctx context.Context, opts Options) error {
 	if err := opts.validate(); err != nil {
 		return err
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
-	logger = logger.With("service", "audit")
-
-	stopTracing, err := tracing.Setup(ctx, "storeprov-audit", opts.Tracing.Endpoint)
+	svc, err := serve.New(ctx, "audit", opts.Options)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
-			logger.Warn("spans lost at shutdown", "err", err)
-		}
-	}()
+	defer svc.Close()
+	logger := svc.Log
 	log, err := store.Open(ctx, opts.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
 
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
 	topology := bus.Topology{Prefix: opts.BusPrefix, Replicas: opts.BusReplicas}
-	nc, err := nats.Connect(opts.NATSURL, append(topology.ConnectOptions(bus.RoleAudit, opts.NATS, logger),
-		nats.Name("storeprov-audit"),
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second))...)
+	natsBus, err := svc.ConnectBus(serve.BusConfig{URL: opts.NATSURL, Credentials: opts.NATS, Topology: topology, Role: bus.RoleAudit})
 	if err != nil {
-		return fmt.Errorf("cannot connect to NATS at %s: %w", opts.NATSURL, err)
+		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("cannot use JetStream: %w", err)
-	}
-	rec, err := recorder.New(js, topology, log, recorder.Options{Concurrency: opts.Concurrency, Registry: registry, Logger: logger})
+	defer natsBus.Close()
+	rec, err := recorder.New(natsBus.JS, topology, log, recorder.Options{Concurrency: opts.Concurrency, Registry: svc.Registry, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -227,7 +202,7 @@ func Run(ctx context.Context, opts Options) error {
 		defer conn.Close()
 		authenticator = auth.New(storev1.NewUserServiceClient(conn), auth.Options{})
 	}
-	grpcServer := rpc.NewServer(rpc.Options{Service: "audit", Auth: authenticator, Registry: registry, Logger: logger})
+	grpcServer := rpc.NewServer(rpc.Options{Service: "audit", Auth: authenticator, Registry: svc.Registry, Logger: logger})
 	auditv1.RegisterAuditServiceServer(grpcServer, server.New(log, logger))
 	grpcServer.Health.SetServingStatus(auditv1.AuditService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
@@ -236,78 +211,31 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("cannot listen for gRPC on %s: %w", opts.GRPCAddr, err)
 	}
 	defer grpcListener.Close()
-	addrs := Addrs{GRPC: grpcListener.Addr().String()}
-	var metricsServer *http.Server
-	var metricsListener net.Listener
-	if opts.MetricsAddr != "" {
-		metricsListener, err = net.Listen("tcp", opts.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("cannot listen for metrics on %s: %w", opts.MetricsAddr, err)
-		}
-		defer metricsListener.Close()
-		addrs.Metrics = metricsListener.Addr().String()
-		metricsServer = &http.Server{Handler: metricsHandler(registry, log), ReadHeaderTimeout: 5 * time.Second}
+	metricsAddr, err := svc.ListenAdmin(opts.MetricsAddr, serve.Check{Name: "database", Func: log.Ping})
+	if err != nil {
+		return err
 	}
-
+	addrs := Addrs{GRPC: grpcListener.Addr().String(), Metrics: metricsAddr}
 	logger.Info("audit service started", "grpc", addrs.GRPC, "metrics", addrs.Metrics, "nats", opts.NATSURL, "bus_prefix", opts.BusPrefix)
-	if opts.Ready != nil {
-		opts.Ready(addrs)
+	if opts.OnReady != nil {
+		opts.OnReady(addrs)
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := grpcServer.Serve(grpcListener); err != nil {
-			return fmt.Errorf("gRPC server failed: %w", err)
-		}
-		return nil
-	})
-	if metricsServer != nil {
-		g.Go(func() error {
-			if err := metricsServer.Serve(metricsListener); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("metrics server failed: %w", err)
+	tasks := []serve.Task{
+		serve.GRPC(grpcServer, grpcListener),
+		{Name: "recorder", Run: func(ctx context.Context) error {
+			if natsBus.EnsureTopology(ctx, bus.Options{}) != nil {
+				return nil // stopped before NATS was reachable
 			}
-			return nil
-		})
+			return rec.Run(ctx)
+		}},
 	}
-	g.Go(func() error {
-		if !ensure(gctx, topology, js, logger) {
-			return nil
-		}
-		return rec.Run(gctx)
-	})
 	if opts.Retention > 0 {
-		g.Go(func() error {
-			retain(gctx, log, opts.Retention, opts.retentionInterval(), logger)
-			return nil
-		})
+		tasks = append(tasks, serve.Loop("retention", func(ctx context.Context) {
+			retain(ctx, log, opts.Retention, opts.retentionInterval(), logger)
+		}))
 	}
-	g.Go(func() error {
-		<-gctx.Done()
-		shutdown(grpcServer, metricsServer)
-		return nil
-	})
-	err = g.Wait()
-	logger.Info("audit service stopped")
-	return err
-}
-
-// ensure creates the audit service's part of the bus topology, retrying
-// until NATS answers. It returns false when ctx ended first.
-func ensure(ctx context.Context, topology bus.Topology, js jetstream.JetStream, logger *slog.Logger) bool {
-	for {
-		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := topology.Ensure(attempt, js, bus.RoleAudit, bus.Options{})
-		cancel()
-		if err == nil {
-			return true
-		}
-		logger.Warn("NATS is not ready; audit events wait there until it is", "retry_in", "2s", "error", err)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(2 * time.Second):
-		}
-	}
+	return svc.Run(ctx, tasks...)
 }
 
 // retain deletes the entries older than retention now and every interval
@@ -334,44 +262,4 @@ func retain(ctx context.Context, log *store.Store, retention, interval time.Dura
 		case <-ticker.C:
 		}
 	}
-}
-
-// shutdown stops the servers, letting calls in progress finish for up to
-// shutdownTimeout.
-func shutdown(grpcServer *rpc.Server, metricsServer *http.Server) {
-	grpcServer.Health.Shutdown()
-	stopped := make(chan struct{})
-	go func() {
-		grpcServer.GracefulStop()
-		close(stopped)
-	}()
-	timer := time.NewTimer(shutdownTimeout)
-	defer timer.Stop()
-	select {
-	case <-stopped:
-	case <-timer.C:
-		grpcServer.Stop()
-	}
-	if metricsServer != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		_ = metricsServer.Shutdown(ctx) // past the timeout, connections are cut anyway
-	}
-}
-
-// metricsHandler serves /metrics from registry and /healthz, which fails
-// while the database does not answer.
-func metricsHandler(registry *prometheus.Registry, log *store.Store) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := log.Ping(ctx); err != nil {
-			http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	return mux
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -30,6 +31,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/serve"
 	"github.com/storeprov/storeprov/services/audit/internal/app"
 	"github.com/storeprov/storeprov/services/audit/internal/store"
 )
@@ -70,7 +72,7 @@ func start(t *testing.T, opts app.Options) app.Addrs {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan app.Addrs, 1)
-	opts.Ready = func(a app.Addrs) { ready <- a }
+	opts.OnReady = func(a app.Addrs) { ready <- a }
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, opts) }()
 	var addrs app.Addrs
@@ -167,6 +169,9 @@ func TestServiceRecordsPublishedEventsAndServesThem(t *testing.T) {
 
 		if code, body := get(t, "http://"+addrs.Metrics+"/healthz"); code != http.StatusOK {
 			t.Errorf("/healthz = %d %q, want 200", code, body)
+		}
+		if code, body := get(t, "http://"+addrs.Metrics+"/readyz"); code != http.StatusOK || body != "database: ok\n" {
+			t.Errorf("/readyz = %d %q, want 200 with the database check", code, body)
 		}
 		deadline = time.Now().Add(10 * time.Second)
 		for {
@@ -320,7 +325,7 @@ func TestRunRefusesUnusableOptions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o := valid()
 			tt.change(&o)
-			o.Ready = func(app.Addrs) { t.Error("ready with unusable options") }
+			o.OnReady = func(app.Addrs) { t.Error("ready with unusable options") }
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := app.Run(ctx, o)
@@ -352,12 +357,14 @@ func TestFlagsSetOptions(t *testing.T) {
 				"--database-url", "postgres://audit@db/audit", "--nats-url", "nats://nats:4222", "--bus-prefix", "prod",
 				"--bus-replicas", "3", "--grpc-addr", ":1", "--metrics-addr", "", "--api-addr", "api:9090", "--concurrency", "4",
 				"--audit-retention", "2160h", "--nats-user", "audit-prod", "--nats-password-file", passwordFile,
+				"--log-level", "debug", "--shutdown-grace", "20s",
 			},
 			env: "from-env",
 			want: app.Options{
 				DatabaseURL: "postgres://audit@db/audit", NATSURL: "nats://nats:4222", BusPrefix: "prod", BusReplicas: 3,
 				GRPCAddr: ":1", MetricsAddr: "", APIAddr: "api:9090", Concurrency: 4, Retention: 2160 * time.Hour,
-				NATS: bus.Credentials{User: "audit-prod", Password: "from-file"},
+				NATS:    bus.Credentials{User: "audit-prod", Password: "from-file"},
+				Options: serve.Options{LogLevel: slog.LevelDebug, ShutdownGrace: 20 * time.Second},
 			},
 		},
 	}
@@ -371,7 +378,7 @@ func TestFlagsSetOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tt.want, got, cmp.FilterPath(func(p cmp.Path) bool {
-				return strings.Contains(p.String(), "Ready") || strings.Contains(p.String(), "Logger") || strings.Contains(p.String(), "Authenticator")
+				return strings.Contains(p.String(), "OnReady") || strings.Contains(p.String(), "Logger") || strings.Contains(p.String(), "Authenticator")
 			}, cmp.Ignore())); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
