@@ -6,8 +6,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,12 +17,9 @@ func main() {
 	var opts app.Options
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "api")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := app.Run(ctx, opts); err != nil {
-		fmt.Fprintln(os.Stderr, "api:", err)
-		os.Exit(1)
-	}
+	err := app.Run(ctx, opts)
+	stop()
+	opts.ExitOnError("api", err)
 }

@@ -1,6 +1,6 @@
-// Package app wires the api service: tracing, database, users and stores,
-// the outbox relay, the status feed, the gRPC server and the metrics
-// endpoint.
+// Package app wires the api service: serve (logs, metrics, tracing, the
+// admin server and the lifecycle), database, users and stores, the outbox
+// relay, the resync, the status feed and the gRPC server.
 package app
 
 import (
@@ -11,23 +11,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/database"
 	"github.com/storeprov/storeprov/pkg/rpc"
-	"github.com/storeprov/storeprov/pkg/tracing"
+	"github.com/storeprov/storeprov/pkg/serve"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	"github.com/storeprov/storeprov/services/api/internal/outbox"
 	"github.com/storeprov/storeprov/services/api/internal/resync"
@@ -64,14 +61,15 @@ type Options struct {
 	MaxWatchStreams int
 	// OIDC configures sign-in with an OpenID Connect issuer; an empty
 	// Issuer disables it.
-	OIDC   OIDCOptions
-	Logger *slog.Logger
+	OIDC OIDCOptions
 	// Resync configures the periodic resync of stores.
 	Resync resync.Options
-	// Tracing names the OTLP collector spans go to (--otlp-endpoint).
-	Tracing tracing.Options
-	// OnReady, when set, is called with the bound addresses once serving.
+	// OnReady, when set, is called once with the bound addresses, after
+	// the database is migrated and before the first call is served.
 	OnReady func(Addrs)
+	// Options are the flags every service has (--log-level,
+	// --shutdown-grace, --otlp-endpoint) and the Logger of tests.
+	serve.Options
 }
 
 // OIDCOptions configure OpenID Connect sign-in.
@@ -97,7 +95,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.NATS.BindFlags(fs, bus.RoleAPI)
 	fs.StringVar(&o.BusPrefix, "bus-prefix", "storeprov", "prefix of the NATS streams and subjects")
 	fs.StringVar(&o.GRPCAddr, "grpc-addr", ":9090", "gRPC listen address")
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9091", "admin HTTP listen address of /metrics and /healthz, apart from the gRPC port")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9091", "admin HTTP listen address of /metrics, /healthz and /readyz, apart from the gRPC port")
 	fs.StringVar(&o.AdminTokenFile, "admin-token-file", "", "file that receives the first admin's token when the database is new (mode 0600)")
 	fs.StringVar(&o.AdminTokenFromFile, "admin-token-from-file", "", "file holding the token to give the first admin when the database is new (sp_…, such as a mounted Secret); instead of --admin-token-file")
 	fs.DurationVar(&o.TokenMaxTTL, "token-max-ttl", users.DefaultTokenMaxTTL, "longest an API token lasts, and how long it lasts when no ttl is asked for")
@@ -113,40 +111,29 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.OIDC.AllowedGroups, "oidc-allowed-groups", "", "comma-separated groups whose members may sign in (read from --oidc-groups-claim)")
 	fs.StringVar(&o.OIDC.GroupsClaim, "oidc-groups-claim", users.DefaultGroupsClaim, "claim of the ID token or userinfo that lists a person's groups")
 	o.Resync.BindFlags(fs)
-	o.Tracing.BindFlags(fs)
+	o.Options.BindFlags(fs)
 }
 
-// Run serves until ctx is done, then shuts down gracefully.
+// Run serves until ctx is done, then shuts down gracefully: gRPC calls
+// in progress, WatchStores streams included, finish within
+// --shutdown-grace and the rest are cut; the relay, the resync and the
+// status feed stop. It returns an error when the options are wrong or a
+// dependency cannot be set up: the database must answer at start, NATS
+// need not (requests wait in the outbox). /readyz checks the database.
 func Run(ctx context.Context, o Options) error {
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	if err := o.Resync.Validate(); err != nil {
+	if err := o.validate(); err != nil {
 		return err
-	}
-	if o.TokenMaxTTL == 0 {
-		o.TokenMaxTTL = users.DefaultTokenMaxTTL
-	}
-	if o.TokenMaxTTL < time.Minute {
-		return fmt.Errorf("--token-max-ttl %s: want at least 1m", o.TokenMaxTTL)
-	}
-	if o.AdminTokenFile != "" && o.AdminTokenFromFile != "" {
-		return errors.New("--admin-token-file and --admin-token-from-file exclude each other: the first receives a generated token, the second holds one")
 	}
 	signIn, err := o.OIDC.build()
 	if err != nil {
 		return err
 	}
-	stopTracing, err := tracing.Setup(ctx, "storeprov-api", o.Tracing.Endpoint)
+	svc, err := serve.New(ctx, "api", o.Options)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
-			log.Warn("spans lost at shutdown", "err", err)
-		}
-	}()
+	defer svc.Close()
+	log := svc.Log
 	db, err := database.Open(ctx, o.DatabaseURL)
 	if err != nil {
 		return err
@@ -174,29 +161,25 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// Changes announced while this replica was not subscribed are lost: its
 	// watchers start again once it is subscribed again.
-	nc, err := nats.Connect(o.NATSURL, append(topo.ConnectOptions(bus.RoleAPI, o.NATS, log),
-		nats.Name("storeprov-api"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
-		nats.ConnectHandler(peers.Connected), nats.ReconnectHandler(peers.Reconnected))...)
-	if err != nil {
-		return fmt.Errorf("cannot connect to NATS at %s: %w", o.NATSURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	natsBus, err := svc.ConnectBus(serve.BusConfig{URL: o.NATSURL, Credentials: o.NATS, Topology: topo, Role: bus.RoleAPI,
+		Options: []nats.Option{nats.ConnectHandler(peers.Connected), nats.ReconnectHandler(peers.Reconnected)}})
 	if err != nil {
 		return err
 	}
+	defer natsBus.Close()
 
-	published := rpc.Register(prometheus.DefaultRegisterer, prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."}))
-	relay := outbox.NewRelay(client, js, log, published)
-	peers.Conn = nc
+	published := rpc.Register(svc.Registry, prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."}))
+	relay := outbox.NewRelay(client, natsBus.JS, log, published)
+	peers.Conn = natsBus.Conn
 	if err := peers.Listen(ctx); err != nil {
 		return fmt.Errorf("store change fan-out: %w", err)
 	}
 	storeSvc := &stores.Service{Client: client, Dialect: db.Dialect, Topology: topo, Notifier: peers, Kick: relay.Kick}
+	resyncer := &resync.Resyncer{Client: client, JS: natsBus.JS, Topology: topo, Interval: o.Resync.Interval, Log: log}
 
 	grpcSrv := rpc.NewServer(rpc.Options{
 		Service: "api", Auth: userSvc, Public: []string{storev1.UserService_SignIn_FullMethodName},
-		RateLimit: o.RateLimit, RateBurst: o.RateBurst, MaxStreamsPerUser: o.MaxWatchStreams, Logger: log,
+		RateLimit: o.RateLimit, RateBurst: o.RateBurst, MaxStreamsPerUser: o.MaxWatchStreams, Registry: svc.Registry, Logger: log,
 	})
 	srv := &server.Server{Stores: storeSvc, Users: userSvc, Hub: hub, OIDC: signIn}
 	storev1.RegisterStoreServiceServer(grpcSrv, srv)
@@ -206,71 +189,59 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", o.GRPCAddr, err)
 	}
-	metricsLis, err := net.Listen("tcp", o.MetricsAddr)
+	defer grpcLis.Close()
+	metricsAddr, err := svc.ListenAdmin(o.MetricsAddr, serve.Check{Name: "database", Func: db.PingContext})
 	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("cannot listen on %s: %w", o.MetricsAddr, err)
+		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", rpc.MetricsHandler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	wg.Go(func() { relay.Run(ctx) })
-	resyncer := &resync.Resyncer{Client: client, JS: js, Topology: topo, Interval: o.Resync.Interval, Log: log}
-	wg.Go(func() { resyncer.Run(ctx) })
-	wg.Go(func() { consumeStatus(ctx, js, topo, storeSvc, log) })
-	wg.Go(func() {
-		if err := grpcSrv.Serve(grpcLis); err != nil {
-			errs <- fmt.Errorf("gRPC server: %w", err)
-		}
-	})
-	wg.Go(func() {
-		if err := metricsSrv.Serve(metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- fmt.Errorf("metrics server: %w", err)
-		}
-	})
-	addrs := Addrs{GRPC: grpcLis.Addr().String(), Metrics: metricsLis.Addr().String()}
+	addrs := Addrs{GRPC: grpcLis.Addr().String(), Metrics: metricsAddr}
 	log.Info("api serving", "grpc", addrs.GRPC, "metrics", addrs.Metrics, "database", db.Dialect)
 	if o.OnReady != nil {
 		o.OnReady(addrs)
 	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
+	tasks := []serve.Task{
+		serve.GRPC(grpcSrv, grpcLis),
+		serve.Loop("outbox relay", relay.Run),
+		serve.Loop("status feed", func(ctx context.Context) { consumeStatus(ctx, natsBus, storeSvc, log) }),
 	}
-	grpcSrv.Health.Shutdown()
-	stopped := make(chan struct{})
-	go func() { grpcSrv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		grpcSrv.Stop()
+	if o.Resync.Interval > 0 {
+		tasks = append(tasks, serve.Loop("resync", resyncer.Run))
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = metricsSrv.Shutdown(shutdownCtx)
-	wg.Wait()
-	return runErr
+	return svc.Run(ctx, tasks...)
 }
 
-// consumeStatus keeps the status feed running, creating the api's part of
-// the bus topology first and starting again after NATS outages.
-func consumeStatus(ctx context.Context, js jetstream.JetStream, topo bus.Topology, applier statusfeed.Applier, log *slog.Logger) {
-	for ctx.Err() == nil {
-		err := topo.Ensure(ctx, js, bus.RoleAPI, bus.Options{})
-		if err == nil {
-			err = statusfeed.Consume(ctx, js, topo, applier, log)
+// validate checks the options that need no dependency.
+func (o *Options) validate() error {
+	if err := o.Resync.Validate(); err != nil {
+		return err
+	}
+	if o.TokenMaxTTL == 0 {
+		o.TokenMaxTTL = users.DefaultTokenMaxTTL
+	}
+	if o.TokenMaxTTL < time.Minute {
+		return fmt.Errorf("--token-max-ttl %s: want at least 1m", o.TokenMaxTTL)
+	}
+	if o.AdminTokenFile != "" && o.AdminTokenFromFile != "" {
+		return errors.New("--admin-token-file and --admin-token-from-file exclude each other: the first receives a generated token, the second holds one")
+	}
+	return nil
+}
+
+// consumeStatus keeps the status feed running, ensuring the api's part of
+// the bus topology first and again after each NATS outage, until ctx is
+// done.
+func consumeStatus(ctx context.Context, natsBus *serve.Bus, applier statusfeed.Applier, log *slog.Logger) {
+	for natsBus.EnsureTopology(ctx, bus.Options{}) == nil {
+		err := statusfeed.Consume(ctx, natsBus.JS, natsBus.Topology, applier, log)
+		if ctx.Err() != nil {
+			return
 		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			log.Warn("status feed unavailable; retrying", "err", err)
 			select {
 			case <-ctx.Done():
-			case <-time.After(2 * time.Second):
+				return
+			case <-time.After(serve.RetryInterval):
 			}
 		}
 	}

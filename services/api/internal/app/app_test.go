@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +40,8 @@ type apiEnv struct {
 	stores storev1.StoreServiceClient
 	users  storev1.UserServiceClient
 	token  string
+	// metricsAddr is the admin server's: /metrics, /healthz, /readyz.
+	metricsAddr string
 }
 
 // startAPI runs the api; configure, when given, changes its options.
@@ -50,9 +54,9 @@ func startAPI(t *testing.T, databaseURL string, nats *bustest.Env, configure ...
 	opts := app.Options{
 		DatabaseURL: databaseURL, NATSURL: nats.URL, NATS: nats.Credentials(bus.RoleAPI), BusPrefix: nats.Topology.Prefix,
 		GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", AdminTokenFile: tokenFile,
-		DefaultStoreQuota: 5, Logger: slog.New(slog.DiscardHandler),
-		OnReady: func(a app.Addrs) { ready <- a },
+		DefaultStoreQuota: 5, OnReady: func(a app.Addrs) { ready <- a },
 	}
+	opts.Logger = slog.New(slog.DiscardHandler)
 	for _, c := range configure {
 		c(&opts)
 	}
@@ -81,7 +85,8 @@ func startAPI(t *testing.T, databaseURL string, nats *bustest.Env, configure ...
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &apiEnv{bus: nats, stores: storev1.NewStoreServiceClient(conn), users: storev1.NewUserServiceClient(conn), token: strings.TrimSpace(string(token))}
+	return &apiEnv{bus: nats, stores: storev1.NewStoreServiceClient(conn), users: storev1.NewUserServiceClient(conn), token: strings.TrimSpace(string(token)),
+		metricsAddr: addrs.Metrics}
 }
 
 func (e *apiEnv) as(token string) context.Context {
@@ -317,6 +322,14 @@ func TestRequestAcceptedWhileNATSIsDownIsQueuedWhenItReturns(t *testing.T) {
 		st, err := e.stores.CreateStore(e.admin(), &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "offline", Engine: storev1.Engine_ENGINE_MEDUSA}})
 		if err != nil {
 			t.Fatalf("CreateStore while NATS is down: %v", err)
+		}
+		// Ready all the same: it takes requests, which wait in the outbox.
+		if code, body := httpGet(t, "http://"+e.metricsAddr+"/readyz"); code != http.StatusOK || body != "database: ok\n" {
+			t.Errorf("/readyz while NATS is down = %d %q, want 200 with the database check only", code, body)
+		}
+		if code, body := httpGet(t, "http://"+e.metricsAddr+"/metrics"); code != http.StatusOK ||
+			!strings.Contains(body, `storeprov_grpc_handled_total{code="OK",method="/storeprov.store.v1.StoreService/CreateStore",service="api"} 1`) {
+			t.Errorf("/metrics = %d, lacks the CreateStore call:\n%s", code, body)
 		}
 		nats.Restart(t)
 		var cmd eventsv1.ProvisionCommand
@@ -628,4 +641,15 @@ func TestCreateWithARequestIDIsIdempotent(t *testing.T) {
 			t.Errorf("stores after the retries = %d (%v), want 2", len(list.GetStores()), err)
 		}
 	})
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
