@@ -5,8 +5,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,13 +17,10 @@ func main() {
 	var opts app.Options
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "gateway")
 	opts.Static = dashboard.Handler()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := app.Run(ctx, opts); err != nil {
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(1)
-	}
+	err := app.Run(ctx, opts)
+	stop()
+	opts.ExitOnError("gateway", err)
 }

@@ -1,7 +1,8 @@
 // Package app wires the gateway: grpc-gateway REST handlers for
 // StoreService, UserService (both served by the api) and AuditService
 // (served by the audit service), the OpenAPI document and the dashboard on
-// its public port, and /metrics and /healthz on an admin port of their own.
+// its public port, and /metrics, /healthz and /readyz on an admin port of
+// their own (package serve, which also runs its lifecycle and logs).
 // The gateway keeps no state; it forwards the Authorization header to the
 // gRPC services, which authenticate every call. It bounds what one client
 // can make it do (package limit): body size, read, write and idle timeouts,
@@ -13,7 +14,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -37,6 +37,7 @@ import (
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/serve"
 	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/gateway/internal/limit"
 	"github.com/storeprov/storeprov/services/gateway/internal/signin"
@@ -52,8 +53,8 @@ var streamingPaths = map[string]bool{"/v1/stores:watch": true}
 // Options configure the gateway.
 type Options struct {
 	HTTPAddr string
-	// MetricsAddr is the admin address of /metrics and /healthz, which the
-	// public HTTPAddr does not serve.
+	// MetricsAddr is the admin address of /metrics, /healthz and /readyz,
+	// which the public HTTPAddr does not serve.
 	MetricsAddr string
 	APIAddr     string
 	AuditAddr   string
@@ -72,11 +73,12 @@ type Options struct {
 	SignIn signin.Config
 	// ClientSecretFile, when set, holds SignIn.ClientSecret.
 	ClientSecretFile string
-	// Tracing names the OTLP collector spans go to (--otlp-endpoint).
-	Tracing tracing.Options
-	Logger  *slog.Logger
-	// OnReady, when set, is called with the bound addresses.
+	// OnReady, when set, is called once with the bound addresses, before
+	// the first request is served.
 	OnReady func(Addrs)
+	// Options are the flags every service has (--log-level,
+	// --shutdown-grace, --otlp-endpoint) and the Logger of tests.
+	serve.Options
 }
 
 // Addrs are the addresses the gateway listens on.
@@ -85,7 +87,7 @@ type Addrs struct{ HTTP, Metrics string }
 // BindFlags registers the options as flags.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":3000", "public HTTP listen address for REST, the OpenAPI document and the dashboard")
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9095", "admin HTTP listen address of /metrics and /healthz, kept off the public port")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9095", "admin HTTP listen address of /metrics, /healthz and /readyz, kept off the public port")
 	fs.Int64Var(&o.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time to read a request's header")
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", 30*time.Second, "time to read a whole request, body included")
@@ -101,7 +103,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ClientSecretFile, "oidc-client-secret-file", "", "file holding the client secret (default: $STOREPROV_OIDC_CLIENT_SECRET)")
 	fs.StringVar(&o.SignIn.RedirectURL, "oidc-redirect-url", "", "this gateway's callback URL as registered at the issuer, ending in /auth/callback")
 	fs.StringVar(&o.SignIn.ProviderName, "oidc-provider-name", "single sign-on", "what the dashboard's sign-in button calls the issuer")
-	o.Tracing.BindFlags(fs)
+	// Dashboards' WatchStores streams never end on their own: they hold a
+	// stopping gateway until its grace ends, so it is short.
+	o.ShutdownGrace = 5 * time.Second
+	o.Options.BindFlags(fs)
 }
 
 // loadSecret reads the client secret from ClientSecretFile or the
@@ -123,8 +128,9 @@ func (o *Options) loadSecret() error {
 }
 
 // Handler returns the handler of the gateway's public port, with its
-// limits. Its gRPC connections close when ctx is done.
-func Handler(ctx context.Context, o Options) (http.Handler, error) {
+// limits; its metrics go to reg. Its gRPC connections close when ctx is
+// done.
+func Handler(ctx context.Context, o Options, reg prometheus.Registerer) (http.Handler, error) {
 	if err := o.loadSecret(); err != nil {
 		return nil, err
 	}
@@ -175,7 +181,7 @@ func Handler(ctx context.Context, o Options) (http.Handler, error) {
 		runtime.HTTPError(r.Context(), gw, marshaler, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: status.Error(code, message)})
 	}
 	// Not the dashboard's index either: these live on the admin port.
-	for _, p := range []string{"/metrics", "/healthz"} {
+	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
 			fail(w, r, http.StatusNotFound, codes.NotFound, r.URL.Path+" is served on the gateway's admin port (--metrics-addr), not here")
 		})
@@ -183,7 +189,7 @@ func Handler(ctx context.Context, o Options) (http.Handler, error) {
 	if o.Static != nil {
 		mux.Handle("/", o.Static)
 	}
-	refused := rpc.Register(prometheus.DefaultRegisterer, prometheus.NewCounterVec(prometheus.CounterOpts{
+	refused := rpc.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "storeprov_gateway_refused_total", Help: "Requests the gateway refused before forwarding them, by reason.",
 	}, []string{"reason"}))
 	failBody := func(w http.ResponseWriter, r *http.Request, httpStatus int, code codes.Code, message string) {
@@ -225,30 +231,22 @@ func nameSpanByRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
 	}
 }
 
-// AdminHandler serves /metrics and /healthz on the admin port.
-func AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", rpc.MetricsHandler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	return mux
-}
-
-// Run serves until ctx is done.
+// Run serves until ctx is done, then stops: the public port stops
+// accepting connections, requests in progress (streams included) may
+// finish within --shutdown-grace, and the rest are cut. The connections to
+// the api and the audit service close after that, not before, so that
+// requests in progress can still reach them.
 func Run(ctx context.Context, o Options) error {
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	stopTracing, err := tracing.Setup(ctx, "storeprov-gateway", o.Tracing.Endpoint)
+	svc, err := serve.New(ctx, "gateway", o.Options)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
-			log.Warn("spans lost at shutdown", "err", err)
-		}
-	}()
-	h, err := Handler(ctx, o)
+	defer svc.Close()
+	log := svc.Log
+	o.Logger = log
+	backends, closeBackends := context.WithCancel(context.WithoutCancel(ctx))
+	defer closeBackends()
+	h, err := Handler(backends, o, svc.Registry)
 	if err != nil {
 		return err
 	}
@@ -257,40 +255,20 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("cannot listen on %s: %w", o.HTTPAddr, err)
 	}
 	defer lis.Close()
-	adminLis, err := net.Listen("tcp", o.MetricsAddr)
+	metricsAddr, err := svc.ListenAdmin(o.MetricsAddr)
 	if err != nil {
-		return fmt.Errorf("cannot listen on --metrics-addr %s: %w", o.MetricsAddr, err)
+		return err
 	}
-	defer adminLis.Close()
 	// No WriteTimeout here: limit.Deadlines sets one for each request
 	// that is not a stream.
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: o.ReadHeaderTimeout, ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout}
-	admin := &http.Server{Handler: AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
-	errs := make(chan error, 2)
-	go func() { errs <- srv.Serve(lis) }()
-	go func() { errs <- admin.Serve(adminLis) }()
-	addrs := Addrs{HTTP: lis.Addr().String(), Metrics: adminLis.Addr().String()}
+	addrs := Addrs{HTTP: lis.Addr().String(), Metrics: metricsAddr}
 	log.Info("gateway serving", "http", addrs.HTTP, "metrics", addrs.Metrics, "api", o.APIAddr, "audit", o.AuditAddr,
 		"oidc_issuer", o.SignIn.Issuer, "trusted_proxies", o.Failures.Proxies.String())
 	if o.OnReady != nil {
 		o.OnReady(addrs)
 	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-errs:
-		if !errors.Is(err, http.ErrServerClosed) {
-			runErr = err
-		}
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = admin.Shutdown(shutdownCtx)
-	if err := srv.Shutdown(shutdownCtx); runErr == nil {
-		runErr = err
-	}
-	return runErr
+	return svc.Run(ctx, serve.HTTP("public HTTP server", srv, lis))
 }
 
 // incomingHeader forwards to the services the headers grpc-gateway

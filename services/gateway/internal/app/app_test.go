@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -92,8 +93,22 @@ func (b *backend) WatchStores(_ *storev1.WatchStoresRequest, stream storev1.Stor
 }
 
 // startGateway runs the gateway in front of b with its default flags,
-// changed by configure.
+// changed by configure, until the test ends.
 func startGateway(t *testing.T, b *backend, configure ...func(*app.Options)) app.Addrs {
+	t.Helper()
+	addrs, stop := runGateway(t, b, configure...)
+	t.Cleanup(func() {
+		if err, _ := stop(); err != nil {
+			t.Errorf("gateway stopped with %v", err)
+		}
+	})
+	return addrs
+}
+
+// runGateway runs the gateway as startGateway does and returns its
+// addresses and a function that stops it (as SIGTERM does), which returns
+// what Run returned and how long it took.
+func runGateway(t *testing.T, b *backend, configure ...func(*app.Options)) (app.Addrs, func() (error, time.Duration)) {
 	t.Helper()
 	var o app.Options
 	if err := parseDefaults(&o); err != nil {
@@ -110,21 +125,27 @@ func startGateway(t *testing.T, b *backend, configure ...func(*app.Options)) app
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, o) }()
-	t.Cleanup(func() {
+	stop := func() (error, time.Duration) {
+		began := time.Now()
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway stopped with %v", err)
+		select {
+		case err := <-done:
+			return err, time.Since(began)
+		case <-time.After(30 * time.Second):
+			return errors.New("gateway did not stop within 30s"), time.Since(began)
 		}
-	})
+	}
 	select {
 	case a := <-ready:
-		return a
+		return a, stop
 	case err := <-done:
+		cancel()
 		t.Fatalf("gateway did not start: %v", err)
 	case <-time.After(10 * time.Second):
+		cancel()
 		t.Fatal("gateway did not start within 10s")
 	}
-	return app.Addrs{}
+	return app.Addrs{}, nil
 }
 
 type response struct {
@@ -303,6 +324,45 @@ func TestWatchStreamOutlivesTheTimeoutsAndOtherCallsDoNot(t *testing.T) {
 	}
 }
 
+func TestStopLetsAStreamInProgressReachTheAPIUntilTheGraceEnds(t *testing.T) {
+	b := startBackend(t, 0)
+	const grace = 4 * time.Second
+	addrs, stop := runGateway(t, b, func(o *app.Options) { o.ShutdownGrace = grace })
+	req, _ := http.NewRequest("GET", "http://"+addrs.HTTP+"/v1/stores:watch", nil)
+	req.Header.Set("Authorization", "Bearer "+goodToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	if !lines.Scan() {
+		t.Fatalf("watch stream ended before its snapshot: %v", lines.Err())
+	}
+
+	type result struct {
+		err  error
+		took time.Duration
+	}
+	stopped := make(chan result, 1)
+	go func() { err, took := stop(); stopped <- result{err, took} }()
+	// The store the api sends 2.5 s in, while the gateway drains.
+	if !lines.Scan() || !strings.Contains(lines.Text(), `"late"`) {
+		t.Errorf("watch stream while stopping got %q (err %v); want the store the api sent during the grace", lines.Text(), lines.Err())
+	}
+	if lines.Scan() {
+		t.Errorf("watch stream got %q after the grace, want it cut", lines.Text())
+	}
+	r := <-stopped
+	if r.err != nil || r.took < grace || r.took > grace+2*time.Second {
+		t.Errorf("Run = %v after %s, want nil once the stream was cut at the end of the %s grace", r.err, r.took, grace)
+	}
+	if conn, err := net.DialTimeout("tcp", addrs.HTTP, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the public address %s still accepts connections after Run returned", addrs.HTTP)
+	}
+}
+
 func TestWatchStreamsOverTheCapAre429(t *testing.T) {
 	b := startBackend(t, 1)
 	base := "http://" + startGateway(t, b).HTTP
@@ -327,7 +387,7 @@ func TestWatchStreamsOverTheCapAre429(t *testing.T) {
 func TestMetricsAndHealthAreOnlyOnTheAdminPort(t *testing.T) {
 	b := startBackend(t, 0)
 	addrs := startGateway(t, b)
-	for _, path := range []string{"/metrics", "/healthz"} {
+	for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
 		r := call(t, "GET", "http://"+addrs.HTTP+path, "", nil)
 		wantError(t, "public "+path, r, http.StatusNotFound)
 		if strings.Contains(r.body, "go_goroutines") || strings.Contains(r.body, "dashboard") {
@@ -339,6 +399,12 @@ func TestMetricsAndHealthAreOnlyOnTheAdminPort(t *testing.T) {
 	}
 	if r := call(t, "GET", "http://"+addrs.Metrics+"/healthz", "", nil); r.status != http.StatusOK {
 		t.Errorf("admin /healthz: %d, want 200", r.status)
+	}
+	if r := call(t, "GET", "http://"+addrs.Metrics+"/readyz", "", nil); r.status != http.StatusOK {
+		t.Errorf("admin /readyz: %d %q, want 200", r.status, r.body)
+	}
+	if r := call(t, "GET", "http://"+addrs.Metrics+"/metrics", "", nil); !strings.Contains(r.body, "# TYPE storeprov_gateway_refused_total counter") {
+		t.Errorf("admin /metrics lacks the gateway's own metrics:\n%s", r.body)
 	}
 	if r := call(t, "GET", "http://"+addrs.Metrics+"/v1/stores", goodToken, nil); r.status != http.StatusNotFound {
 		t.Errorf("the admin port serves the API: %d, want 404", r.status)
