@@ -12,7 +12,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,9 +26,7 @@ func main() {
 	_ = fs.Parse(os.Args[1:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := app.Run(ctx, opts); err != nil {
-		fmt.Fprintln(os.Stderr, "orchestrator:", err)
-		os.Exit(1)
-	}
+	err := app.Run(ctx, opts)
+	stop()
+	opts.ExitOnError("orchestrator", err)
 }

@@ -1,28 +1,20 @@
 // Package app wires the orchestrator's whole dependency graph in one
-// place: tracing; chart catalog and Kubernetes client → guardrails and Helm client
-// → reconcile steps (guardrails, release) → reconciler;
-// NATS → topology → event publisher and lease store → worker; and the
-// metrics server. cmd/orchestrator runs it from flags; a dev stack or an
+// place: chart catalog and Kubernetes client → guardrails and Helm client
+// → reconcile steps (guardrails, release) → reconciler; NATS → topology →
+// event publisher and lease store → worker; and serve: logs, metrics,
+// tracing, the admin server and the lifecycle. cmd/orchestrator runs it from flags; a dev stack or an
 // end-to-end test can run it in process.
 package app
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"sort"
 	"strings"
-	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -30,8 +22,7 @@ import (
 
 	charts "github.com/storeprov/storeprov/helm"
 	"github.com/storeprov/storeprov/pkg/bus"
-	"github.com/storeprov/storeprov/pkg/rpc"
-	"github.com/storeprov/storeprov/pkg/tracing"
+	"github.com/storeprov/storeprov/pkg/serve"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/events"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
@@ -79,25 +70,29 @@ type Options struct {
 	// BusPrefix and BusReplicas name and size the bus topology.
 	BusPrefix   string
 	BusReplicas int
-	// MetricsAddr is where /metrics and /healthz are served; ":0" picks a
-	// free port, reported to MetricsListening and in the log.
+	// MetricsAddr is where /metrics, /healthz and /readyz are served;
+	// ":0" picks a free port, reported to OnReady and in the log.
 	MetricsAddr string
-	// LogLevel is debug, info, warn or error.
-	LogLevel string
 
 	Worker    worker.Options
 	Reconcile reconcile.Options
-	// Tracing names the OTLP collector spans go to (--otlp-endpoint).
-	Tracing tracing.Options
+	// Options are the flags every service has (--log-level,
+	// --shutdown-grace, which the worker's grace is, --otlp-endpoint) and
+	// the Logger of tests.
+	serve.Options
 
 	// RESTConfig, when set, is used instead of Kubeconfig (in-process use,
 	// fault injection).
 	RESTConfig *rest.Config
-	// Logger, when set, is used instead of JSON lines on stderr.
-	Logger *slog.Logger
-	// MetricsListening, when set, is called with the metrics server's
-	// address once it listens.
-	MetricsListening func(addr string)
+	// OnReady, when set, is called once with the bound address, before
+	// NATS is waited for.
+	OnReady func(Addrs)
+}
+
+// Addrs are the addresses the orchestrator listens on.
+type Addrs struct {
+	// Metrics is host:port of /metrics, /healthz and /readyz.
+	Metrics string
 }
 
 // BindFlags registers the options' flags on fs and sets their defaults.
@@ -118,11 +113,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.NATS.BindFlags(fs, bus.RoleOrchestrator)
 	fs.StringVar(&o.BusPrefix, "bus-prefix", bus.Default().Prefix, "prefix of the streams, subjects and buckets of this installation")
 	fs.IntVar(&o.BusReplicas, "bus-replicas", 1, "replicas of each stream and bucket (3 for a NATS cluster)")
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9094", "address of the /metrics and /healthz endpoints (\":0\" picks a free port)")
-	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9094", "address of the /metrics, /healthz and /readyz endpoints (\":0\" picks a free port)")
 	o.Worker.BindFlags(fs)
 	o.Reconcile.BindFlags(fs)
-	o.Tracing.BindFlags(fs)
+	o.ShutdownGrace = worker.DefaultShutdownGrace
+	o.Options.BindFlags(fs)
 }
 
 // DefaultOptions returns the defaults of BindFlags.
@@ -133,28 +128,17 @@ func DefaultOptions() Options {
 }
 
 // Run builds the orchestrator from opts and runs it until ctx is done:
-// it connects to Kubernetes and NATS, ensures the bus topology, serves
-// metrics and health, and runs the worker. On cancellation it stops
-// pulling, lets in-flight commands finish for up to the worker's grace
-// period, hands the rest back, and returns nil. It returns an error when
-// the configuration is wrong or a dependency cannot be set up.
+// it connects to Kubernetes and NATS, serves metrics, /healthz and
+// /readyz (ready once connected to NATS with the bus topology ensured),
+// ensures the topology (waiting for NATS as long as it takes) and runs the
+// worker. On cancellation it stops pulling, lets in-flight commands finish
+// for up to --shutdown-grace, hands the rest back, and returns nil. It
+// returns an error when the configuration is wrong or a dependency cannot
+// be set up.
 func Run(ctx context.Context, opts Options) error {
-	log, err := logger(opts)
-	if err != nil {
-		return err
-	}
-	stopTracing, err := tracing.Setup(ctx, "storeprov-orchestrator", opts.Tracing.Endpoint)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
-			log.Warn("spans lost at shutdown", "err", err)
-		}
-	}()
-
 	plans := plan.Default()
 	if opts.PlansFile != "" {
+		var err error
 		if plans, err = plan.Load(opts.PlansFile); err != nil {
 			return err
 		}
@@ -179,23 +163,25 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot create the Kubernetes client: %w", err)
 	}
-
-	topology := bus.Topology{Prefix: opts.BusPrefix, Replicas: opts.BusReplicas}
-	nc, err := nats.Connect(opts.NATSURL, append(topology.ConnectOptions(bus.RoleOrchestrator, opts.NATS, log),
-		nats.Name("storeprov-orchestrator "+opts.Worker.ID),
-		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))...)
-	if err != nil {
-		return fmt.Errorf("cannot connect to NATS at %s: %w", opts.NATSURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("cannot use JetStream at %s: %w", opts.NATSURL, err)
-	}
-	leases, err := ensureTopology(ctx, js, topology, opts.Worker.LeaseTTL, log)
+	svc, err := serve.New(ctx, "orchestrator", opts.Options)
 	if err != nil {
 		return err
 	}
+	defer svc.Close()
+	log := svc.Log
+
+	if opts.Worker.ID == "" {
+		opts.Worker.ID = worker.DefaultOptions().ID
+	}
+	// The worker lets in-flight commands finish for the service's grace.
+	opts.Worker.ShutdownGrace = opts.ShutdownGrace
+	topology := bus.Topology{Prefix: opts.BusPrefix, Replicas: opts.BusReplicas}
+	natsBus, err := svc.ConnectBus(serve.BusConfig{URL: opts.NATSURL, Credentials: opts.NATS, Topology: topology, Role: bus.RoleOrchestrator,
+		Name: "storeprov-orchestrator " + opts.Worker.ID})
+	if err != nil {
+		return err
+	}
+	defer natsBus.Close()
 
 	guardrails := &kube.Guardrails{
 		Client: clientset,
@@ -215,52 +201,32 @@ func Run(ctx context.Context, opts Options) error {
 		&reconcile.ReleaseStep{Helm: helm, Client: clientset, BaseDomain: opts.Reconcile.BaseDomain, Values: storeValues,
 			RollbackTimeout: opts.Reconcile.RollbackTimeout, Log: log},
 	}
-	reconciler := reconcile.New(steps, &events.Publisher{JS: js, Topology: topology}, opts.Reconcile)
-	w := worker.New(js, topology, reconciler, leases, worker.NewMetrics(prometheus.DefaultRegisterer), log, opts.Worker)
+	reconciler := reconcile.New(steps, &events.Publisher{JS: natsBus.JS, Topology: topology}, opts.Reconcile)
+	metrics := worker.NewMetrics(svc.Registry)
 
-	stopMetrics, err := serveMetrics(opts, nc, log)
+	metricsAddr, err := svc.ListenAdmin(opts.MetricsAddr, natsBus.Check())
 	if err != nil {
 		return err
 	}
-	defer stopMetrics()
-
-	log.Info("orchestrator started", "worker", w.ID(), "nats", opts.NATSURL, "prefix", topology.Prefix,
+	log.Info("orchestrator started", "worker", opts.Worker.ID, "nats", opts.NATSURL, "prefix", topology.Prefix,
 		"plan", opts.Plan, "baseDomain", opts.Reconcile.BaseDomain,
 		"charts", fmt.Sprintf("%s %v, %s %v", charts.WordPress, storeCharts.Versions(charts.WordPress), charts.Medusa, storeCharts.Versions(charts.Medusa)))
-	if err := w.Run(ctx); err != nil {
-		return err
+	if opts.OnReady != nil {
+		opts.OnReady(Addrs{Metrics: metricsAddr})
 	}
-	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		log.Warn("cannot drain the NATS connection", "err", err)
-	}
-	return nil
-}
-
-// ensureTopology creates the streams, consumers and buckets, with leases
-// lasting leaseTTL, and opens the lease store, retrying while NATS is
-// unreachable: a bus outage delays the start, it is not a configuration
-// error.
-func ensureTopology(ctx context.Context, js jetstream.JetStream, topology bus.Topology, leaseTTL time.Duration, log *slog.Logger) (*lease.Store, error) {
-	for {
-		ensureCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := topology.Ensure(ensureCtx, js, bus.RoleOrchestrator, bus.Options{LeaseTTL: leaseTTL})
+	return svc.Run(ctx, serve.Task{Name: "worker", Run: func(ctx context.Context) error {
+		// The streams, consumers and buckets, with leases lasting the
+		// worker's TTL, and the lease store.
 		var leases *lease.Store
-		if err == nil {
-			leases, err = lease.Open(ensureCtx, js, topology)
+		err := natsBus.EnsureTopology(ctx, bus.Options{LeaseTTL: opts.Worker.LeaseTTL}, func(ctx context.Context) (err error) {
+			leases, err = lease.Open(ctx, natsBus.JS, topology)
+			return err
+		})
+		if err != nil {
+			return nil // stopped before NATS was reachable
 		}
-		cancel()
-		if err == nil {
-			return leases, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("cannot ensure the bus topology: %w", err)
-		}
-		log.Warn("cannot ensure the bus topology; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
-		}
-	}
+		return worker.New(natsBus.JS, topology, reconciler, leases, metrics, log, opts.Worker).Run(ctx)
+	}})
 }
 
 // loadValues reads the store values file; no file means no values.
@@ -297,51 +263,6 @@ func kubeConfig(opts Options) (*rest.Config, error) {
 	cfg.UserAgent = "storeprov-orchestrator"
 	kube.RetryTransient(cfg)
 	return cfg, nil
-}
-
-// serveMetrics serves /metrics and /healthz (200 while NATS is connected)
-// and returns a function that stops the server.
-func serveMetrics(opts Options, nc *nats.Conn, log *slog.Logger) (func(), error) {
-	ln, err := net.Listen("tcp", opts.MetricsAddr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot listen on --metrics-addr %s: %w", opts.MetricsAddr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", rpc.MetricsHandler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !nc.IsConnected() {
-			http.Error(w, "not connected to NATS", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "err", err)
-		}
-	}()
-	addr := ln.Addr().String()
-	log.Info("metrics server listening", "addr", addr)
-	if opts.MetricsListening != nil {
-		opts.MetricsListening(addr)
-	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
-}
-
-func logger(opts Options) (*slog.Logger, error) {
-	if opts.Logger != nil {
-		return opts.Logger, nil
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(opts.LogLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.LogLevel)
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
 }
 
 // labels is a flag.Value of comma-separated key=value pairs.

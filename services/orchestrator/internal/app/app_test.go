@@ -41,7 +41,7 @@ func TestRunServesMetricsHealthAndStopsOnCancel(t *testing.T) {
 		opts.MetricsAddr = "127.0.0.1:0"
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		addr := make(chan string, 1)
-		opts.MetricsListening = func(a string) { addr <- a }
+		opts.OnReady = func(a app.Addrs) { addr <- a.Metrics }
 
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -65,16 +65,33 @@ func TestRunServesMetricsHealthAndStopsOnCancel(t *testing.T) {
 		if body := get(t, "http://"+metricsAddr+"/healthz"); !strings.Contains(body, "ok") {
 			t.Errorf("/healthz = %q, want ok", body)
 		}
-		body := get(t, "http://"+metricsAddr+"/metrics")
-		for _, want := range []string{
-			`storeprov_orchestrator_reconciles_total{action="provision",result="done"}`,
-			`storeprov_orchestrator_reconcile_duration_seconds_bucket{action="provision"`,
-			`storeprov_orchestrator_commands_in_flight`,
-			`storeprov_orchestrator_lease_conflicts_total`,
-		} {
-			if !strings.Contains(body, want) {
-				t.Errorf("/metrics lacks %s", want)
+		if body := get(t, "http://"+metricsAddr+"/readyz"); body != "nats: ok\n" {
+			t.Errorf("/readyz = %q, want the NATS check ok", body)
+		}
+		// The worker counts the command once it acked it, after the READY
+		// status went out.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			body := get(t, "http://"+metricsAddr+"/metrics")
+			missing := ""
+			for _, want := range []string{
+				`storeprov_orchestrator_reconciles_total{action="provision",result="done"}`,
+				`storeprov_orchestrator_reconcile_duration_seconds_bucket{action="provision"`,
+				`storeprov_orchestrator_commands_in_flight`,
+				`storeprov_orchestrator_lease_conflicts_total`,
+			} {
+				if !strings.Contains(body, want) {
+					missing = want
+				}
 			}
+			if missing == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("/metrics lacks %s", missing)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 
 		cancel()
@@ -87,6 +104,61 @@ func TestRunServesMetricsHealthAndStopsOnCancel(t *testing.T) {
 			t.Fatal("Run did not return after its context was cancelled")
 		}
 	})
+}
+
+func TestReadyzWaitsForNATSAndHealthzDoesNot(t *testing.T) {
+	env := bustest.Embedded(t)
+	env.Stop(t)
+	opts := app.DefaultOptions()
+	opts.NATSURL = env.URL
+	opts.NATS = env.Credentials(bus.RoleOrchestrator)
+	opts.BusPrefix = env.Topology.Prefix
+	opts.RESTConfig = sandboxtest.RESTConfig(t)
+	opts.MetricsAddr = "127.0.0.1:0"
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	addr := make(chan string, 1)
+	opts.OnReady = func(a app.Addrs) { addr <- a.Metrics }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, opts) }()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("Run returned before serving: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the admin server did not start while NATS is down")
+	}
+
+	if code, body := status(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz while NATS is down = %d %q, want 200: the process lives", code, body)
+	}
+	if code, body := status(t, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "nats: not connected") {
+		t.Errorf("/readyz while NATS is down = %d %q, want 503 saying NATS is not connected", code, body)
+	}
+	env.Restart(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := status(t, base+"/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz 30s after NATS came back = %d %q, want 200", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after its context was cancelled")
+	}
 }
 
 func TestRunRejectsAnUnknownPlan(t *testing.T) {
@@ -350,4 +422,16 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s = %s: %s", url, resp.Status, b)
 	}
 	return string(b)
+}
+
+// status GETs url and returns the status code and body.
+func status(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -80,7 +80,7 @@ func TestPlatformRBACSufficesToProvisionAndDelete(t *testing.T) {
 		opts.MetricsAddr = "127.0.0.1:0"
 		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		listening := make(chan string, 1)
-		opts.MetricsListening = func(a string) { listening <- a }
+		opts.OnReady = func(a app.Addrs) { listening <- a.Metrics }
 
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

@@ -86,12 +86,17 @@ type Options struct {
 	LeaseTTL time.Duration
 }
 
+// DefaultShutdownGrace is ShutdownGrace when none is set: the
+// orchestrator's default --shutdown-grace.
+const DefaultShutdownGrace = 20 * time.Second
+
 // BindFlags registers the options' flags on fs and sets their defaults.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ID, "worker-id", defaultID(), "name of this worker in store leases and logs, unique per process (the default is the hostname and a random suffix)")
 	fs.IntVar(&o.Concurrency, "concurrency", 4, "users' commands handled at once by this worker")
 	fs.IntVar(&o.ResyncConcurrency, "resync-concurrency", 1, "resync commands handled at once by this worker, besides users' commands")
-	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 20*time.Second, "on stop, how long in-flight commands may finish before they are handed back to other workers, whatever they are doing")
+	// --shutdown-grace is the service's (serve.Options), which app copies.
+	o.ShutdownGrace = DefaultShutdownGrace
 	fs.DurationVar(&o.SupersedeCheck, "supersede-check", time.Second, "how often a command in progress looks for a newer command of its store, which cancels it")
 	o.RetryBackoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
 	fs.Var((*durations)(&o.RetryBackoff), "retry-backoff", "comma-separated delays before retrying a command after its 1st, 2nd, … transient failure; the last repeats")
