@@ -1,8 +1,9 @@
 // Package rpc builds the gRPC servers of the services the same way: bearer
 // token authentication, Prometheus metrics, a span per call (continuing
 // the caller's trace), panic recovery, the standard health service and
-// server reflection (so grpcurl works against every service), and a
-// /metrics HTTP endpoint.
+// server reflection (so grpcurl works against every service). Its metrics
+// go to the registry a service gives it, which package serve's admin
+// server exports.
 package rpc
 
 import (
@@ -10,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -19,7 +19,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
@@ -331,6 +330,3 @@ func (m *metrics) observe(method string, err error, start time.Time) {
 	m.handled.WithLabelValues(method, status.Code(err).String()).Inc()
 	m.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
 }
-
-// MetricsHandler serves the default Prometheus registry.
-func MetricsHandler() http.Handler { return promhttp.Handler() }
