@@ -165,7 +165,8 @@ func (p *process) observe(line string) {
 	}
 }
 
-// logAddr finds the address in a log line, JSON or logfmt.
+// logAddr finds the address in a log line: JSON, as every service writes
+// (package serve), or logfmt.
 var logAddr = regexp.MustCompile(`"?addr"?[:=]"?([0-9.]+:[0-9]+)`)
 
 // running reports whether the process has not exited.
