@@ -6,7 +6,7 @@
 //	Service     one process of a service: its JSON logger, its own
 //	            Prometheus registry, its tracing, its admin HTTP server
 //	            and its lifecycle
-//	admin       /metrics, /healthz (liveness: the process is alive and
+//	ListenAdmin /metrics, /healthz (liveness: the process is alive and
 //	            every task runs) and /readyz (readiness: the checks the
 //	            service gives, such as its database and NATS, pass)
 //	Task        a server or loop that runs as long as the service; Run
