@@ -61,6 +61,13 @@ const (
 	ReasonCrashLoopBackOff = "CrashLoopBackOff" // a container keeps crashing
 	ReasonPVCPending       = "PVCPending"       // a claim found no volume
 	ReasonSetupJobFailed   = "SetupJobFailed"   // a setup, migration or admin Job exhausted its retries
+	// The chart's order check (a storefront order placed and cancelled,
+	// run when the orchestrator's --order-check asks for it) exhausted its
+	// retries: the store serves but cannot sell. The message is the
+	// check's own line, "order check failed at <step>: <detail>". A first
+	// install is FAILED; an upgrade of a READY store is rolled back
+	// (UpgradeRolledBack, whose message quotes it).
+	ReasonOrderCheckFailed = "OrderCheckFailed"
 
 	// Outcomes of an upgrade of a READY store, which stays READY on its
 	// previous revision; the message says why.
