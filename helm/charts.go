@@ -19,6 +19,15 @@
 // a TenantPolicy, and passes every text from values or the store to a
 // container's env, command or args through its envText helper, so that
 // the kubelet expands none of it.
+//
+// A store chart may have an order check (HasOrderCheck): a Job of
+// component ComponentOrderCheck, run when the value orderCheck.enabled is
+// true, that places a storefront order and cancels it through the web
+// tier's Service, and on failure exits 1 with "order check failed at
+// <step>: <detail>" as its termination message. Its pods are labelled
+// LabelComponent=ComponentOrderCheck, and the web tier's server listens on
+// the container port named WebPortName, so that the namespace's
+// NetworkPolicies can let the one reach the other.
 package charts
 
 import (
@@ -27,6 +36,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 )
 
@@ -46,6 +56,34 @@ const (
 	// embedded so that tests render the same files the release ships.
 	Platform = "platform"
 )
+
+// Labels, values and ports of the store charts' order check.
+const (
+	// LabelComponent names the component of every object and pod of a
+	// store chart.
+	LabelComponent = "app.kubernetes.io/component"
+	// ComponentOrderCheck is the component of the order-check Job and of
+	// its pods.
+	ComponentOrderCheck = "order-check"
+	// WebPortName is the name of the container port the web tier's server
+	// listens on (WordPress 80, Medusa 9000).
+	WebPortName = "http"
+	// orderCheckValue is the top-level value of the order check; its key
+	// enabled turns it on.
+	orderCheckValue = "orderCheck"
+)
+
+// HasOrderCheck reports whether ch has an order check, which its values
+// turn on with orderCheck.enabled; a chart without one (WordPress has
+// none yet) declares no such value, and its schema refuses it.
+func HasOrderCheck(ch *chart.Chart) bool {
+	v, ok := ch.Values[orderCheckValue].(map[string]any)
+	if !ok {
+		return false
+	}
+	_, ok = v["enabled"]
+	return ok
+}
 
 // FS holds the chart directories WordPress, Medusa and Platform.
 //

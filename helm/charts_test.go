@@ -1014,3 +1014,75 @@ func TestVersionIsTheEmbeddedChartsVersion(t *testing.T) {
 		t.Error("Version of a chart that is not embedded succeeded")
 	}
 }
+
+// TestOrderCheckMeetsWhatTheNetworkPoliciesSelect checks the order check's
+// contract: a chart that has one (Medusa) renders, with orderCheck.enabled,
+// one Job of component order-check whose pods carry that component and
+// reach the web tier's Service on the port its server names http; without
+// it, no such Job. WordPress has none yet and declares no value for it.
+func TestOrderCheckMeetsWhatTheNetworkPoliciesSelect(t *testing.T) {
+	for _, spec := range specs {
+		t.Run(spec.name, func(t *testing.T) {
+			c := loadChart(t, spec.name)
+			has := charts.HasOrderCheck(c)
+			if want := spec.optional[charts.ComponentOrderCheck]; has != want {
+				t.Fatalf("HasOrderCheck = %v, want %v", has, want)
+			}
+			// The web tier's servers name their port as the policies do.
+			var web int
+			for _, d := range decode(t, mustRender(t, c, storeValues()).Manifest).deployments {
+				if d.Spec.Template.Labels["storeprov.dev/tier"] != "web" {
+					continue
+				}
+				web++
+				if !slices.ContainsFunc(d.Spec.Template.Spec.Containers[0].Ports, func(p corev1.ContainerPort) bool {
+					return p.Name == charts.WebPortName && p.Protocol == corev1.ProtocolTCP
+				}) {
+					t.Errorf("deployment %s serves on no TCP port named %s", d.Name, charts.WebPortName)
+				}
+			}
+			if web == 0 {
+				t.Error("no web-tier Deployment rendered")
+			}
+			if !has {
+				vals := storeValues()
+				vals["orderCheck"] = map[string]any{"enabled": true}
+				if _, err := render(t, c, releaseName, vals); err == nil {
+					t.Error("a chart without an order check accepts orderCheck.enabled")
+				}
+				return
+			}
+			for _, enabled := range []bool{false, true} {
+				vals := storeValues()
+				vals["orderCheck"] = map[string]any{"enabled": enabled}
+				var checks []*batchv1.Job
+				for _, j := range decode(t, mustRender(t, c, vals).Manifest).jobs {
+					if j.Labels[charts.LabelComponent] == charts.ComponentOrderCheck {
+						checks = append(checks, j)
+					}
+				}
+				if !enabled {
+					if len(checks) != 0 {
+						t.Errorf("orderCheck.enabled false renders %d order-check Jobs", len(checks))
+					}
+					continue
+				}
+				if len(checks) != 1 {
+					t.Fatalf("orderCheck.enabled renders %d order-check Jobs, want 1", len(checks))
+				}
+				if got := checks[0].Spec.Template.Labels[charts.LabelComponent]; got != charts.ComponentOrderCheck {
+					t.Errorf("order-check pods have component %q, want %q", got, charts.ComponentOrderCheck)
+				}
+			}
+		})
+	}
+}
+
+func mustRender(t *testing.T, c *chart.Chart, vals map[string]any) *release.Release {
+	t.Helper()
+	rel, err := render(t, c, releaseName, vals)
+	if err != nil {
+		t.Fatalf("cannot render %s: %v", c.Name(), err)
+	}
+	return rel
+}
