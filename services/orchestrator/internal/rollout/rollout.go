@@ -2,7 +2,8 @@
 // ready, waits for them by watching the namespace (never by polling at a
 // fixed interval), and, when they are not, says why in the cluster's own
 // words: a quota that refused pods, a pod no node can take, an image that
-// cannot be pulled, a crash loop, a claim not bound, a Job that failed.
+// cannot be pulled, a crash loop, a claim not bound, a Job that failed;
+// a failed order check in the check's own words.
 //
 // Ready means: every Deployment rolled out with all replicas available,
 // every StatefulSet rolled out with all replicas ready, every Job
@@ -32,6 +33,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	charts "github.com/storeprov/storeprov/helm"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
@@ -54,8 +56,8 @@ type Object struct {
 // Problem is why workloads are not ready, as the cluster reports it.
 type Problem struct {
 	// Reason is a lifecycle reason: QuotaExceeded, PodsRejected,
-	// Unschedulable, ImagePullBackOff, CrashLoopBackOff, PVCPending or
-	// SetupJobFailed.
+	// Unschedulable, ImagePullBackOff, CrashLoopBackOff, PVCPending,
+	// SetupJobFailed or OrderCheckFailed.
 	Reason string
 	// Message names the object and quotes the cluster.
 	Message string
@@ -286,6 +288,9 @@ func evaluate(objects []Object, s snapshot) Status {
 	var st Status
 	// Controllers whose FailedCreate events and ReplicaSets explain them.
 	var stuck []*metav1.ObjectMeta
+	// A failed order check comes after any other failed Job, whose failure
+	// it may only echo (no product to buy without the setup).
+	var orderCheck *Problem
 	for _, o := range objects {
 		var pending string
 		var meta *metav1.ObjectMeta
@@ -305,7 +310,12 @@ func evaluate(objects []Object, s snapshot) Status {
 			j := find(s.jobs, o.Name, func(j *batchv1.Job) string { return j.Name })
 			if found = j != nil; found {
 				pending, meta = jobPending(j), &j.ObjectMeta
-				if failed := condition(j, batchv1.JobFailed); failed != nil {
+				failed := condition(j, batchv1.JobFailed)
+				switch {
+				case failed == nil:
+				case j.Labels[charts.LabelComponent] == charts.ComponentOrderCheck:
+					orderCheck = first(orderCheck, orderCheckFailed(j, failed, s.pods))
+				default:
 					st.Problem = first(st.Problem, &Problem{Reason: lifecycle.ReasonSetupJobFailed, Terminal: true,
 						Message: fmt.Sprintf("job %s failed: %s: %s", j.Name, failed.Reason, failed.Message)})
 				}
@@ -333,6 +343,7 @@ func evaluate(objects []Object, s snapshot) Status {
 	if st.Ready() {
 		return st
 	}
+	st.Problem = first(st.Problem, orderCheck)
 	st.Problem = first(st.Problem, createFailure(s, stuck))
 	st.Problem = first(st.Problem, claimPending(s))
 	st.Problem = first(st.Problem, podProblem(s))
@@ -355,6 +366,36 @@ func find[T any](items []*T, name string, nameOf func(*T) string) *T {
 		}
 	}
 	return nil
+}
+
+// orderCheckFailed is the problem of a failed order-check Job: the
+// check's own line ("order check failed at <step>: <detail>"), which it
+// leaves as its container's termination message, from the newest of the
+// Job's pods that left one; the Job's condition when none did (its pods
+// deleted, or killed before they could write it).
+func orderCheckFailed(j *batchv1.Job, failed *batchv1.JobCondition, pods []*corev1.Pod) *Problem {
+	var newest *corev1.Pod
+	var message string
+	for _, p := range pods {
+		if !ownedBy(p.OwnerReferences, map[string]bool{j.Name: true}) {
+			continue
+		}
+		for _, c := range p.Status.ContainerStatuses {
+			t := c.State.Terminated
+			if t == nil || strings.TrimSpace(t.Message) == "" {
+				continue
+			}
+			if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) {
+				newest, message = p, strings.TrimSpace(t.Message)
+			}
+		}
+	}
+	if newest == nil {
+		return &Problem{Reason: lifecycle.ReasonOrderCheckFailed, Terminal: true, Message: fmt.Sprintf(
+			"job %s failed: %s: %s; its pods left no termination message", j.Name, failed.Reason, failed.Message)}
+	}
+	return &Problem{Reason: lifecycle.ReasonOrderCheckFailed, Terminal: true,
+		Message: fmt.Sprintf("%s (job %s, pod %s)", message, j.Name, newest.Name)}
 }
 
 func deploymentPending(d *appsv1.Deployment) string {

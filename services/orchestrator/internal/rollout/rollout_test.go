@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
@@ -178,6 +179,105 @@ func TestEvaluateSaysWhyWorkloadsAreNotReady(t *testing.T) {
 			}
 			if reason != tt.reason || terminal != tt.terminal {
 				t.Errorf("problem = %v, want reason %q terminal %v", st.Problem, tt.reason, tt.terminal)
+			}
+		})
+	}
+}
+
+// The order check of a store whose chart runs one, as its manifest lists
+// it beside the other objects.
+var orderCheckObject = Object{KindJob, "store-order-check-1"}
+
+// orderCheckJob is the Job of the order check, failed when failed is set.
+func orderCheckJob(failed bool) *batchv1.Job {
+	j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "store-order-check-1", Labels: map[string]string{
+		"app.kubernetes.io/component": "order-check", "app.kubernetes.io/instance": "store",
+	}}}
+	if failed {
+		j.Status = batchv1.JobStatus{Failed: 2, Conditions: []batchv1.JobCondition{
+			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit"},
+			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit"},
+		}}
+	} else {
+		j.Status = batchv1.JobStatus{Active: 1}
+	}
+	return j
+}
+
+// checkPod is a pod of the order check that exited with message as its
+// termination message, created at minute.
+func checkPod(name string, minute int, message string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, CreationTimestamp: metav1.Date(2026, 11, 29, 10, minute, 0, 0, time.UTC),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "store-order-check-1"}},
+		},
+		Status: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{{
+			Name:  "order-check",
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", Message: message}},
+		}}},
+	}
+}
+
+func TestFailedOrderCheckIsReportedInTheChecksOwnWords(t *testing.T) {
+	const refused = "order check failed at create-cart: POST /store/carts: HTTP 400: Publishable key needs to have a sales channel configured"
+	tests := []struct {
+		name    string
+		want    *Problem
+		pending []string
+		spoil   func(*snapshot)
+	}{
+		{
+			name:    "failed twice: the newest pod's line, naming the step",
+			want:    &Problem{Reason: lifecycle.ReasonOrderCheckFailed, Terminal: true, Message: refused + " (job store-order-check-1, pod store-order-check-1-b)"},
+			pending: []string{"job store-order-check-1 failed"},
+			spoil: func(s *snapshot) {
+				s.jobs = append(s.jobs, orderCheckJob(true))
+				other := checkPod("store-setup-1-x", 3, "not the check's")
+				other.OwnerReferences[0].Name = "store-setup-1"
+				s.pods = append(s.pods,
+					checkPod("store-order-check-1-b", 2, refused+"\n"),
+					checkPod("store-order-check-1-a", 1, "order check failed at health: GET /health: ECONNREFUSED after 600s\n"),
+					other,
+				)
+			},
+		},
+		{
+			name: "failed with no termination message left: the Job's condition",
+			want: &Problem{Reason: lifecycle.ReasonOrderCheckFailed, Terminal: true,
+				Message: "job store-order-check-1 failed: BackoffLimitExceeded: Job has reached the specified backoff limit; its pods left no termination message"},
+			pending: []string{"job store-order-check-1 failed"},
+			spoil:   func(s *snapshot) { s.jobs = append(s.jobs, orderCheckJob(true)) },
+		},
+		{
+			name: "failed after the setup failed: the setup's failure, the cause",
+			want: &Problem{Reason: lifecycle.ReasonSetupJobFailed, Terminal: true,
+				Message: "job store-setup-1 failed: BackoffLimitExceeded: Job has reached the specified backoff limit"},
+			pending: []string{"job store-order-check-1 failed", "job store-setup-1 failed"},
+			spoil: func(s *snapshot) {
+				s.jobs[0].Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit"}}
+				s.jobs = append(s.jobs, orderCheckJob(true))
+				s.pods = append(s.pods, checkPod("store-order-check-1-a", 1, "order check failed at publishable-key: no publishable API key titled \"storeprov\" after 600s"))
+			},
+		},
+		{
+			name:    "still running: nothing but time explains it",
+			pending: []string{"job store-order-check-1: not complete (1 active, 0 failed)"},
+			spoil:   func(s *snapshot) { s.jobs = append(s.jobs, orderCheckJob(false)) },
+		},
+	}
+	// The order check sorts before the setup, as a manifest lists them.
+	objects := append([]Object{orderCheckObject}, storeObjects...)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := readyStore()
+			tt.spoil(&s)
+			st := evaluate(objects, s)
+			if diff := cmp.Diff(tt.pending, st.Pending); diff != "" {
+				t.Errorf("pending (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.want, st.Problem); diff != "" {
+				t.Errorf("problem (-want +got):\n%s", diff)
 			}
 		})
 	}
