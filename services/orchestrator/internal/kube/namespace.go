@@ -80,6 +80,11 @@ type Network struct {
 	// ClusterCIDRs are the cluster's pod and service ranges, also closed to
 	// internet egress when they lie outside the private ranges.
 	ClusterCIDRs []string
+	// OrderCheck lets the pods of a store chart's order check (labelled
+	// app.kubernetes.io/component=order-check) reach the web tier on its
+	// server's port (named http), for the orchestrator's --order-check.
+	// Nothing else changes: the check's pods are of the web tier already.
+	OrderCheck bool
 }
 
 // Guardrails ensures and removes store namespaces.

@@ -3,6 +3,7 @@ package kube_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
@@ -330,6 +333,76 @@ func TestInternetEgressFollowsConfiguration(t *testing.T) {
 	if _, err := cs.NetworkingV1().NetworkPolicies(ns).Get(ctx, kube.PolicyInternetEgress, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("internet egress policy still present after it was disabled: %v", err)
 	}
+}
+
+// TestOrderCheckPoliciesFollowConfiguration turns the order check on for
+// a store, then off: on, the check's pods (and only they) may reach the
+// web tier on its server's port, and the web tier accepts them there;
+// every other policy stays as it was; off, both policies are gone.
+func TestOrderCheckPoliciesFollowConfiguration(t *testing.T) {
+	ctx := context.Background()
+	cs := sandboxtest.Clientset(t)
+	g := newGuardrails(t, cs)
+	id := newStore(t)
+	ns := kube.NamespaceFor(id)
+	if err := g.Ensure(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	before := policySpecs(t, cs, ns)
+
+	g.Network.OrderCheck = true
+	if obs, err := g.Observe(ctx, id); err != nil || !slices.Equal(obs.Missing, []string{"network policy " + kube.PolicyOrderCheckToWeb, "network policy " + kube.PolicyOrderCheckEgress}) {
+		t.Errorf("Observe with the order check on, before Ensure = %v, %v; want both order-check policies missing", obs.Missing, err)
+	}
+	if err := g.Ensure(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	after := policySpecs(t, cs, ns)
+	tcp, httpPort := corev1.ProtocolTCP, intstr.FromString("http")
+	check := metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/component": "order-check"}}
+	web := metav1.LabelSelector{MatchLabels: map[string]string{kube.LabelTier: kube.TierWeb}}
+	port := []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &httpPort}}
+	want := map[string]networkingv1.NetworkPolicySpec{
+		kube.PolicyOrderCheckToWeb: {
+			PodSelector: web,
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &check}}, Ports: port}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		},
+		kube.PolicyOrderCheckEgress: {
+			PodSelector: check,
+			Egress:      []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{PodSelector: &web}}, Ports: port}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+		},
+	}
+	maps.Copy(want, before)
+	if diff := cmp.Diff(want, after); diff != "" {
+		t.Errorf("policies with the order check on (-want +got):\n%s", diff)
+	}
+	if obs, err := g.Observe(ctx, id); err != nil || len(obs.Missing) != 0 {
+		t.Errorf("Observe with the order check on = %v, %v; want nothing missing", obs.Missing, err)
+	}
+
+	g.Network.OrderCheck = false
+	if err := g.Ensure(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, policySpecs(t, cs, ns)); diff != "" {
+		t.Errorf("policies with the order check off again (-want +got):\n%s", diff)
+	}
+}
+
+// policySpecs returns the specs of the network policies in ns by name.
+func policySpecs(t *testing.T, cs kubernetes.Interface, ns string) map[string]networkingv1.NetworkPolicySpec {
+	t.Helper()
+	list, err := cs.NetworkingV1().NetworkPolicies(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]networkingv1.NetworkPolicySpec{}
+	for _, p := range list.Items {
+		out[p.Name] = p.Spec
+	}
+	return out
 }
 
 func TestStoreNamespaceRejectsPrivilegedPods(t *testing.T) {

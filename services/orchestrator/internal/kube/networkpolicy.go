@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	applymetav1 "k8s.io/client-go/applyconfigurations/meta/v1"
 	applynetworkingv1 "k8s.io/client-go/applyconfigurations/networking/v1"
+
+	charts "github.com/storeprov/storeprov/helm"
 )
 
 // Names of the store NetworkPolicies.
@@ -28,6 +30,13 @@ const (
 	dnsPort                   = 53
 	kubeSystemNamespace       = "kube-system"
 	namespaceNameLabelKey     = "kubernetes.io/metadata.name"
+)
+
+// Names of the policies that let the order check's pods reach the web
+// tier's server, when Network.OrderCheck.
+const (
+	PolicyOrderCheckToWeb  = "allow-order-check-to-web"
+	PolicyOrderCheckEgress = "allow-order-check-egress"
 )
 
 // closedRanges are never reachable through internet egress: private
@@ -60,7 +69,9 @@ func (n Network) egressExceptions() []string {
 
 // applyNetworkPolicies converges the store's policies: deny everything,
 // then allow DNS, the ingress controller to the web tier, the web tier to
-// the database tier, and (when configured) the web tier to the internet.
+// the database tier, and (when configured) the web tier to the internet
+// and the order check's pods to the web tier's server. A policy no longer
+// configured is removed.
 func (g *Guardrails) applyNetworkPolicies(ctx context.Context, storeID string) error {
 	ns := NamespaceFor(storeID)
 	web := tierSelector(TierWeb)
@@ -111,6 +122,31 @@ func (g *Guardrails) applyNetworkPolicies(ctx context.Context, storeID string) e
 					applynetworkingv1.IPBlock().WithCIDR(everywhereCIDR).
 						WithExcept(g.Network.egressExceptions()...))))
 	}
+	if g.Network.OrderCheck {
+		// Both directions, on the server's port only: the check's pods
+		// are of the web tier, which default-deny keeps from one another.
+		check := applymetav1.LabelSelector().WithMatchLabels(map[string]string{charts.LabelComponent: charts.ComponentOrderCheck})
+		port := intstr.FromString(charts.WebPortName)
+		policies[PolicyOrderCheckToWeb] = spec().
+			WithPodSelector(web).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress).
+			WithIngress(applynetworkingv1.NetworkPolicyIngressRule().
+				WithFrom(applynetworkingv1.NetworkPolicyPeer().WithPodSelector(check)).
+				WithPorts(applynetworkingv1.NetworkPolicyPort().WithProtocol(tcp).WithPort(port)))
+		policies[PolicyOrderCheckEgress] = spec().
+			WithPodSelector(check).
+			WithPolicyTypes(networkingv1.PolicyTypeEgress).
+			WithEgress(applynetworkingv1.NetworkPolicyEgressRule().
+				WithTo(applynetworkingv1.NetworkPolicyPeer().WithPodSelector(web)).
+				WithPorts(applynetworkingv1.NetworkPolicyPort().WithProtocol(tcp).WithPort(port)))
+	}
+	var unwanted []string
+	if !g.Network.AllowInternetEgress {
+		unwanted = append(unwanted, PolicyInternetEgress)
+	}
+	if !g.Network.OrderCheck {
+		unwanted = append(unwanted, PolicyOrderCheckToWeb, PolicyOrderCheckEgress)
+	}
 	eg, ectx := errgroup.WithContext(ctx)
 	for name, sp := range policies {
 		eg.Go(func() error {
@@ -121,11 +157,11 @@ func (g *Guardrails) applyNetworkPolicies(ctx context.Context, storeID string) e
 			return nil
 		})
 	}
-	if !g.Network.AllowInternetEgress {
+	for _, name := range unwanted {
 		eg.Go(func() error {
-			err := g.Client.NetworkingV1().NetworkPolicies(ns).Delete(ectx, PolicyInternetEgress, metav1.DeleteOptions{})
+			err := g.Client.NetworkingV1().NetworkPolicies(ns).Delete(ectx, name, metav1.DeleteOptions{})
 			if err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("cannot remove network policy %s: %w", PolicyInternetEgress, err)
+				return fmt.Errorf("cannot remove network policy %s: %w", name, err)
 			}
 			return nil
 		})

@@ -98,6 +98,9 @@ func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, 
 	if g.Network.AllowInternetEgress {
 		want = append(want, PolicyInternetEgress)
 	}
+	if g.Network.OrderCheck {
+		want = append(want, PolicyOrderCheckToWeb, PolicyOrderCheckEgress)
+	}
 	for _, name := range want {
 		if !have[name] {
 			obs.Missing = append(obs.Missing, "network policy "+name)
