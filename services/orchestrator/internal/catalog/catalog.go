@@ -58,6 +58,8 @@ type entry struct {
 	source string
 	// policy is what a tenant may set in the chart's values.
 	policy *charts.TenantPolicy
+	// orderCheck: the chart has an order check (charts.HasOrderCheck).
+	orderCheck bool
 }
 
 // Embedded returns the catalog of the store charts embedded in the
@@ -152,7 +154,7 @@ func (c *Catalog) add(files []*loader.BufferedFile, source string) error {
 	if err != nil {
 		return fmt.Errorf("chart %s: %w", source, err)
 	}
-	vs := append(c.versions[name], entry{version: v, files: files, source: source, policy: policy})
+	vs := append(c.versions[name], entry{version: v, files: files, source: source, policy: policy, orderCheck: charts.HasOrderCheck(ch)})
 	slices.SortStableFunc(vs, func(a, b entry) int {
 		return cmp.Or(a.version.Compare(b.version), strings.Compare(a.version.Original(), b.version.Original()))
 	})
@@ -198,6 +200,18 @@ func (c *Catalog) TenantPolicy(name, version string) (*charts.TenantPolicy, erro
 		return nil, err
 	}
 	return e.policy, nil
+}
+
+// HasOrderCheck reports whether chart name at version (empty: the
+// newest) has an order check that orderCheck.enabled turns on (see
+// charts.HasOrderCheck); a version without one refuses that value. Its
+// errors are Resolve's.
+func (c *Catalog) HasOrderCheck(name, version string) (bool, error) {
+	e, err := c.find(name, version)
+	if err != nil {
+		return false, err
+	}
+	return e.orderCheck, nil
 }
 
 // Newest returns the version of chart name that a store asking for no

@@ -242,3 +242,15 @@ func TestEachVersionHasTheTenantPolicyOfItsChart(t *testing.T) {
 		t.Errorf("TenantPolicy(9.9.9) = %v, want ErrVersionUnavailable", err)
 	}
 }
+
+func TestHasOrderCheckSaysWhichChartsRunOne(t *testing.T) {
+	c := catalog.Embedded()
+	for name, want := range map[string]bool{charts.Medusa: true, charts.WordPress: false} {
+		if got, err := c.HasOrderCheck(name, ""); err != nil || got != want {
+			t.Errorf("HasOrderCheck(%s) = %v, %v; want %v", name, got, err, want)
+		}
+	}
+	if _, err := c.HasOrderCheck(charts.Medusa, "9.9.9"); !errors.Is(err, catalog.ErrVersionUnavailable) {
+		t.Errorf("HasOrderCheck(9.9.9) = %v, want ErrVersionUnavailable", err)
+	}
+}
