@@ -280,3 +280,34 @@ func TestUnlockRepairsAReleaseLeftPendingUpgrade(t *testing.T) {
 		t.Errorf("upgrade after Unlock = revision %d %s, want 3 deployed", rel.Revision, rel.Status)
 	}
 }
+
+// The order check is the platform's: StoreValues.OrderCheck decides it
+// over the installation's values, and leaves them as they are when nil
+// (a chart without an order check).
+func TestValuesSetTheOrderCheckLast(t *testing.T) {
+	base := map[string]any{"orderCheck": map[string]any{"enabled": true, "backoffLimit": 0}}
+	off, on := false, true
+	tests := []struct {
+		name  string
+		check *bool
+		want  any
+	}{
+		{name: "off over the installation's on", check: &off, want: map[string]any{"enabled": false, "backoffLimit": float64(0)}},
+		{name: "on", check: &on, want: map[string]any{"enabled": true, "backoffLimit": float64(0)}},
+		{name: "left to the installation", check: nil, want: map[string]any{"enabled": true, "backoffLimit": float64(0)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := helmaction.Values(base, nil, nil, helmaction.StoreValues{StoreID: "s1", BaseDomain: "shops.test", OrderCheck: tt.check})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got["orderCheck"]); diff != "" {
+				t.Errorf("orderCheck (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if base["orderCheck"].(map[string]any)["enabled"] != true {
+		t.Error("Values wrote into its base map")
+	}
+}

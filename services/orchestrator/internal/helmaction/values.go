@@ -14,6 +14,11 @@ type StoreValues struct {
 	BaseDomain string
 	// Title is the store's display name.
 	Title string
+	// OrderCheck, when not nil, sets orderCheck.enabled: whether this
+	// install or upgrade runs the chart's order check. Leave it nil for a
+	// chart that has none (catalog.Catalog.HasOrderCheck), whose schema
+	// refuses the value.
+	OrderCheck *bool
 }
 
 // Values builds a store's release values: base (the installation's
@@ -37,6 +42,9 @@ func Values(base map[string]any, overrides map[string]string, policy *charts.Ten
 	vals["baseDomain"] = store.BaseDomain
 	if store.Title != "" {
 		vals["title"] = store.Title
+	}
+	if store.OrderCheck != nil {
+		merge(vals, map[string]any{"orderCheck": map[string]any{"enabled": *store.OrderCheck}})
 	}
 	return vals, nil
 }
