@@ -50,6 +50,10 @@ type Options struct {
 	// become ready, which runs after the deadline; give it to
 	// ReleaseStep.
 	RollbackTimeout time.Duration
+	// OrderCheck says which installs and upgrades run the store chart's
+	// order check; give it to ReleaseStep, and let the check through the
+	// namespaces' NetworkPolicies (kube.Network.OrderCheck) when Enabled.
+	OrderCheck OrderCheck
 }
 
 // BindFlags registers the options' flags on fs and sets their defaults.
@@ -58,6 +62,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ProvisionTimeout, "provision-timeout", 10*time.Minute, "a store not READY this long after its command was issued is FAILED with reason Timeout")
 	fs.DurationVar(&o.DeleteTimeout, "delete-timeout", DefaultDeleteTimeout, "how long one delete attempt waits for a store's namespace to be gone before retrying")
 	fs.DurationVar(&o.RollbackTimeout, "rollback-timeout", DefaultRollbackTimeout, "how long the rollback of an upgrade that did not become ready may take, after the provisioning deadline")
+	o.OrderCheck = OrderCheckNever
+	fs.Var(&o.OrderCheck, "order-check", "which installs and upgrades run the store chart's order check, a Job that places a storefront order and cancels it (Medusa; WooCommerce has none yet): "+
+		"never, install (a store's first install, until it is READY once) or always (every install and upgrade, a resync's repair included). "+
+		"A failed check fails a new store with reason OrderCheckFailed naming the step and rolls an upgrade back; the store network policies let the check reach the store's server. "+
+		"The sandbox runs with it off: kwok runs no container")
 }
 
 // Reconciler converges stores. Its fields must not change once it runs.
@@ -86,6 +95,9 @@ func New(steps []Step, reporter Reporter, opts Options) *Reconciler {
 	}
 	if opts.RollbackTimeout <= 0 {
 		opts.RollbackTimeout = defaults.RollbackTimeout
+	}
+	if opts.OrderCheck == "" {
+		opts.OrderCheck = defaults.OrderCheck
 	}
 	return &Reconciler{Steps: steps, Reporter: reporter, Options: opts}
 }

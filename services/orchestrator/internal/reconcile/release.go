@@ -80,6 +80,10 @@ type ReleaseStep struct {
 	// release, which run after the provisioning deadline. Zero means
 	// DefaultRollbackTimeout.
 	RollbackTimeout time.Duration
+	// OrderCheck says which installs and upgrades run the chart's order
+	// check; zero means OrderCheckNever. The guardrails must let the check
+	// reach the store's server (kube.Network.OrderCheck).
+	OrderCheck OrderCheck
 	// Log may be nil.
 	Log *slog.Logger
 }
@@ -290,8 +294,10 @@ func (s *ReleaseStep) annotate(ctx context.Context, ns, key, value string) error
 // is a terminal *Error: ValuesRefused when that chart version's tenant
 // policy refuses the command's values, naming the key; InvalidSpec
 // otherwise, listing the versions the catalog holds when it does not hold
-// the one asked for.
-func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand, history []helmaction.Release) (helmaction.Spec, error) {
+// the one asked for. On a chart version that has an order check, it sets
+// orderCheck.enabled as OrderCheck asks for an install or upgrade of the
+// store, which was READY once when readyRevision is not zero.
+func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand, history []helmaction.Release, readyRevision int) (helmaction.Spec, error) {
 	invalid := func(err error) error { return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: err} }
 	var chartName string
 	switch e := cmd.GetSpec().GetEngine(); e {
@@ -316,9 +322,16 @@ func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand, history []helmaction.
 	if err != nil {
 		return helmaction.Spec{}, invalid(err)
 	}
-	values, err := helmaction.Values(s.Values, cmd.GetSpec().GetValues(), policy, helmaction.StoreValues{
-		StoreID: cmd.GetStoreId(), BaseDomain: s.BaseDomain, Title: cmd.GetSpec().GetDisplayName(),
-	})
+	store := helmaction.StoreValues{StoreID: cmd.GetStoreId(), BaseDomain: s.BaseDomain, Title: cmd.GetSpec().GetDisplayName()}
+	hasCheck, err := s.Helm.Charts().HasOrderCheck(chartName, version)
+	if err != nil {
+		return helmaction.Spec{}, invalid(err)
+	}
+	if hasCheck {
+		run := s.OrderCheck.runs(readyRevision > 0)
+		store.OrderCheck = &run
+	}
+	values, err := helmaction.Values(s.Values, cmd.GetSpec().GetValues(), policy, store)
 	var refused *charts.RefusedError
 	switch {
 	case errors.As(err, &refused):

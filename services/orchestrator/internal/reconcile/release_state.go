@@ -80,14 +80,16 @@ func determineRelease(history []helmaction.Release, spec helmaction.Spec, kept *
 }
 
 // differs says how a deployed revision differs from the spec (whose chart
-// version is resolved), or "".
+// version is resolved), or "". orderCheck.enabled is not compared: it
+// says whether an install or upgrade runs the order check, not what the
+// store runs, so that changing --order-check upgrades no store.
 func differs(rel helmaction.Release, spec helmaction.Spec) string {
 	if rel.Chart != spec.Chart || rel.ChartVersion != spec.ChartVersion {
 		return fmt.Sprintf("revision %d runs chart %s %s, want %s %s", rel.Revision, rel.Chart, rel.ChartVersion, spec.Chart, spec.ChartVersion)
 	}
 	have, err1 := helmaction.Normalize(rel.Values)
 	desired, err2 := helmaction.Normalize(spec.Values)
-	if err1 != nil || err2 != nil || !reflect.DeepEqual(have, desired) {
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(withoutOrderCheck(have), withoutOrderCheck(desired)) {
 		return fmt.Sprintf("revision %d has other values than generation's", rel.Revision)
 	}
 	return ""
@@ -129,7 +131,7 @@ func (s *ReleaseStep) observe(ctx context.Context, cmd *eventsv1.ProvisionComman
 	if cmd.GetAction() != eventsv1.Action_ACTION_PROVISION {
 		return o, nil
 	}
-	if o.spec, o.specErr = s.spec(cmd, o.history); o.specErr == nil {
+	if o.spec, o.specErr = s.spec(cmd, o.history, o.readyRevision); o.specErr == nil {
 		o.state = determineRelease(o.history, o.spec, o.kept, cmd.GetGeneration())
 	}
 	return o, nil
