@@ -190,6 +190,7 @@ func Run(ctx context.Context, opts Options) error {
 			IngressNamespaceLabels: opts.IngressNamespaceLabels,
 			AllowInternetEgress:    opts.AllowInternetEgress,
 			ClusterCIDRs:           opts.ClusterCIDRs,
+			OrderCheck:             opts.Reconcile.OrderCheck.Enabled(),
 		},
 	}
 	helm, err := helmaction.New(restConfig, helmaction.Options{MaxHistory: opts.HelmMaxHistory, Charts: storeCharts, Log: log})
@@ -199,7 +200,7 @@ func Run(ctx context.Context, opts Options) error {
 	steps := []reconcile.Step{
 		reconcile.GuardrailsStep{Guardrails: guardrails, DeleteTimeout: opts.Reconcile.DeleteTimeout},
 		&reconcile.ReleaseStep{Helm: helm, Client: clientset, BaseDomain: opts.Reconcile.BaseDomain, Values: storeValues,
-			RollbackTimeout: opts.Reconcile.RollbackTimeout, Log: log},
+			RollbackTimeout: opts.Reconcile.RollbackTimeout, OrderCheck: opts.Reconcile.OrderCheck, Log: log},
 	}
 	reconciler := reconcile.New(steps, &events.Publisher{JS: natsBus.JS, Topology: topology}, opts.Reconcile)
 	metrics := worker.NewMetrics(svc.Registry)
@@ -209,7 +210,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	log.Info("orchestrator started", "worker", opts.Worker.ID, "nats", opts.NATSURL, "prefix", topology.Prefix,
-		"plan", opts.Plan, "baseDomain", opts.Reconcile.BaseDomain,
+		"plan", opts.Plan, "baseDomain", opts.Reconcile.BaseDomain, "orderCheck", opts.Reconcile.OrderCheck.String(),
 		"charts", fmt.Sprintf("%s %v, %s %v", charts.WordPress, storeCharts.Versions(charts.WordPress), charts.Medusa, storeCharts.Versions(charts.Medusa)))
 	if opts.OnReady != nil {
 		opts.OnReady(Addrs{Metrics: metricsAddr})

@@ -42,6 +42,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/app"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
 )
 
 // TestPlatformRBACSufficesToProvisionAndDelete runs the orchestrator with
@@ -183,6 +184,9 @@ func TestPlatformChartPassesFlagsTheOrchestratorKnows(t *testing.T) {
 			domain, _ := vals["domain"].(string)
 			if opts.Reconcile.BaseDomain != domain {
 				t.Errorf("--base-domain = %q, want the domain %q", opts.Reconcile.BaseDomain, domain)
+			}
+			if opts.Reconcile.OrderCheck != reconcile.OrderCheckNever {
+				t.Errorf("--order-check = %q, want never, the chart's default", opts.Reconcile.OrderCheck)
 			}
 		})
 	}
