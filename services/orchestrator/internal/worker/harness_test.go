@@ -93,6 +93,7 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 	g := &kube.Guardrails{Client: cs, Plan: pl, Network: kube.Network{
 		IngressNamespaceLabels: map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"},
 		AllowInternetEgress:    true,
+		OrderCheck:             s.reconcile.OrderCheck.Enabled(),
 	}}
 	// The worker connects as the orchestrator does, with its permissions.
 	_, js := env.ConnectAs(t, bus.RoleOrchestrator)
@@ -104,7 +105,7 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 			t.Fatal(err)
 		}
 		r.Steps = append(r.Steps, &reconcile.ReleaseStep{Helm: helm, Client: cs, BaseDomain: r.Options.BaseDomain,
-			RollbackTimeout: r.Options.RollbackTimeout, Log: log})
+			RollbackTimeout: r.Options.RollbackTimeout, OrderCheck: r.Options.OrderCheck, Log: log})
 	}
 	leases, err := lease.Open(context.Background(), js, env.Topology)
 	if err != nil {
