@@ -43,7 +43,7 @@ import (
 // Names of the embedded charts, which are also their directories in FS.
 const (
 	// WordPress is a WooCommerce store: MariaDB, WordPress and a wp-cli
-	// setup Job named <prefix>-setup-<revision>.
+	// setup Job named <prefix>-setup-<revision>. It has no order check yet.
 	WordPress = "wordpress-store"
 	// Medusa is a Medusa store: PostgreSQL, Redis, the Medusa server and the
 	// Jobs <prefix>-migrate-<revision> and <prefix>-setup-<revision> (the
