@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -82,20 +81,9 @@ of the whole table with every hash recomputed is then detected too.`,
 }
 
 func (o *options) printAudit(entries []*auditv1.AuditEntry) error {
-	if o.output == "json" {
-		for _, e := range entries {
-			if err := o.printJSON(e); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	w := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TIME\tACTION\tACTOR\tSTORE\tDETAIL")
-	for _, e := range entries {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.GetTime().AsTime().Local().Format(time.DateTime), e.GetAction(), e.GetActor(), e.GetStoreId(), e.GetDetail())
-	}
-	return w.Flush()
+	return printList(o, entries, "TIME\tACTION\tACTOR\tSTORE\tDETAIL", func(e *auditv1.AuditEntry) []string {
+		return []string{e.GetTime().AsTime().Local().Format(time.DateTime), e.GetAction(), e.GetActor(), e.GetStoreId(), e.GetDetail()}
+	})
 }
 
 func (o *options) printVerify(resp *auditv1.VerifyAuditEntriesResponse) error {

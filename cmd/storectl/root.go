@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -96,6 +97,25 @@ func (o *options) resolveToken() (string, error) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	return "", errors.New("no API token: pass --token, set STOREPROV_TOKEN, or run make dev, which writes .cache/dev/token")
+}
+
+// printList prints items as JSON lines with -o json, else as a table
+// under header (tab-separated titles), one row of cells per item.
+func printList[T proto.Message](o *options, items []T, header string, row func(T) []string) error {
+	if o.output == "json" {
+		for _, it := range items {
+			if err := o.printJSON(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	for _, it := range items {
+		fmt.Fprintln(w, strings.Join(row(it), "\t"))
+	}
+	return w.Flush()
 }
 
 func (o *options) printJSON(m proto.Message) error {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -179,23 +178,12 @@ func (o *options) printStores(err error, stores ...*storev1.Store) error {
 	if err != nil {
 		return describe(err)
 	}
-	if o.output == "json" {
-		for _, st := range stores {
-			if err := o.printJSON(st); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	w := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tENGINE\tPHASE\tCHART\tOWNER\tURL\tAGE\tREASON")
-	for _, st := range stores {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.GetId(), st.GetDisplayName(),
+	return printList(o, stores, "ID\tNAME\tENGINE\tPHASE\tCHART\tOWNER\tURL\tAGE\tREASON", func(st *storev1.Store) []string {
+		return []string{st.GetId(), st.GetDisplayName(),
 			strings.ToLower(strings.TrimPrefix(st.GetEngine().String(), "ENGINE_")),
 			strings.TrimPrefix(st.GetPhase().String(), "PHASE_"), st.GetChartVersion(), st.GetOwner(), st.GetUrl(),
-			time.Since(st.GetCreateTime().AsTime()).Round(time.Second), st.GetFailureReason())
-	}
-	return w.Flush()
+			time.Since(st.GetCreateTime().AsTime()).Round(time.Second).String(), st.GetFailureReason()}
+	})
 }
 
 func parseEngine(s string) (storev1.Engine, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -119,24 +118,13 @@ func (o *options) printNewToken(resp *storev1.CreateTokenResponse) error {
 }
 
 func (o *options) printTokens(tokens []*storev1.Token) error {
-	if o.output == "json" {
-		for _, t := range tokens {
-			if err := o.printJSON(t); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	w := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tUSER\tKIND\tDESCRIPTION\tCREATED\tEXPIRES\tLAST USED")
-	for _, t := range tokens {
+	return printList(o, tokens, "ID\tUSER\tKIND\tDESCRIPTION\tCREATED\tEXPIRES\tLAST USED", func(t *storev1.Token) []string {
 		lastUsed := "never"
 		if t.GetLastUseTime() != nil {
 			lastUsed = t.GetLastUseTime().AsTime().Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.GetId(), t.GetUser(),
+		return []string{t.GetId(), t.GetUser(),
 			strings.ToLower(strings.TrimPrefix(t.GetKind().String(), "TOKEN_KIND_")), t.GetDescription(),
-			t.GetCreateTime().AsTime().Local().Format(time.DateTime), t.GetExpireTime().AsTime().Local().Format(time.DateTime), lastUsed)
-	}
-	return w.Flush()
+			t.GetCreateTime().AsTime().Local().Format(time.DateTime), t.GetExpireTime().AsTime().Local().Format(time.DateTime), lastUsed}
+	})
 }
