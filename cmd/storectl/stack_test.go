@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/storeprov/storeprov/deploy/devstack"
+	"github.com/storeprov/storeprov/deploy/devstack/devstacktest"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 )
 
@@ -26,8 +26,8 @@ var (
 	stackOnce sync.Once
 	stack     *devstack.Stack
 	stackErr  error
-	stackLogs syncBuffer
-	stackDirs []string
+	stackLogs devstack.Logs
+	stackData string
 )
 
 func TestMain(m *testing.M) {
@@ -38,9 +38,10 @@ func TestMain(m *testing.M) {
 	if code != 0 && stackLogs.String() != "" {
 		fmt.Fprintf(os.Stderr, "service logs:\n%s", stackLogs.String())
 	}
-	for _, dir := range stackDirs {
-		os.RemoveAll(dir)
+	if stackData != "" {
+		os.RemoveAll(stackData)
 	}
+	devstacktest.RemoveBinaries()
 	os.Exit(code)
 }
 
@@ -58,24 +59,19 @@ func startStack(t *testing.T) *devstack.Stack {
 }
 
 func newStack(ctx context.Context) (*devstack.Stack, error) {
-	root, err := filepath.Abs("../..")
+	root, err := devstacktest.Root()
 	if err != nil {
 		return nil, err
 	}
-	binDir, err := os.MkdirTemp("", "storectl-test-bin")
+	binDir, err := devstacktest.Binaries("api", "audit", "gateway")
 	if err != nil {
 		return nil, err
 	}
-	dataDir, err := os.MkdirTemp("", "storectl-test-data")
-	if err != nil {
-		return nil, err
-	}
-	stackDirs = append(stackDirs, binDir, dataDir)
-	if err := devstack.Build(ctx, root, binDir, "api", "audit", "gateway"); err != nil {
+	if stackData, err = os.MkdirTemp("", "storectl-test-data"); err != nil {
 		return nil, err
 	}
 	return devstack.Start(ctx, devstack.Config{
-		Root: root, DataDir: dataDir, BinDir: binDir, NATSPort: -1,
+		Root: root, DataDir: stackData, BinDir: binDir, NATSPort: -1,
 		BusPrefix: "storectl", WithoutOrchestrators: true, Logs: &stackLogs,
 	})
 }
@@ -143,21 +139,4 @@ func newUser(t *testing.T, base string) (name, token string) {
 		t.Fatalf("token create --user %s printed %v, want one token", name, resp)
 	}
 	return name, resp[0].GetToken()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,12 +1,10 @@
 package devstack
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
@@ -33,7 +31,7 @@ func TestTokenFileFollowsTheDatabase(t *testing.T) {
 	pg := databasetest.Postgres(t, pgServer)
 	run := func(apiDB string) string {
 		t.Helper()
-		var logs syncBuffer
+		var logs Logs
 		s, err := Start(context.Background(), Config{
 			Root: root, DataDir: dataDir, BinDir: binDir, Kubeconfig: filepath.Join(sandbox, "kubeconfig"),
 			NATSPort: -1, APIDatabaseURL: apiDB, BusPrefix: "devtoken", Orchestrators: 1, Logs: &logs,
@@ -59,21 +57,4 @@ func TestTokenFileFollowsTheDatabase(t *testing.T) {
 	if again := run(""); again != sqlite {
 		t.Errorf("the second SQLite run has token %q; want the first one's", again)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

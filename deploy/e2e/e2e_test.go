@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,16 +22,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/storeprov/storeprov/deploy/devstack"
+	"github.com/storeprov/storeprov/deploy/devstack/devstacktest"
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+func TestMain(m *testing.M) {
+	code := m.Run()
+	devstacktest.RemoveBinaries()
+	os.Exit(code)
+}
 
 // stackConfig is the platform of one test: SQLite with the embedded NATS
 // server, or PostgreSQL with the external NATS server when both are set.
@@ -61,37 +61,12 @@ func configs(t *testing.T) []stackConfig {
 
 func startStack(t *testing.T, c stackConfig) *devstack.Stack {
 	t.Helper()
-	kubeconfig := sandboxtest.KubeconfigPath(t)
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "storeprov-e2e-bin")
-		if buildErr == nil {
-			buildErr = devstack.Build(context.Background(), root, binDir)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	logs := &syncBuffer{}
-	s, err := devstack.Start(context.Background(), devstack.Config{
-		Root: root, DataDir: t.TempDir(), BinDir: binDir, Kubeconfig: kubeconfig,
+	return devstacktest.Start(t, devstack.Config{
+		DataDir: t.TempDir(), Kubeconfig: sandboxtest.KubeconfigPath(t),
 		NATSURL: c.natsURL, NATSPort: -1, APIDatabaseURL: c.apiDB, AuditDatabaseURL: c.auditDB,
-		BusPrefix: "e2e" + sandboxtest.RandomSuffix(), Orchestrators: 2, Logs: logs, SignIn: c.signIn,
+		BusPrefix: "e2e" + sandboxtest.RandomSuffix(), Orchestrators: 2, SignIn: c.signIn,
 		OrchestratorArgs: c.orchestratorArgs,
 	})
-	if err != nil {
-		t.Fatalf("stack: %v\n%s", err, logs.String())
-	}
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("service logs:\n%s", logs.String())
-		}
-	})
-	return s
 }
 
 func TestStoreLifecycleThroughREST(t *testing.T) {
@@ -461,21 +436,4 @@ func (w *watcher) phasesOf(id, last string) []string {
 func (w *watcher) stop() {
 	w.cancel()
 	<-w.done
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/storeprov/storeprov/deploy/devstack"
+	"github.com/storeprov/storeprov/deploy/devstack/devstacktest"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
@@ -104,7 +105,7 @@ type faultRun struct {
 	form     faultForm
 	scenario string
 	stack    *devstack.Stack
-	logs     *syncBuffer
+	logs     *devstack.Logs
 	// client is the scenario's user; admin reads the audit log.
 	client, admin *faultClient
 
@@ -485,7 +486,7 @@ const burstSpacing = 150 * time.Millisecond
 // its fault, and checks the invariants.
 func runFaultScenario(t *testing.T, form faultForm, base stackConfig, kubeconfig string, sc faultScenario) *faultRun {
 	r := &faultRun{
-		t: t, form: form, scenario: sc.name, logs: &syncBuffer{},
+		t: t, form: form, scenario: sc.name, logs: &devstack.Logs{},
 		stores: map[string]store{}, created: map[string]bool{}, upgraded: map[string]bool{}, deleted: map[string]bool{},
 		rollback: map[string]bool{}, outcomes: map[string][]string{}, phaseTook: map[string]time.Duration{},
 	}
@@ -526,33 +527,16 @@ func runFaultScenario(t *testing.T, form faultForm, base stackConfig, kubeconfig
 	return r
 }
 
-// startFaultStack starts a stack as startStack does, on c's kubeconfig.
-func startFaultStack(t *testing.T, c stackConfig, logs *syncBuffer) *devstack.Stack {
+// startFaultStack starts a stack as startStack does, on c's kubeconfig,
+// with its logs in logs.
+func startFaultStack(t *testing.T, c stackConfig, logs *devstack.Logs) *devstack.Stack {
 	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "storeprov-e2e-bin")
-		if buildErr == nil {
-			buildErr = devstack.Build(context.Background(), root, binDir)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	s, err := devstack.Start(context.Background(), devstack.Config{
-		Root: root, DataDir: t.TempDir(), BinDir: binDir, Kubeconfig: c.kubeconfig,
+	return devstacktest.Start(t, devstack.Config{
+		DataDir: t.TempDir(), Kubeconfig: c.kubeconfig,
 		NATSURL: c.natsURL, NATSPort: -1, APIDatabaseURL: c.apiDB, AuditDatabaseURL: c.auditDB,
 		BusPrefix: "faults" + sandboxtest.RandomSuffix(), Orchestrators: 2, Logs: logs,
 		OrchestratorArgs: c.orchestratorArgs,
 	})
-	if err != nil {
-		t.Fatalf("stack: %v\n%s", err, logs.String())
-	}
-	t.Cleanup(s.Stop)
-	return s
 }
 
 // work creates form.stores stores, upgrades them and deletes them, each

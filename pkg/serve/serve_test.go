@@ -19,6 +19,7 @@ import (
 
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
+	"github.com/storeprov/storeprov/pkg/serve/servetest"
 	"github.com/storeprov/storeprov/pkg/tracing"
 )
 
@@ -71,33 +72,6 @@ func (r *runningService) stop(t *testing.T, within time.Duration) (error, time.D
 	}
 }
 
-// waitFor polls get until it answers want, failing after 10 s.
-func waitFor(t *testing.T, url string, want int) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body := get(t, url)
-		if code == want {
-			return body
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s = %d %q, want %d", url, code, body, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestAdminServesMetricsLivenessAndReadiness(t *testing.T) {
 	s := newService(t, time.Second, time.Second)
 	handled := prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_test_handled_total", Help: "Test."})
@@ -114,19 +88,19 @@ func TestAdminServesMetricsLivenessAndReadiness(t *testing.T) {
 
 	r := start(s, Loop("loop", func(ctx context.Context) { <-ctx.Done() }))
 	// Before Run runs, or while it starts: alive, not ready.
-	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+	if code, _ := servetest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz while starting = %d, want 200", code)
 	}
-	if body := waitFor(t, base+"/readyz", http.StatusOK); body != "database: ok\n" {
+	if body := servetest.WaitFor(t, base+"/readyz", http.StatusOK, 10*time.Second); body != "database: ok\n" {
 		t.Errorf("/readyz = %q, want the database check's line", body)
 	}
-	code, metrics := get(t, base+"/metrics")
+	code, metrics := servetest.Get(t, base+"/metrics")
 	for _, want := range []string{"storeprov_test_handled_total 3", "go_goroutines", "process_cpu_seconds_total"} {
 		if code != http.StatusOK || !strings.Contains(metrics, want) {
 			t.Errorf("/metrics = %d, lacks %q", code, want)
 		}
 	}
-	if code, _ := get(t, base+"/v1/stores"); code != http.StatusNotFound {
+	if code, _ := servetest.Get(t, base+"/v1/stores"); code != http.StatusNotFound {
 		t.Errorf("/v1/stores on the admin port = %d, want 404", code)
 	}
 	if err, _ := r.stop(t, 5*time.Second); err != nil {
@@ -154,18 +128,18 @@ func TestReadyzReflectsAFailingCheck(t *testing.T) {
 	}
 	base := "http://" + addr
 	r := start(s, Loop("loop", func(ctx context.Context) { <-ctx.Done() }))
-	waitFor(t, base+"/readyz", http.StatusOK)
+	servetest.WaitFor(t, base+"/readyz", http.StatusOK, 10*time.Second)
 
 	down.Store(true)
-	code, body := get(t, base+"/readyz")
+	code, body := servetest.Get(t, base+"/readyz")
 	if diff := cmp.Diff("nats: ok\ndatabase: connection refused\n", body); code != http.StatusServiceUnavailable || diff != "" {
 		t.Errorf("/readyz with the database down = %d, want 503; body (-want +got):\n%s", code, diff)
 	}
-	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+	if code, _ := servetest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz with the database down = %d, want 200: a dependency down is no reason to restart", code)
 	}
 	down.Store(false)
-	if code, body := get(t, base+"/readyz"); code != http.StatusOK {
+	if code, body := servetest.Get(t, base+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz with the database back = %d %q, want 200", code, body)
 	}
 	if err, _ := r.stop(t, 5*time.Second); err != nil {
@@ -186,14 +160,14 @@ func TestReadyzIs503WhileStoppingAndHealthzStays200(t *testing.T) {
 		<-release // work in progress finishing
 		return nil
 	}})
-	if body := waitFor(t, base+"/readyz", http.StatusOK); body != "ok\n" {
+	if body := servetest.WaitFor(t, base+"/readyz", http.StatusOK, 10*time.Second); body != "ok\n" {
 		t.Errorf("/readyz without checks = %q, want ok", body)
 	}
 	r.cancel()
-	if body := waitFor(t, base+"/readyz", http.StatusServiceUnavailable); body != "stopping\n" {
+	if body := servetest.WaitFor(t, base+"/readyz", http.StatusServiceUnavailable, 10*time.Second); body != "stopping\n" {
 		t.Errorf("/readyz while stopping = %q, want stopping", body)
 	}
-	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+	if code, _ := servetest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz while stopping = %d, want 200", code)
 	}
 	close(release)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -31,6 +30,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/serve/servetest"
 	"github.com/storeprov/storeprov/services/api/internal/app"
 )
 
@@ -324,10 +324,10 @@ func TestRequestAcceptedWhileNATSIsDownIsQueuedWhenItReturns(t *testing.T) {
 			t.Fatalf("CreateStore while NATS is down: %v", err)
 		}
 		// Ready all the same: it takes requests, which wait in the outbox.
-		if code, body := httpGet(t, "http://"+e.metricsAddr+"/readyz"); code != http.StatusOK || body != "database: ok\n" {
+		if code, body := servetest.Get(t, "http://"+e.metricsAddr+"/readyz"); code != http.StatusOK || body != "database: ok\n" {
 			t.Errorf("/readyz while NATS is down = %d %q, want 200 with the database check only", code, body)
 		}
-		if code, body := httpGet(t, "http://"+e.metricsAddr+"/metrics"); code != http.StatusOK ||
+		if code, body := servetest.Get(t, "http://"+e.metricsAddr+"/metrics"); code != http.StatusOK ||
 			!strings.Contains(body, `storeprov_grpc_handled_total{code="OK",method="/storeprov.store.v1.StoreService/CreateStore",service="api"} 1`) {
 			t.Errorf("/metrics = %d, lacks the CreateStore call:\n%s", code, body)
 		}
@@ -641,15 +641,4 @@ func TestCreateWithARequestIDIsIdempotent(t *testing.T) {
 			t.Errorf("stores after the retries = %d (%v), want 2", len(list.GetStores()), err)
 		}
 	})
-}
-
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }

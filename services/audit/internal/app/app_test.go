@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +31,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/serve"
+	"github.com/storeprov/storeprov/pkg/serve/servetest"
 	"github.com/storeprov/storeprov/services/audit/internal/app"
 	"github.com/storeprov/storeprov/services/audit/internal/store"
 )
@@ -103,17 +103,6 @@ func start(t *testing.T, opts app.Options) app.Addrs {
 	return addrs
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
 func TestServiceRecordsPublishedEventsAndServesThem(t *testing.T) {
 	databasetest.Each(t, func(t *testing.T, url string) {
 		env := bustest.Embedded(t)
@@ -167,35 +156,17 @@ func TestServiceRecordsPublishedEventsAndServesThem(t *testing.T) {
 			t.Errorf("health = %v, %v; want SERVING", health, err)
 		}
 
-		if code, body := get(t, "http://"+addrs.Metrics+"/healthz"); code != http.StatusOK {
+		if code, body := servetest.Get(t, "http://"+addrs.Metrics+"/healthz"); code != http.StatusOK {
 			t.Errorf("/healthz = %d %q, want 200", code, body)
 		}
-		if code, body := get(t, "http://"+addrs.Metrics+"/readyz"); code != http.StatusOK || body != "database: ok\n" {
+		if code, body := servetest.Get(t, "http://"+addrs.Metrics+"/readyz"); code != http.StatusOK || body != "database: ok\n" {
 			t.Errorf("/readyz = %d %q, want 200 with the database check", code, body)
 		}
-		deadline = time.Now().Add(10 * time.Second)
-		for {
-			// Both events are recorded once alice's is; theirs may trail.
-			_, metrics := get(t, "http://"+addrs.Metrics+"/metrics")
-			want := []string{
-				`storeprov_audit_events_total{outcome="recorded"} 2`,
-				`storeprov_grpc_handled_total{code="Unauthenticated",method="/storeprov.audit.v1.AuditService/ListAuditEntries",service="audit"} 1`,
-			}
-			missing := ""
-			for _, w := range want {
-				if !strings.Contains(metrics, w) {
-					missing = w
-				}
-			}
-			if missing == "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("/metrics lacks %s", missing)
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		// Both events are recorded once alice's is; theirs may trail.
+		servetest.WaitForMetrics(t, "http://"+addrs.Metrics+"/metrics",
+			`storeprov_audit_events_total{outcome="recorded"} 2`,
+			`storeprov_grpc_handled_total{code="Unauthenticated",method="/storeprov.audit.v1.AuditService/ListAuditEntries",service="audit"} 1`,
+		)
 	})
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/serve/servetest"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/app"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/lease"
@@ -62,37 +63,20 @@ func TestRunServesMetricsHealthAndStopsOnCancel(t *testing.T) {
 		publishProvision(t, env, id)
 		statuses.wait(t, func(s map[string]storev1.Phase) bool { return s[id] == storev1.Phase_PHASE_READY }, 30*time.Second)
 
-		if body := get(t, "http://"+metricsAddr+"/healthz"); !strings.Contains(body, "ok") {
-			t.Errorf("/healthz = %q, want ok", body)
+		if code, body := servetest.Get(t, "http://"+metricsAddr+"/healthz"); code != http.StatusOK || !strings.Contains(body, "ok") {
+			t.Errorf("/healthz = %d %q, want 200 ok", code, body)
 		}
-		if body := get(t, "http://"+metricsAddr+"/readyz"); body != "nats: ok\n" {
-			t.Errorf("/readyz = %q, want the NATS check ok", body)
+		if code, body := servetest.Get(t, "http://"+metricsAddr+"/readyz"); code != http.StatusOK || body != "nats: ok\n" {
+			t.Errorf("/readyz = %d %q, want 200 with the NATS check ok", code, body)
 		}
 		// The worker counts the command once it acked it, after the READY
 		// status went out.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			body := get(t, "http://"+metricsAddr+"/metrics")
-			missing := ""
-			for _, want := range []string{
-				`storeprov_orchestrator_reconciles_total{action="provision",result="done"}`,
-				`storeprov_orchestrator_reconcile_duration_seconds_bucket{action="provision"`,
-				`storeprov_orchestrator_commands_in_flight`,
-				`storeprov_orchestrator_lease_conflicts_total`,
-			} {
-				if !strings.Contains(body, want) {
-					missing = want
-				}
-			}
-			if missing == "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("/metrics lacks %s", missing)
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		servetest.WaitForMetrics(t, "http://"+metricsAddr+"/metrics",
+			`storeprov_orchestrator_reconciles_total{action="provision",result="done"}`,
+			`storeprov_orchestrator_reconcile_duration_seconds_bucket{action="provision"`,
+			`storeprov_orchestrator_commands_in_flight`,
+			`storeprov_orchestrator_lease_conflicts_total`,
+		)
 
 		cancel()
 		select {
@@ -132,24 +116,14 @@ func TestReadyzWaitsForNATSAndHealthzDoesNot(t *testing.T) {
 		t.Fatal("the admin server did not start while NATS is down")
 	}
 
-	if code, body := status(t, base+"/healthz"); code != http.StatusOK {
+	if code, body := servetest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz while NATS is down = %d %q, want 200: the process lives", code, body)
 	}
-	if code, body := status(t, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "nats: not connected") {
+	if code, body := servetest.Get(t, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "nats: not connected") {
 		t.Errorf("/readyz while NATS is down = %d %q, want 503 saying NATS is not connected", code, body)
 	}
 	env.Restart(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, body := status(t, base+"/readyz")
-		if code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz 30s after NATS came back = %d %q, want 200", code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	servetest.WaitFor(t, base+"/readyz", http.StatusOK, 30*time.Second)
 	cancel()
 	select {
 	case err := <-done:
@@ -408,30 +382,4 @@ func (s *statuses) wait(t *testing.T, ok func(map[string]storev1.Phase) bool, ti
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s = %s: %s", url, resp.Status, b)
-	}
-	return string(b)
-}
-
-// status GETs url and returns the status code and body.
-func status(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
