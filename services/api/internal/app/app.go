@@ -26,6 +26,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/pkg/serve"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
+	"github.com/storeprov/storeprov/services/api/internal/ent/schema"
 	"github.com/storeprov/storeprov/services/api/internal/outbox"
 	"github.com/storeprov/storeprov/services/api/internal/resync"
 	"github.com/storeprov/storeprov/services/api/internal/server"
@@ -139,7 +140,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx, stores.Migrations); err != nil {
+	if err := db.Migrate(ctx, schema.Migrations); err != nil {
 		return err
 	}
 	client := ent.NewClient(ent.Driver(db.Driver))

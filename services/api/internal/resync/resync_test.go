@@ -20,8 +20,8 @@ import (
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
+	"github.com/storeprov/storeprov/services/api/internal/ent/schema"
 	"github.com/storeprov/storeprov/services/api/internal/resync"
-	"github.com/storeprov/storeprov/services/api/internal/stores"
 )
 
 // queued reads every command in the commands stream, as "store gen ACTION
@@ -61,7 +61,7 @@ func queued(t *testing.T, env *bustest.Env) ([]string, map[string]*eventsv1.Prov
 func TestResyncQueuesReadyAndStuckStoresOnly(t *testing.T) {
 	t.Parallel()
 	databasetest.Each(t, func(t *testing.T, dbURL string) {
-		db := databasetest.Migrated(t, dbURL, stores.Migrations)
+		db := databasetest.Migrated(t, dbURL, schema.Migrations)
 		client := ent.NewClient(ent.Driver(db.Driver))
 		env := bustest.Embedded(t)
 		ctx := context.Background()

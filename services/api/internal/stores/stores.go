@@ -9,7 +9,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"embed"
 	"errors"
 	"fmt"
 	"regexp"
@@ -40,12 +39,6 @@ import (
 	entstore "github.com/storeprov/storeprov/services/api/internal/ent/store"
 	entuser "github.com/storeprov/storeprov/services/api/internal/ent/user"
 )
-
-// Migrations are the versioned schema migrations of the api's database,
-// for database.DB.Migrate.
-//
-//go:embed migrations
-var Migrations embed.FS
 
 // tracerName is the instrumentation scope of the package's spans.
 const tracerName = "github.com/storeprov/storeprov/services/api/internal/stores"

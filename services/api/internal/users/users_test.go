@@ -10,7 +10,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
-	"github.com/storeprov/storeprov/services/api/internal/stores"
+	"github.com/storeprov/storeprov/services/api/internal/ent/schema"
 )
 
 func TestNameFor(t *testing.T) {
@@ -37,7 +37,7 @@ func TestNameFor(t *testing.T) {
 func TestSessionTokensExpire(t *testing.T) {
 	databasetest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		db := databasetest.Migrated(t, url, stores.Migrations)
+		db := databasetest.Migrated(t, url, schema.Migrations)
 		s := &Service{Client: ent.NewClient(ent.Driver(db.Driver)), DefaultStoreQuota: 3}
 		id := Identity{Key: "https://issuer.test#carol", Name: "carol"}
 
@@ -69,7 +69,7 @@ func TestSessionTokensExpire(t *testing.T) {
 func TestSignInUsersAreKeyedByIssuerAndSubject(t *testing.T) {
 	databasetest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		db := databasetest.Migrated(t, url, stores.Migrations)
+		db := databasetest.Migrated(t, url, schema.Migrations)
 		s := &Service{Client: ent.NewClient(ent.Driver(db.Driver)), DefaultStoreQuota: 3}
 		signIn := func(id Identity) *ent.User {
 			t.Helper()

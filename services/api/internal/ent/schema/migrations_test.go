@@ -1,4 +1,4 @@
-package stores_test
+package schema_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
-	"github.com/storeprov/storeprov/services/api/internal/stores"
+	"github.com/storeprov/storeprov/services/api/internal/ent/schema"
 )
 
 // TestMigrationsMatchSchema fails when the ent schema changed without a
@@ -15,9 +15,9 @@ import (
 func TestMigrationsMatchSchema(t *testing.T) {
 	databasetest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		db := databasetest.Migrated(t, url, stores.Migrations)
+		db := databasetest.Migrated(t, url, schema.Migrations)
 		// Applying them again must be a no-op.
-		if err := db.Migrate(ctx, stores.Migrations); err != nil {
+		if err := db.Migrate(ctx, schema.Migrations); err != nil {
 			t.Fatal(err)
 		}
 		var pending strings.Builder
