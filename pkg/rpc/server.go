@@ -1,5 +1,6 @@
 // Package rpc builds the gRPC servers of the services the same way: bearer
-// token authentication, Prometheus metrics, a span per call (continuing
+// token authentication (package auth checks the token), a rate limit and a
+// cap on open streams per user, Prometheus metrics, a span per call (continuing
 // the caller's trace), panic recovery, the standard health service and
 // server reflection (so grpcurl works against every service). Its metrics
 // go to the registry a service gives it, which package serve's admin
@@ -8,8 +9,6 @@ package rpc
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -26,63 +25,13 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/storeprov/storeprov/pkg/auth"
+	"github.com/storeprov/storeprov/pkg/metrics"
 	"github.com/storeprov/storeprov/pkg/tracing"
 )
-
-// Principal is an authenticated caller.
-type Principal struct {
-	// Name of the user; the actor in the audit log.
-	Name  string
-	Admin bool
-}
-
-// Authenticator resolves a bearer token to its user. It returns an error
-// wrapping ErrUnauthenticated when the token is not accepted; the wrapping
-// error's text, if any, tells the caller why.
-type Authenticator interface {
-	Authenticate(ctx context.Context, token string) (Principal, error)
-}
-
-// AuthenticatorFunc adapts a function to Authenticator.
-type AuthenticatorFunc func(ctx context.Context, token string) (Principal, error)
-
-// Authenticate calls f.
-func (f AuthenticatorFunc) Authenticate(ctx context.Context, token string) (Principal, error) {
-	return f(ctx, token)
-}
-
-// ErrUnauthenticated means the bearer token is missing or unknown.
-var ErrUnauthenticated = errors.New("unauthenticated")
-
-type principalKey struct{}
-
-// PrincipalFrom returns the caller that the server's interceptor
-// authenticated. ok is false for unauthenticated methods.
-func PrincipalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
-}
-
-// WithPrincipal returns a context carrying p, for tests of handlers.
-func WithPrincipal(ctx context.Context, p Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
-}
-
-// BearerToken returns the token of the incoming "authorization: Bearer …"
-// metadata.
-func BearerToken(ctx context.Context) (string, bool) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get("authorization") {
-		if token, ok := strings.CutPrefix(v, "Bearer "); ok && token != "" {
-			return strings.TrimSpace(token), true
-		}
-	}
-	return "", false
-}
 
 // Options configure NewServer.
 type Options struct {
@@ -90,7 +39,7 @@ type Options struct {
 	Service string
 	// Auth authenticates every method not listed in Public; nil disables
 	// authentication.
-	Auth Authenticator
+	Auth auth.Authenticator
 	// Public lists full method names that need no token.
 	Public []string
 	// RateLimit is the sustained requests per second allowed to each user
@@ -128,7 +77,7 @@ func NewServer(opts Options) *Server {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.DefaultRegisterer
 	}
-	m := newMetrics(opts.Service, opts.Registry)
+	m := newCallMetrics(opts.Service, opts.Registry)
 	limiter := newLimiter(opts.RateLimit, opts.RateBurst)
 	streams := &streamCounter{max: opts.MaxStreamsPerUser, open: map[string]int{}}
 	public := map[string]bool{
@@ -143,25 +92,14 @@ func NewServer(opts Options) *Server {
 		if opts.Auth == nil || public[method] || strings.HasPrefix(method, "/grpc.reflection.") {
 			return ctx, nil
 		}
-		token, ok := BearerToken(ctx)
-		if !ok {
-			return nil, status.Error(codes.Unauthenticated, `missing API token: send the header "Authorization: Bearer <token>"`)
-		}
-		p, err := opts.Auth.Authenticate(ctx, token)
-		if errors.Is(err, ErrUnauthenticated) {
-			msg := "invalid API token: it is unknown or was revoked; create a new one with storectl token create"
-			if err != ErrUnauthenticated { // the authenticator says why
-				msg = strings.TrimPrefix(err.Error(), ErrUnauthenticated.Error()+": ")
-			}
-			return nil, status.Error(codes.Unauthenticated, msg)
-		}
+		p, err := auth.Check(ctx, opts.Auth)
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "cannot check API token: %v", err)
+			return nil, err
 		}
 		if !limiter.allow(p.Name) {
 			return nil, status.Errorf(codes.ResourceExhausted, "rate limit exceeded: at most %g requests per second per user; retry in a moment", opts.RateLimit)
 		}
-		return WithPrincipal(ctx, p), nil
+		return auth.WithPrincipal(ctx, p), nil
 	}
 	recoverPanic := func(method string, err *error) {
 		if r := recover(); r != nil {
@@ -187,7 +125,7 @@ func NewServer(opts Options) *Server {
 		if err != nil {
 			return err
 		}
-		if p, ok := PrincipalFrom(ctx); ok && info.IsServerStream {
+		if p, ok := auth.PrincipalFrom(ctx); ok && info.IsServerStream {
 			if !streams.open1(p.Name) {
 				return status.Errorf(codes.ResourceExhausted,
 					"too many open streams: at most %d per user at once (on this replica); close one, such as another dashboard tab or storectl watch, and retry", streams.max)
@@ -286,13 +224,13 @@ type contextStream struct {
 
 func (s *contextStream) Context() context.Context { return s.ctx }
 
-type metrics struct {
+type callMetrics struct {
 	handled *prometheus.CounterVec
 	latency *prometheus.HistogramVec
 }
 
-func newMetrics(service string, reg prometheus.Registerer) *metrics {
-	m := &metrics{
+func newCallMetrics(service string, reg prometheus.Registerer) *callMetrics {
+	m := &callMetrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "storeprov_grpc_handled_total", Help: "gRPC calls completed, by method and code.",
 			ConstLabels: prometheus.Labels{"service": service},
@@ -303,30 +241,12 @@ func newMetrics(service string, reg prometheus.Registerer) *metrics {
 			Buckets:     prometheus.DefBuckets,
 		}, []string{"method"}),
 	}
-	m.handled = Register(reg, m.handled)
-	m.latency = Register(reg, m.latency)
+	m.handled = metrics.Register(reg, m.handled)
+	m.latency = metrics.Register(reg, m.latency)
 	return m
 }
 
-// Register registers c with reg and returns it, or returns the equal
-// collector registered before, so that several servers of one service in a
-// process (tests, the dev stack) share their metrics. It panics on any
-// other registration error: that is a programming mistake.
-func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-		return c
-	case errors.As(err, &are):
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	panic(fmt.Sprintf("cannot register metrics: %v", err))
-}
-
-func (m *metrics) observe(method string, err error, start time.Time) {
+func (m *callMetrics) observe(method string, err error, start time.Time) {
 	m.handled.WithLabelValues(method, status.Code(err).String()).Inc()
 	m.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
 }

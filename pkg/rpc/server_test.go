@@ -14,14 +14,15 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/pkg/rpc"
 )
 
 // TestServerAnswersReflectionAndHealthWithoutAToken is what
 // `grpcurl -plaintext ADDR list` and health probes rely on.
 func TestServerAnswersReflectionAndHealthWithoutAToken(t *testing.T) {
-	deny := rpc.AuthenticatorFunc(func(context.Context, string) (rpc.Principal, error) {
-		return rpc.Principal{}, rpc.ErrUnauthenticated
+	deny := auth.AuthenticatorFunc(func(context.Context, string) (auth.Principal, error) {
+		return auth.Principal{}, auth.ErrUnauthenticated
 	})
 	srv := rpc.NewServer(rpc.Options{Service: "test", Auth: deny, Registry: prometheus.NewRegistry()})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -43,10 +43,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/storeprov/storeprov/pkg/metrics"
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/pkg/tracing"
 )
@@ -162,7 +163,7 @@ func New(ctx context.Context, name string, o Options) (*Service, error) {
 	if grace <= 0 {
 		grace = DefaultShutdownGrace
 	}
-	return &Service{Name: name, Log: log, Registry: NewRegistry(), grace: grace, cutWait: CutWait, stopTracing: stopTracing}, nil
+	return &Service{Name: name, Log: log, Registry: metrics.NewRegistry(), grace: grace, cutWait: CutWait, stopTracing: stopTracing}, nil
 }
 
 // ExitOnError ends the process of service when err, what its Run
@@ -184,14 +185,6 @@ func newLogger(o Options, w io.Writer, name string) *slog.Logger {
 		log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: o.LogLevel}))
 	}
 	return log.With("service", name)
-}
-
-// NewRegistry returns a Prometheus registry with the Go runtime and
-// process collectors, which every service's /metrics has.
-func NewRegistry() *prometheus.Registry {
-	r := prometheus.NewRegistry()
-	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return r
 }
 
 // Close releases what New and ListenAdmin took: the admin listener, when

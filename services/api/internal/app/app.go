@@ -23,6 +23,7 @@ import (
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/database"
+	"github.com/storeprov/storeprov/pkg/metrics"
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/pkg/serve"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
@@ -169,7 +170,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer natsBus.Close()
 
-	published := rpc.Register(svc.Registry, prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."}))
+	published := metrics.Register(svc.Registry, prometheus.NewCounter(prometheus.CounterOpts{Name: "storeprov_api_outbox_published_total", Help: "Outbox messages published to JetStream."}))
 	relay := outbox.NewRelay(client, natsBus.JS, log, published)
 	peers.Conn = natsBus.Conn
 	if err := peers.Listen(ctx); err != nil {

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
-	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	enttoken "github.com/storeprov/storeprov/services/api/internal/ent/token"
 	"github.com/storeprov/storeprov/services/api/internal/stores"
@@ -240,7 +240,7 @@ func (s *Server) SignIn(ctx context.Context, req *storev1.SignInRequest) (*store
 
 // SignOut implements UserService.
 func (s *Server) SignOut(ctx context.Context, _ *storev1.SignOutRequest) (*storev1.SignOutResponse, error) {
-	token, _ := rpc.BearerToken(ctx)
+	token, _ := auth.BearerToken(ctx)
 	revoked, err := s.Users.SignOut(ctx, token)
 	if err != nil {
 		return nil, toStatus(err)
@@ -294,8 +294,8 @@ func (s *Server) tokenToProto(t *ent.Token) *storev1.Token {
 	return out
 }
 
-func principal(ctx context.Context) rpc.Principal {
-	p, _ := rpc.PrincipalFrom(ctx)
+func principal(ctx context.Context) auth.Principal {
+	p, _ := auth.PrincipalFrom(ctx)
 	return p
 }
 
@@ -317,8 +317,8 @@ func toStatus(err error) error {
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, users.ErrInvalid):
 		return status.Error(codes.InvalidArgument, strings.TrimPrefix(err.Error(), users.ErrInvalid.Error()+": "))
-	case errors.Is(err, rpc.ErrUnauthenticated):
-		return status.Error(codes.Unauthenticated, strings.TrimPrefix(err.Error(), rpc.ErrUnauthenticated.Error()+": "))
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return status.Error(codes.Unauthenticated, strings.TrimPrefix(err.Error(), auth.ErrUnauthenticated.Error()+": "))
 	case errors.Is(err, users.ErrSignInDisabled):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, users.ErrIssuerUnavailable):

@@ -10,7 +10,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
-	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	entstore "github.com/storeprov/storeprov/services/api/internal/ent/store"
 )
@@ -30,7 +30,7 @@ type pageToken struct {
 
 // List returns the stores the caller may see, newest first, optionally only
 // those in phase, and the token of the next page ("" on the last page).
-func (s *Service) List(ctx context.Context, caller rpc.Principal, pageSize int32, token string, phase storev1.Phase) ([]*ent.Store, string, error) {
+func (s *Service) List(ctx context.Context, caller auth.Principal, pageSize int32, token string, phase storev1.Phase) ([]*ent.Store, string, error) {
 	switch {
 	case pageSize < 0:
 		return nil, "", &InvalidFieldError{"page_size", fmt.Sprintf("is %d: use 0 for the default (%d) or up to %d", pageSize, DefaultPageSize, MaxPageSize)}

@@ -31,9 +31,9 @@ import (
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
-	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	entstore "github.com/storeprov/storeprov/services/api/internal/ent/store"
@@ -113,7 +113,7 @@ func (s *Service) now() time.Time {
 //
 // It runs in a span, stores.create, whose trace the provisioning command
 // and audit event continue (see announce).
-func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName string, engine storev1.Engine, requestID string) (*ent.Store, bool, error) {
+func (s *Service) Create(ctx context.Context, caller auth.Principal, displayName string, engine storev1.Engine, requestID string) (*ent.Store, bool, error) {
 	ctx, span := otel.Tracer(tracerName).Start(ctx, "stores.create", trace.WithAttributes(attribute.String("storeprov.engine", engine.String())))
 	st, replayed, err := s.create(ctx, caller, displayName, engine, requestID)
 	if st != nil {
@@ -124,7 +124,7 @@ func (s *Service) Create(ctx context.Context, caller rpc.Principal, displayName 
 }
 
 // create is Create without its span.
-func (s *Service) create(ctx context.Context, caller rpc.Principal, displayName string, engine storev1.Engine, requestID string) (_ *ent.Store, replayed bool, _ error) {
+func (s *Service) create(ctx context.Context, caller auth.Principal, displayName string, engine storev1.Engine, requestID string) (_ *ent.Store, replayed bool, _ error) {
 	displayName = strings.TrimSpace(displayName)
 	if err := validateDisplayName(displayName); err != nil {
 		return nil, false, err
@@ -216,7 +216,7 @@ func validateRequestID(id string) error {
 }
 
 // Get returns a store the caller may see.
-func (s *Service) Get(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
+func (s *Service) Get(ctx context.Context, caller auth.Principal, id string) (*ent.Store, error) {
 	st, err := s.Client.Store.Get(ctx, id)
 	if ent.IsNotFound(err) || err == nil && !visible(caller, st) {
 		return nil, fmt.Errorf("%w: no store %q", ErrNotFound, id)
@@ -226,7 +226,7 @@ func (s *Service) Get(ctx context.Context, caller rpc.Principal, id string) (*en
 
 // Delete moves a store to DELETING and queues its removal. A store already
 // DELETING or DELETED is returned unchanged.
-func (s *Service) Delete(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
+func (s *Service) Delete(ctx context.Context, caller auth.Principal, id string) (*ent.Store, error) {
 	return s.transition(ctx, "stores.delete", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
 		switch st.Phase {
 		case storev1.Phase_PHASE_DELETING.String(), storev1.Phase_PHASE_DELETED.String():
@@ -238,7 +238,7 @@ func (s *Service) Delete(ctx context.Context, caller rpc.Principal, id string) (
 
 // Retry provisions a FAILED store again under a new generation. It returns
 // ErrWrongPhase for a store that is not FAILED.
-func (s *Service) Retry(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
+func (s *Service) Retry(ctx context.Context, caller auth.Principal, id string) (*ent.Store, error) {
 	return s.transition(ctx, "stores.retry", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
 		if st.Phase != storev1.Phase_PHASE_FAILED.String() {
 			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a FAILED store can be retried", ErrWrongPhase, id, strings.TrimPrefix(st.Phase, "PHASE_"))
@@ -258,7 +258,7 @@ func (s *Service) Retry(ctx context.Context, caller rpc.Principal, id string) (*
 // an upgrade, may be upgraded: ErrWrongPhase otherwise. A value the
 // tenant policy of the engine's chart refuses (see validateValues), or a
 // malformed version, is an *InvalidFieldError.
-func (s *Service) Upgrade(ctx context.Context, caller rpc.Principal, id, chartVersion string, values map[string]string) (*ent.Store, error) {
+func (s *Service) Upgrade(ctx context.Context, caller auth.Principal, id, chartVersion string, values map[string]string) (*ent.Store, error) {
 	if err := validateChartVersion(chartVersion); err != nil {
 		return nil, err
 	}
@@ -316,7 +316,7 @@ func upgradeVersion(st *ent.Store, version string) (string, error) {
 // transition bumps the generation of a store and moves it to phase when
 // decide says so, recording the command and audit event in the same
 // transaction, in a span named spanName whose trace they continue.
-func (s *Service) transition(ctx context.Context, spanName string, caller rpc.Principal, id string,
+func (s *Service) transition(ctx context.Context, spanName string, caller auth.Principal, id string,
 	decide func(*ent.Store) (action eventsv1.Action, auditAction string, change bool, err error), phase storev1.Phase,
 	spec func(*ent.StoreUpdateOne),
 ) (result *ent.Store, err error) {
@@ -575,7 +575,7 @@ func (s *Service) inTx(ctx context.Context, f func(*ent.Tx) error) error {
 }
 
 // visible reports whether caller may see st.
-func visible(caller rpc.Principal, st *ent.Store) bool {
+func visible(caller auth.Principal, st *ent.Store) bool {
 	return caller.Admin || st.Owner == caller.Name
 }
 

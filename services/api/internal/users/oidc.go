@@ -15,7 +15,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	enttoken "github.com/storeprov/storeprov/services/api/internal/ent/token"
 	entuser "github.com/storeprov/storeprov/services/api/internal/ent/user"
@@ -95,7 +95,7 @@ func (o *OIDC) discover(ctx context.Context) (*oidc.Provider, error) {
 // person's claims from it, then from the userinfo endpoint with
 // accessToken when the ID token has neither a preferred username nor an
 // email, or lacks the groups claim that AllowedGroups needs. It returns an
-// error wrapping rpc.ErrUnauthenticated when a token does not check out,
+// error wrapping auth.ErrUnauthenticated when a token does not check out,
 // and ErrNotAdmitted when the person is outside AllowedDomains and
 // AllowedGroups.
 func (o *OIDC) Verify(ctx context.Context, idToken, accessToken string) (Identity, error) {
@@ -108,25 +108,25 @@ func (o *OIDC) Verify(ctx context.Context, idToken, accessToken string) (Identit
 	}
 	tok, err := p.Verifier(&oidc.Config{ClientID: o.ClientID}).Verify(ctx, idToken)
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: the ID token was refused: %v", rpc.ErrUnauthenticated, err)
+		return Identity{}, fmt.Errorf("%w: the ID token was refused: %v", auth.ErrUnauthenticated, err)
 	}
 	c := claims{groupsClaim: o.groupsClaim()}
 	if err := tok.Claims(&c); err != nil {
-		return Identity{}, fmt.Errorf("%w: the ID token's claims cannot be read: %v", rpc.ErrUnauthenticated, err)
+		return Identity{}, fmt.Errorf("%w: the ID token's claims cannot be read: %v", auth.ErrUnauthenticated, err)
 	}
 	needGroups := len(o.AllowedGroups) > 0 && c.Groups == nil
 	if (c.PreferredUsername == "" && c.Email == "" || needGroups) && accessToken != "" {
 		info, err := p.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
 		if err != nil {
-			return Identity{}, fmt.Errorf("%w: the userinfo endpoint refused the access token: %v", rpc.ErrUnauthenticated, err)
+			return Identity{}, fmt.Errorf("%w: the userinfo endpoint refused the access token: %v", auth.ErrUnauthenticated, err)
 		}
 		if info.Subject != tok.Subject {
-			return Identity{}, fmt.Errorf("%w: the userinfo endpoint answered for another subject", rpc.ErrUnauthenticated)
+			return Identity{}, fmt.Errorf("%w: the userinfo endpoint answered for another subject", auth.ErrUnauthenticated)
 		}
 		var more claims
 		more.groupsClaim = c.groupsClaim
 		if err := info.Claims(&more); err != nil {
-			return Identity{}, fmt.Errorf("%w: the userinfo claims cannot be read: %v", rpc.ErrUnauthenticated, err)
+			return Identity{}, fmt.Errorf("%w: the userinfo claims cannot be read: %v", auth.ErrUnauthenticated, err)
 		}
 		c.merge(more)
 	}

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	enttoken "github.com/storeprov/storeprov/services/api/internal/ent/token"
 	entuser "github.com/storeprov/storeprov/services/api/internal/ent/user"
@@ -76,25 +76,25 @@ func (s *Service) ExpireTime(t *ent.Token) time.Time {
 }
 
 // Authenticate returns the user a token belongs to, with the user's admin
-// flag as it is now, or an error wrapping rpc.ErrUnauthenticated. It
+// flag as it is now, or an error wrapping auth.ErrUnauthenticated. It
 // records the token's last use, at most once a minute per token.
-func (s *Service) Authenticate(ctx context.Context, token string) (rpc.Principal, error) {
+func (s *Service) Authenticate(ctx context.Context, token string) (auth.Principal, error) {
 	if !strings.HasPrefix(token, TokenPrefix) {
-		return rpc.Principal{}, rpc.ErrUnauthenticated
+		return auth.Principal{}, auth.ErrUnauthenticated
 	}
 	t, err := s.Client.Token.Query().Where(enttoken.Hash(hash(token))).WithUser().Only(ctx)
 	if ent.IsNotFound(err) {
-		return rpc.Principal{}, rpc.ErrUnauthenticated
+		return auth.Principal{}, auth.ErrUnauthenticated
 	}
 	if err != nil {
-		return rpc.Principal{}, fmt.Errorf("cannot look up token: %w", err)
+		return auth.Principal{}, fmt.Errorf("cannot look up token: %w", err)
 	}
 	now := time.Now()
 	if expires := s.ExpireTime(t); !now.Before(expires) {
 		if t.Kind == enttoken.KindSession {
-			return rpc.Principal{}, fmt.Errorf("%w: the session token expired at %s; sign in again", rpc.ErrUnauthenticated, expires.UTC().Format(time.RFC3339))
+			return auth.Principal{}, fmt.Errorf("%w: the session token expired at %s; sign in again", auth.ErrUnauthenticated, expires.UTC().Format(time.RFC3339))
 		}
-		return rpc.Principal{}, fmt.Errorf("%w: the API token expired at %s; ask for a new one (storectl token create)", rpc.ErrUnauthenticated, expires.UTC().Format(time.RFC3339))
+		return auth.Principal{}, fmt.Errorf("%w: the API token expired at %s; ask for a new one (storectl token create)", auth.ErrUnauthenticated, expires.UTC().Format(time.RFC3339))
 	}
 	if t.LastUseTime == nil || now.Sub(*t.LastUseTime) >= lastUseResolution {
 		// Best effort: a call is not refused because its token's last use
@@ -104,7 +104,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (rpc.Principal
 			Where(enttoken.ID(t.ID), enttoken.Or(enttoken.LastUseTimeIsNil(), enttoken.LastUseTimeLT(now.Add(-lastUseResolution)))).
 			SetLastUseTime(now).Exec(ctx)
 	}
-	return rpc.Principal{Name: t.Edges.User.Name, Admin: t.Edges.User.Admin}, nil
+	return auth.Principal{Name: t.Edges.User.Name, Admin: t.Edges.User.Admin}, nil
 }
 
 // Get returns a user by name, or an error wrapping ErrUserNotFound.
@@ -149,7 +149,7 @@ const maxDescription = 200
 // someone else, create users, or issue tokens for a user who signs in with
 // OpenID Connect; it returns ErrForbidden otherwise. Admin or StoreQuota
 // for a user who exists, or a TTL longer than TokenMaxTTL, are ErrInvalid.
-func (s *Service) CreateToken(ctx context.Context, caller rpc.Principal, r TokenRequest) (Issued, error) {
+func (s *Service) CreateToken(ctx context.Context, caller auth.Principal, r TokenRequest) (Issued, error) {
 	if r.User == "" {
 		r.User = caller.Name
 	}
@@ -212,7 +212,7 @@ func (s *Service) CreateToken(ctx context.Context, caller rpc.Principal, r Token
 // ListTokens returns user's tokens that have not expired, newest first;
 // empty user means the caller. Only an admin may list another user's
 // (ErrForbidden).
-func (s *Service) ListTokens(ctx context.Context, caller rpc.Principal, user string) ([]*ent.Token, error) {
+func (s *Service) ListTokens(ctx context.Context, caller auth.Principal, user string) ([]*ent.Token, error) {
 	if user == "" {
 		user = caller.Name
 	}
@@ -241,7 +241,7 @@ func (s *Service) ListTokens(ctx context.Context, caller rpc.Principal, user str
 // is refused, and returns what it was. A token that does not exist, or
 // that is someone else's when the caller is not an admin, is
 // ErrTokenNotFound.
-func (s *Service) RevokeToken(ctx context.Context, caller rpc.Principal, id string) (*ent.Token, error) {
+func (s *Service) RevokeToken(ctx context.Context, caller auth.Principal, id string) (*ent.Token, error) {
 	n, err := strconv.Atoi(id)
 	if err != nil || n <= 0 {
 		return nil, fmt.Errorf("%w: %q is not a token id: use an id from the token list", ErrTokenNotFound, id)
@@ -276,7 +276,7 @@ type UserChange struct {
 // change at all, or demoting the last admin are ErrInvalid. Tokens read
 // the user's admin flag on every call, so a demotion holds for all of
 // them at once.
-func (s *Service) UpdateUser(ctx context.Context, caller rpc.Principal, name string, c UserChange) (*ent.User, error) {
+func (s *Service) UpdateUser(ctx context.Context, caller auth.Principal, name string, c UserChange) (*ent.User, error) {
 	if !caller.Admin {
 		return nil, fmt.Errorf("%w: only an admin may change users", ErrForbidden)
 	}

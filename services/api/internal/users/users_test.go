@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
-	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	"github.com/storeprov/storeprov/services/api/internal/ent/schema"
 )
@@ -46,7 +46,7 @@ func TestSessionTokensExpire(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = s.Authenticate(ctx, expired)
-		if !errors.Is(err, rpc.ErrUnauthenticated) || !strings.Contains(err.Error(), "expired") {
+		if !errors.Is(err, auth.ErrUnauthenticated) || !strings.Contains(err.Error(), "expired") {
 			t.Errorf("an expired session token: %v; want unauthenticated saying it expired", err)
 		}
 		// The next sign-in sweeps it away.
@@ -57,7 +57,7 @@ func TestSessionTokensExpire(t *testing.T) {
 		if u.Name != "carol" || u.StoreQuota != 3 {
 			t.Errorf("user %+v; want carol with the default quota 3", u)
 		}
-		if _, err := s.Authenticate(ctx, expired); err != rpc.ErrUnauthenticated {
+		if _, err := s.Authenticate(ctx, expired); err != auth.ErrUnauthenticated {
 			t.Errorf("the expired token after the sweep: %v; want plain ErrUnauthenticated (unknown)", err)
 		}
 		if p, err := s.Authenticate(ctx, live); err != nil || p.Name != "carol" {
@@ -99,13 +99,13 @@ func TestSignInUsersAreKeyedByIssuerAndSubject(t *testing.T) {
 		}
 		// A token asked for by name is for the existing sign-in user, and
 		// says so; only an admin gets one for someone else.
-		if own, err := s.CreateToken(ctx, rpc.Principal{Name: "deploy-bot"}, TokenRequest{}); err != nil || own.User.ID != first.ID {
+		if own, err := s.CreateToken(ctx, auth.Principal{Name: "deploy-bot"}, TokenRequest{}); err != nil || own.User.ID != first.ID {
 			t.Errorf("deploy-bot minting its own API token: %+v, %v; want its own account's", own, err)
 		}
-		if _, err := s.CreateToken(ctx, rpc.Principal{Name: "deploy-bot"}, TokenRequest{User: "root"}); !errors.Is(err, ErrForbidden) {
+		if _, err := s.CreateToken(ctx, auth.Principal{Name: "deploy-bot"}, TokenRequest{User: "root"}); !errors.Is(err, ErrForbidden) {
 			t.Errorf("deploy-bot minting a token for root: %v; want ErrForbidden", err)
 		}
-		issued, err := s.CreateToken(ctx, rpc.Principal{Name: "root", Admin: true}, TokenRequest{User: "deploy-bot"})
+		issued, err := s.CreateToken(ctx, auth.Principal{Name: "root", Admin: true}, TokenRequest{User: "deploy-bot"})
 		if err != nil || issued.UserCreated || issued.User.ID != first.ID || Issuer(issued.User) != "https://a.test" {
 			t.Errorf("an admin's token for deploy-bot: %+v, %v; want the sign-in user of https://a.test", issued, err)
 		}

@@ -27,10 +27,11 @@ import (
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/pkg/serve"
-	"github.com/storeprov/storeprov/services/audit/internal/auth"
+	"github.com/storeprov/storeprov/services/audit/internal/apiauth"
 	"github.com/storeprov/storeprov/services/audit/internal/recorder"
 	"github.com/storeprov/storeprov/services/audit/internal/server"
 	"github.com/storeprov/storeprov/services/audit/internal/store"
@@ -76,7 +77,7 @@ type Options struct {
 
 	// Authenticator, when set, replaces asking the api at APIAddr (an
 	// in-process stack or a test may share one).
-	Authenticator rpc.Authenticator
+	Authenticator auth.Authenticator
 	// OnReady, when set, is called once with the bound addresses, after
 	// the database is migrated and before the first call is served.
 	OnReady func(Addrs)
@@ -200,7 +201,7 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("cannot create a client of the api at %s: %w", opts.APIAddr, err)
 		}
 		defer conn.Close()
-		authenticator = auth.New(storev1.NewUserServiceClient(conn), auth.Options{})
+		authenticator = apiauth.New(storev1.NewUserServiceClient(conn), apiauth.Options{})
 	}
 	grpcServer := rpc.NewServer(rpc.Options{Service: "audit", Auth: authenticator, Registry: svc.Registry, Logger: logger})
 	auditv1.RegisterAuditServiceServer(grpcServer, server.New(log, logger))

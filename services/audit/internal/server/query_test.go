@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
-	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/auth"
 )
 
 func TestPageSizeDefaultsAndIsCapped(t *testing.T) {
@@ -20,7 +20,7 @@ func TestPageSizeDefaultsAndIsCapped(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q, err := query(&auditv1.ListAuditEntriesRequest{PageSize: tt.pageSize}, rpc.Principal{Name: "root", Admin: true})
+			q, err := query(&auditv1.ListAuditEntriesRequest{PageSize: tt.pageSize}, auth.Principal{Name: "root", Admin: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
-	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/services/audit/internal/store"
 )
 
@@ -64,7 +64,7 @@ func New(log Log, logger *slog.Logger) *Server {
 // stores they own, whatever the filters say. A malformed request fails
 // with InvalidArgument naming the field at fault.
 func (s *Server) ListAuditEntries(ctx context.Context, req *auditv1.ListAuditEntriesRequest) (*auditv1.ListAuditEntriesResponse, error) {
-	p, ok := rpc.PrincipalFrom(ctx)
+	p, ok := auth.PrincipalFrom(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, `missing API token: send the header "Authorization: Bearer <token>"`)
 	}
@@ -96,7 +96,7 @@ func (s *Server) ListAuditEntries(ctx context.Context, req *auditv1.ListAuditEnt
 // 64 hex digits fails with InvalidArgument; a chain that does not verify
 // is a successful answer with intact false and the first break.
 func (s *Server) VerifyAuditEntries(ctx context.Context, req *auditv1.VerifyAuditEntriesRequest) (*auditv1.VerifyAuditEntriesResponse, error) {
-	p, ok := rpc.PrincipalFrom(ctx)
+	p, ok := auth.PrincipalFrom(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, `missing API token: send the header "Authorization: Bearer <token>"`)
 	}
@@ -128,7 +128,7 @@ func (s *Server) VerifyAuditEntries(ctx context.Context, req *auditv1.VerifyAudi
 }
 
 // query translates req, as seen by p, into a query of the log.
-func query(req *auditv1.ListAuditEntriesRequest, p rpc.Principal) (store.Query, error) {
+func query(req *auditv1.ListAuditEntriesRequest, p auth.Principal) (store.Query, error) {
 	q := store.Query{StoreID: req.GetStoreId(), Actor: req.GetActor(), Action: req.GetAction()}
 	if !p.Admin {
 		q.StoreOwner = p.Name

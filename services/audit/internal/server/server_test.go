@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/pkg/database/databasetest"
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/services/audit/internal/server"
@@ -27,7 +28,7 @@ import (
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // users are the tokens the test authenticator knows.
-var users = map[string]rpc.Principal{
+var users = map[string]auth.Principal{
 	"admin-token": {Name: "root", Admin: true},
 	"alice-token": {Name: "alice"},
 	"bob-token":   {Name: "bob"},
@@ -46,11 +47,11 @@ func start(t *testing.T, url string) (auditv1.AuditServiceClient, *store.Store) 
 	srv := rpc.NewServer(rpc.Options{
 		Service:  "audit",
 		Registry: prometheus.NewRegistry(),
-		Auth: rpc.AuthenticatorFunc(func(_ context.Context, token string) (rpc.Principal, error) {
+		Auth: auth.AuthenticatorFunc(func(_ context.Context, token string) (auth.Principal, error) {
 			if p, ok := users[token]; ok {
 				return p, nil
 			}
-			return rpc.Principal{}, rpc.ErrUnauthenticated
+			return auth.Principal{}, auth.ErrUnauthenticated
 		}),
 	})
 	auditv1.RegisterAuditServiceServer(srv, server.New(log, nil))

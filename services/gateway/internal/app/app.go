@@ -36,6 +36,7 @@ import (
 	"github.com/storeprov/storeprov/gen/openapi"
 	auditv1 "github.com/storeprov/storeprov/gen/storeprov/audit/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/metrics"
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/pkg/serve"
 	"github.com/storeprov/storeprov/pkg/tracing"
@@ -189,7 +190,7 @@ func Handler(ctx context.Context, o Options, reg prometheus.Registerer) (http.Ha
 	if o.Static != nil {
 		mux.Handle("/", o.Static)
 	}
-	refused := rpc.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	refused := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "storeprov_gateway_refused_total", Help: "Requests the gateway refused before forwarding them, by reason.",
 	}, []string{"reason"}))
 	failBody := func(w http.ResponseWriter, r *http.Request, httpStatus int, code codes.Code, message string) {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/pkg/rpc"
 	"github.com/storeprov/storeprov/services/gateway/internal/app"
 )
@@ -40,14 +41,14 @@ type backend struct {
 func startBackend(t *testing.T, maxStreams int) *backend {
 	t.Helper()
 	b := &backend{}
-	auth := rpc.AuthenticatorFunc(func(_ context.Context, token string) (rpc.Principal, error) {
+	authn := auth.AuthenticatorFunc(func(_ context.Context, token string) (auth.Principal, error) {
 		b.lookups.Add(1)
 		if token != goodToken {
-			return rpc.Principal{}, rpc.ErrUnauthenticated
+			return auth.Principal{}, auth.ErrUnauthenticated
 		}
-		return rpc.Principal{Name: "alice"}, nil
+		return auth.Principal{Name: "alice"}, nil
 	})
-	srv := rpc.NewServer(rpc.Options{Service: "api", Auth: auth, MaxStreamsPerUser: maxStreams,
+	srv := rpc.NewServer(rpc.Options{Service: "api", Auth: authn, MaxStreamsPerUser: maxStreams,
 		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
 	storev1.RegisterStoreServiceServer(srv, b)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/metrics"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
 
@@ -57,11 +57,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Commands that found their store leased by another worker.",
 		}),
 	}
-	m.Reconciles = rpc.Register(reg, m.Reconciles)
-	m.Duration = rpc.Register(reg, m.Duration)
-	m.Phases = rpc.Register(reg, m.Phases)
-	m.InFlight = rpc.Register(reg, m.InFlight)
-	m.LeaseConflicts = rpc.Register(reg, m.LeaseConflicts)
+	m.Reconciles = metrics.Register(reg, m.Reconciles)
+	m.Duration = metrics.Register(reg, m.Duration)
+	m.Phases = metrics.Register(reg, m.Phases)
+	m.InFlight = metrics.Register(reg, m.InFlight)
+	m.LeaseConflicts = metrics.Register(reg, m.LeaseConflicts)
 	return m
 }
 

@@ -1,4 +1,4 @@
-package auth_test
+package apiauth_test
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
-	"github.com/storeprov/storeprov/pkg/rpc"
-	"github.com/storeprov/storeprov/services/audit/internal/auth"
+	"github.com/storeprov/storeprov/pkg/auth"
+	"github.com/storeprov/storeprov/services/audit/internal/apiauth"
 )
 
 // users is a UserService that knows a fixed set of tokens and records the
@@ -86,12 +86,12 @@ func TestAuthenticateAsksTheAPIWithTheCallersToken(t *testing.T) {
 		name        string
 		token       string
 		down        bool
-		want        rpc.Principal
+		want        auth.Principal
 		wantUnauthn bool
 		wantErr     bool
 	}{
-		{name: "a user", token: "alice-token", want: rpc.Principal{Name: "alice"}},
-		{name: "an admin", token: "root-token", want: rpc.Principal{Name: "root", Admin: true}},
+		{name: "a user", token: "alice-token", want: auth.Principal{Name: "alice"}},
+		{name: "an admin", token: "root-token", want: auth.Principal{Name: "root", Admin: true}},
 		{name: "an unknown token is unauthenticated", token: "stolen", wantUnauthn: true, wantErr: true},
 		{name: "an unavailable api is not the caller's fault", token: "alice-token", down: true, wantErr: true},
 	}
@@ -101,8 +101,8 @@ func TestAuthenticateAsksTheAPIWithTheCallersToken(t *testing.T) {
 			u.down = tt.down
 			// Incoming metadata of the caller must not leak to the api.
 			ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer other"))
-			got, err := auth.New(serve(t, u), auth.Options{}).Authenticate(ctx, tt.token)
-			if (err != nil) != tt.wantErr || errors.Is(err, rpc.ErrUnauthenticated) != tt.wantUnauthn {
+			got, err := apiauth.New(serve(t, u), apiauth.Options{}).Authenticate(ctx, tt.token)
+			if (err != nil) != tt.wantErr || errors.Is(err, auth.ErrUnauthenticated) != tt.wantUnauthn {
 				t.Fatalf("error = %v; want error %v, unauthenticated %v", err, tt.wantErr, tt.wantUnauthn)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
@@ -130,7 +130,7 @@ func TestAnswersAreCachedForTheTTL(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			u := newUsers()
 			now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-			a := auth.New(serve(t, u), auth.Options{Now: func() time.Time { return now }})
+			a := apiauth.New(serve(t, u), apiauth.Options{Now: func() time.Time { return now }})
 			first, err1 := a.Authenticate(context.Background(), tt.token)
 			now = now.Add(tt.after)
 			second, err2 := a.Authenticate(context.Background(), tt.token)
@@ -149,7 +149,7 @@ func TestCacheIsBounded(t *testing.T) {
 	for i := range 20 {
 		u.known[fmt.Sprintf("token-%d", i)] = &storev1.User{Name: fmt.Sprintf("user-%d", i)}
 	}
-	a := auth.New(serve(t, u), auth.Options{MaxEntries: 5})
+	a := apiauth.New(serve(t, u), apiauth.Options{MaxEntries: 5})
 	for i := range 20 {
 		p, err := a.Authenticate(context.Background(), fmt.Sprintf("token-%d", i))
 		if err != nil || p.Name != fmt.Sprintf("user-%d", i) {

@@ -1,8 +1,8 @@
-// Package auth authenticates the audit service's callers by asking the
+// Package apiauth authenticates the audit service's callers by asking the
 // api who their bearer token belongs to (storeprov.store.v1.UserService/
 // GetCurrentUser), and remembers the answer for a short while so that a
 // page-through of the audit log costs the api one call.
-package auth
+package apiauth
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
-	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/auth"
 )
 
 // Defaults of Options.
@@ -36,7 +36,7 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Authenticator is an rpc.Authenticator backed by the api's UserService.
+// Authenticator is an auth.Authenticator backed by the api's UserService.
 // It is safe for concurrent use.
 type Authenticator struct {
 	users storev1.UserServiceClient
@@ -47,7 +47,7 @@ type Authenticator struct {
 }
 
 type cached struct {
-	principal rpc.Principal
+	principal auth.Principal
 	expires   time.Time
 }
 
@@ -66,10 +66,10 @@ func New(users storev1.UserServiceClient, opts Options) *Authenticator {
 }
 
 // Authenticate returns the user token belongs to. It fails with an error
-// wrapping rpc.ErrUnauthenticated when the api does not know the token;
+// wrapping auth.ErrUnauthenticated when the api does not know the token;
 // any other error means the api could not be asked, and the caller may
 // retry. Only successful answers are cached, keyed by the token's hash.
-func (a *Authenticator) Authenticate(ctx context.Context, token string) (rpc.Principal, error) {
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (auth.Principal, error) {
 	key := sha256.Sum256([]byte(token))
 	now := a.opts.Now()
 	a.mu.Lock()
@@ -82,12 +82,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (rpc.Pri
 	out := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))
 	user, err := a.users.GetCurrentUser(out, &storev1.GetCurrentUserRequest{})
 	if status.Code(err) == codes.Unauthenticated {
-		return rpc.Principal{}, fmt.Errorf("%w: %s", rpc.ErrUnauthenticated, status.Convert(err).Message())
+		return auth.Principal{}, fmt.Errorf("%w: %s", auth.ErrUnauthenticated, status.Convert(err).Message())
 	}
 	if err != nil {
-		return rpc.Principal{}, fmt.Errorf("cannot ask the api who the token belongs to: %w", err)
+		return auth.Principal{}, fmt.Errorf("cannot ask the api who the token belongs to: %w", err)
 	}
-	p := rpc.Principal{Name: user.GetName(), Admin: user.GetAdmin()}
+	p := auth.Principal{Name: user.GetName(), Admin: user.GetAdmin()}
 	a.store(key, cached{principal: p, expires: now.Add(a.opts.TTL)}, now)
 	return p, nil
 }
