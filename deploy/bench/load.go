@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/storeprov/storeprov/deploy/devstack"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 )
 
@@ -18,27 +20,61 @@ import (
 // open loop (a slow answer does not slow the sender down).
 type Latency struct {
 	Call, Transport string
-	Requests        int
-	Errors          int
-	FirstError      string
-	P50, P99        time.Duration
+	// Database is the api's: sqlite or postgres.
+	Database   string
+	Requests   int
+	Errors     int
+	FirstError string
+	P50, P99   time.Duration
 }
 
 // latency stops the orchestrators for good (the creates made here are
 // never provisioned) and measures CreateStore and GetStore over gRPC and
-// REST, spreading the calls over the form's users round robin.
+// REST on the run's database. When that is PostgreSQL it measures them
+// again on SQLite, the embedded default, with a second api, audit service
+// and gateway of their own, so that both databases' figures come from
+// one run.
 func (r *run) latency(ctx context.Context) error {
 	r.orchestratorsOff = true
 	if err := r.stack.StopOrchestrators(ctx); err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(r.stack.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err := r.latencyOn(ctx, r.stack, r.users[1:], r.report.Database); err != nil {
+		return err
+	}
+	if r.report.Database == "sqlite" {
+		return nil
+	}
+	dataDir, err := os.MkdirTemp("", "storeprov-bench-sqlite")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dataDir)
+	progress(r.cfg, "starting a second api on SQLite, without orchestrators")
+	stack, err := devstack.Start(ctx, devstack.Config{
+		Root: r.cfg.Root, DataDir: dataDir, BinDir: r.cfg.BinDir, Kubeconfig: r.cfg.Kubeconfig,
+		NATSPort: -1, WithoutOrchestrators: true, Logs: r.cfg.Logs,
+	})
+	if err != nil {
+		return fmt.Errorf("cannot start the platform on SQLite: %w", err)
+	}
+	defer stack.Stop()
+	users, err := newUsers(ctx, stack, r.cfg.Form.Users)
+	if err != nil {
+		return err
+	}
+	return r.latencyOn(ctx, stack, users[1:], "sqlite")
+}
+
+// latencyOn measures each call on stack, spreading the calls over users
+// round robin.
+func (r *run) latencyOn(ctx context.Context, stack *devstack.Stack, users []*client, database string) error {
+	conn, err := grpc.NewClient(stack.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	stores := storev1.NewStoreServiceClient(conn)
-	users := r.users[1:]
 	// owned are stores each user created, for GetStore.
 	var mu sync.Mutex
 	owned := make([][]string, len(users))
@@ -87,9 +123,9 @@ func (r *run) latency(ctx context.Context) error {
 		}},
 	}
 	for _, c := range calls {
-		progress(r.cfg, "%s over %s, %d/s for %s", c.call, c.transport, r.cfg.Form.Rate, r.cfg.Form.For)
+		progress(r.cfg, "%s over %s on %s, %d/s for %s", c.call, c.transport, database, r.cfg.Form.Rate, r.cfg.Form.For)
 		l := r.openLoop(ctx, len(users), c.do)
-		l.Call, l.Transport = c.call, c.transport
+		l.Call, l.Transport, l.Database = c.call, c.transport, database
 		r.report.Latency = append(r.report.Latency, l)
 	}
 	return nil

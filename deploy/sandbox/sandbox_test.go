@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
+	"github.com/storeprov/storeprov/deploy/sandbox/internal/cluster"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
 )
 
@@ -152,6 +154,32 @@ func TestNamespaceDeletionFinishes(t *testing.T) {
 		return false, err
 	})
 	t.Logf("namespace deletion took %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// A fleet of stores needs thousands of Service IPs; the apiserver's default
+// range holds 256.
+func TestServicesGetAddressesFromTheWideRange(t *testing.T) {
+	ctx := context.Background()
+	cs := sandboxtest.Clientset(t)
+	ns := sandboxtest.Namespace(t, "sbx-service", nil)
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "web"},
+			Ports:    []corev1.ServicePort{{Port: 80}},
+		},
+	}
+	got, err := cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, wide, err := net.ParseCIDR(cluster.ServiceCIDR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := net.ParseIP(got.Spec.ClusterIP); ip == nil || !wide.Contains(ip) {
+		t.Errorf("Service got cluster IP %q, want one in %s (recreate the sandbox: make sandbox-down sandbox-up)", got.Spec.ClusterIP, cluster.ServiceCIDR)
+	}
 }
 
 func podTemplate(labels map[string]string) corev1.PodTemplateSpec {

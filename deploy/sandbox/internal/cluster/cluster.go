@@ -57,6 +57,26 @@ func (c Config) workdir() string        { return filepath.Join(c.Dir, "kwok") }
 func (c Config) volumes() string        { return filepath.Join(c.Dir, "volumes") }
 func (c Config) pidFile() string        { return filepath.Join(c.Dir, "provisioner.pid") }
 func (c Config) clusterDir() string     { return filepath.Join(c.workdir(), "clusters", Name) }
+func (c Config) kwokctlConfigPath() string {
+	return filepath.Join(c.Dir, "kwokctl.yaml")
+}
+
+// ServiceCIDR is the sandbox's Service IP range. kwokctl leaves the
+// apiserver's default, 10.0.0.0/24, whose 256 addresses run out at about 80
+// stores (each has three Services); a /16 holds every fleet the benchmark
+// and the tests create. It must be set when the cluster is created.
+const ServiceCIDR = "10.96.0.0/16"
+
+// kwokctlConfig is what kwokctl create reads with --config: the apiserver's
+// Service IP range.
+const kwokctlConfig = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - key: service-cluster-ip-range
+    value: ` + ServiceCIDR + `
+`
 
 func (c Config) logf(format string, args ...any) {
 	fmt.Fprintf(c.Log, "sandbox: "+format+"\n", args...)
@@ -89,7 +109,11 @@ func Up(ctx context.Context, c Config) error {
 		if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 			return err
 		}
+		if err := os.WriteFile(c.kwokctlConfigPath(), []byte(kwokctlConfig), 0o644); err != nil {
+			return err
+		}
 		err := c.kwokctl(ctx, "create", "cluster",
+			"--config", c.kwokctlConfigPath(),
 			"--name", Name,
 			"--runtime", "binary",
 			"--kubeconfig", c.KubeconfigPath(),
