@@ -481,10 +481,10 @@ func startServer(t *testing.T, dir string, env []string, base string) (stop func
 		stopped = true
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-exited: //nolint:errcheck // the exit after SIGTERM: its error says terminated
 		case <-time.After(20 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
+			<-exited //nolint:errcheck // the exit after SIGKILL: its error says killed
 		}
 		logFile.Close()
 		t.Logf("server stopped (log: %s)", logPath)

@@ -46,7 +46,7 @@ func serve(t *testing.T, v *verifier) string {
 	}
 	srv := grpc.NewServer()
 	auditv1.RegisterAuditServiceServer(srv, v)
-	go srv.Serve(lis)
+	go func() { _ = srv.Serve(lis) }() // returns once the test stops the server
 	t.Cleanup(srv.Stop)
 	return lis.Addr().String()
 }

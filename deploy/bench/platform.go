@@ -24,9 +24,8 @@ type run struct {
 	spans  *spanCollector
 	report *Report
 	// users are the run's users: the first creates the measured stores,
-	// all of them share the latency runs. admin polls every store.
+	// all of them share the latency runs.
 	users []*client
-	admin *client
 	// stores are the platform's stores the run made and has not deleted;
 	// baselines the helm CLI's releases (their namespaces).
 	stores    []string

@@ -393,9 +393,13 @@ func (c *restClient) watch() *watcher {
 	w := &watcher{cancel: cancel, seen: map[string][]string{}, done: make(chan struct{})}
 	req, _ := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/stores:watch", nil)
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		c.t.Fatalf("watch: %v %v", err, resp)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // the reading goroutine below closes it
+	if err != nil {
+		c.t.Fatalf("watch: %v", err)
+	}
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		c.t.Fatalf("watch: %s", resp.Status)
 	}
 	go func() {
 		defer close(w.done)

@@ -80,7 +80,7 @@ func Check(ctx context.Context, a Authenticator) (Principal, error) {
 	p, err := a.Authenticate(ctx, token)
 	if errors.Is(err, ErrUnauthenticated) {
 		msg := "invalid API token: it is unknown or was revoked; create a new one with storectl token create"
-		if err != ErrUnauthenticated { // the authenticator says why
+		if err != ErrUnauthenticated { //nolint:errorlint // wrapped, it says why the token was refused
 			msg = strings.TrimPrefix(err.Error(), ErrUnauthenticated.Error()+": ")
 		}
 		return Principal{}, status.Error(codes.Unauthenticated, msg)

@@ -48,7 +48,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	case "sqlite":
 		file := strings.TrimPrefix(rawURL, "sqlite://")
 		if file == "" {
-			return nil, fmt.Errorf("database URL %q names no file: use sqlite:///path/to/file.db or sqlite://:memory:", rawURL)
+			return nil, fmt.Errorf("database URL %q names no file: use sqlite:///path/to/file.db or sqlite://:memory:", rawURL) //nolint:staticcheck // ST1005: the last character is part of the URL sqlite://:memory:
 		}
 		if i := strings.IndexByte(file, '?'); i >= 0 {
 			file = file[:i]
@@ -123,7 +123,7 @@ func (db *DB) apply(ctx context.Context, version int64, name, body string) error
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
 	if db.Dialect == entdialect.Postgres {
 		// Two replicas starting at once must not both migrate.
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(72460163)`); err != nil {

@@ -157,7 +157,7 @@ func (s *Server) Login(ctx context.Context, client *http.Client, startURL, usern
 	if err != nil {
 		return nil, err
 	}
-	resp, err := do(req)
+	resp, err := do(req) //nolint:bodyclose // do drained and closed it
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func (s *Server) Login(ctx context.Context, client *http.Client, startURL, usern
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if _, err := do(req); err != nil {
+	if _, err := do(req); err != nil { //nolint:bodyclose // do drained and closed it
 		return nil, err
 	}
 	if callback == nil {

@@ -57,18 +57,18 @@ func start(s *Service, tasks ...Task) *runningService {
 	return r
 }
 
-// stop cancels Run's context and returns what Run returned and how long
-// it took, failing the test after within.
-func (r *runningService) stop(t *testing.T, within time.Duration) (error, time.Duration) {
+// stop cancels Run's context and returns how long Run took to return and
+// what it returned, failing the test after within.
+func (r *runningService) stop(t *testing.T, within time.Duration) (time.Duration, error) {
 	t.Helper()
 	began := time.Now()
 	r.cancel()
 	select {
 	case err := <-r.done:
-		return err, time.Since(began)
+		return time.Since(began), err
 	case <-time.After(within):
 		t.Fatalf("Run did not return within %s of the stop", within)
-		return nil, 0
+		return 0, nil
 	}
 }
 
@@ -103,7 +103,7 @@ func TestAdminServesMetricsLivenessAndReadiness(t *testing.T) {
 	if code, _ := servetest.Get(t, base+"/v1/stores"); code != http.StatusNotFound {
 		t.Errorf("/v1/stores on the admin port = %d, want 404", code)
 	}
-	if err, _ := r.stop(t, 5*time.Second); err != nil {
+	if _, err := r.stop(t, 5*time.Second); err != nil {
 		t.Errorf("Run after cancel = %v, want nil", err)
 	}
 	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -142,7 +142,7 @@ func TestReadyzReflectsAFailingCheck(t *testing.T) {
 	if code, body := servetest.Get(t, base+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz with the database back = %d %q, want 200", code, body)
 	}
-	if err, _ := r.stop(t, 5*time.Second); err != nil {
+	if _, err := r.stop(t, 5*time.Second); err != nil {
 		t.Errorf("Run after cancel = %v, want nil", err)
 	}
 }
@@ -171,7 +171,7 @@ func TestReadyzIs503WhileStoppingAndHealthzStays200(t *testing.T) {
 		t.Errorf("/healthz while stopping = %d, want 200", code)
 	}
 	close(release)
-	if err, _ := r.stop(t, 5*time.Second); err != nil {
+	if _, err := r.stop(t, 5*time.Second); err != nil {
 		t.Errorf("Run = %v, want nil", err)
 	}
 }
@@ -191,7 +191,7 @@ func TestStopGivesTasksTheGraceThenGivesUpOnThoseStillRunning(t *testing.T) {
 	})
 	time.Sleep(50 * time.Millisecond)
 	began := time.Now()
-	err, took := r.stop(t, 10*time.Second)
+	took, err := r.stop(t, 10*time.Second)
 	if !errors.Is(err, ErrShutdownDeadline) || !strings.Contains(err.Error(), ": stuck server still running") {
 		t.Errorf("Run = %v, want ErrShutdownDeadline naming the stuck server only", err)
 	}
@@ -211,7 +211,7 @@ func TestStopGivesTasksTheGraceThenGivesUpOnThoseStillRunning(t *testing.T) {
 func TestRunReturnsOnceTasksStoppedWithinTheGrace(t *testing.T) {
 	s := newService(t, 10*time.Second, 10*time.Second)
 	r := start(s, Loop("loop", func(ctx context.Context) { <-ctx.Done(); time.Sleep(100 * time.Millisecond) }))
-	err, took := r.stop(t, 5*time.Second)
+	took, err := r.stop(t, 5*time.Second)
 	if err != nil || took > 2*time.Second {
 		t.Errorf("Run = %v after %s, want nil as soon as the loop returned", err, took)
 	}
@@ -291,7 +291,7 @@ func TestHTTPTaskDrainsRequestsInProgressWithinTheGrace(t *testing.T) {
 				answered <- string(b) == "done"
 			}()
 			<-inHandler
-			err, took := r.stop(t, 10*time.Second)
+			took, err := r.stop(t, 10*time.Second)
 			if err != nil {
 				t.Errorf("Run = %v, want nil", err)
 			}

@@ -140,7 +140,11 @@ func TestSetupWithoutEndpointRecordsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer shutdown(context.Background())
+	defer func() {
+		if err := shutdown(context.Background()); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	}()
 	_, span := otel.Tracer("tracing_test").Start(context.Background(), "test.span")
 	defer span.End()
 	if span.IsRecording() {

@@ -268,7 +268,7 @@ func (s *Service) SignIn(ctx context.Context, id Identity, ttl time.Duration) (s
 	if err != nil {
 		return "", nil, time.Time{}, err
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
 	user, err := tx.User.Query().Where(entuser.OidcIdentity(id.Key)).Only(ctx)
 	switch {
 	case ent.IsNotFound(err):

@@ -177,7 +177,7 @@ func (s *Service) CreateToken(ctx context.Context, caller auth.Principal, r Toke
 	if err != nil {
 		return Issued{}, err
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
 	created := false
 	user, err := tx.User.Query().Where(entuser.Name(r.User)).Only(ctx)
 	switch {
@@ -290,7 +290,7 @@ func (s *Service) UpdateUser(ctx context.Context, caller auth.Principal, name st
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
 	u, err := tx.User.Query().Where(entuser.Name(name)).Only(ctx)
 	if ent.IsNotFound(err) {
 		return nil, fmt.Errorf("%w: %s", ErrUserNotFound, name)
@@ -351,7 +351,7 @@ func (s *Service) Bootstrap(ctx context.Context, token string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
 	u, err := tx.User.Create().SetName(BootstrapAdmin).SetAdmin(true).SetStoreQuota(s.DefaultStoreQuota).Save(ctx)
 	if ent.IsConstraintError(err) {
 		return "", nil // another api replica, starting at the same time, created it

@@ -57,7 +57,7 @@ func TestSessionTokensExpire(t *testing.T) {
 		if u.Name != "carol" || u.StoreQuota != 3 {
 			t.Errorf("user %+v; want carol with the default quota 3", u)
 		}
-		if _, err := s.Authenticate(ctx, expired); err != auth.ErrUnauthenticated {
+		if _, err := s.Authenticate(ctx, expired); err != auth.ErrUnauthenticated { //nolint:errorlint // the plain sentinel: no reason given for an unknown token
 			t.Errorf("the expired token after the sweep: %v; want plain ErrUnauthenticated (unknown)", err)
 		}
 		if p, err := s.Authenticate(ctx, live); err != nil || p.Name != "carol" {

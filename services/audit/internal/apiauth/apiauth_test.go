@@ -64,7 +64,7 @@ func serve(t *testing.T, u *users) storev1.UserServiceClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(lis)
+	go func() { _ = s.Serve(lis) }() // returns once the test stops the server
 	t.Cleanup(s.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -61,7 +61,7 @@ func serveAPI(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(lis)
+	go func() { _ = s.Serve(lis) }() // returns once the test stops the server
 	t.Cleanup(s.Stop)
 	return lis.Addr().String()
 }

@@ -197,7 +197,7 @@ func Handler(ctx context.Context, o Options, reg prometheus.Registerer) (http.Ha
 		refused.WithLabelValues("body").Inc()
 		fail(w, r, httpStatus, code, message)
 	}
-	var h http.Handler = limit.Body(mux, o.MaxBodyBytes, failBody)
+	h := limit.Body(mux, o.MaxBodyBytes, failBody)
 	// Before the body is read: a refused call costs no more than its header.
 	failures := o.Failures
 	failures.Paths = []string{"/v1/", signin.CallbackPath}

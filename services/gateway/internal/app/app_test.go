@@ -55,7 +55,7 @@ func startBackend(t *testing.T, maxStreams int) *backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(lis)
+	go func() { _ = srv.Serve(lis) }() // returns once the test stops the server
 	t.Cleanup(srv.Stop)
 	b.addr = lis.Addr().String()
 	return b
@@ -99,7 +99,7 @@ func startGateway(t *testing.T, b *backend, configure ...func(*app.Options)) app
 	t.Helper()
 	addrs, stop := runGateway(t, b, configure...)
 	t.Cleanup(func() {
-		if err, _ := stop(); err != nil {
+		if _, err := stop(); err != nil {
 			t.Errorf("gateway stopped with %v", err)
 		}
 	})
@@ -109,7 +109,7 @@ func startGateway(t *testing.T, b *backend, configure ...func(*app.Options)) app
 // runGateway runs the gateway as startGateway does and returns its
 // addresses and a function that stops it (as SIGTERM does), which returns
 // what Run returned and how long it took.
-func runGateway(t *testing.T, b *backend, configure ...func(*app.Options)) (app.Addrs, func() (error, time.Duration)) {
+func runGateway(t *testing.T, b *backend, configure ...func(*app.Options)) (app.Addrs, func() (time.Duration, error)) {
 	t.Helper()
 	var o app.Options
 	if err := parseDefaults(&o); err != nil {
@@ -126,14 +126,14 @@ func runGateway(t *testing.T, b *backend, configure ...func(*app.Options)) (app.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, o) }()
-	stop := func() (error, time.Duration) {
+	stop := func() (time.Duration, error) {
 		began := time.Now()
 		cancel()
 		select {
 		case err := <-done:
-			return err, time.Since(began)
+			return time.Since(began), err
 		case <-time.After(30 * time.Second):
-			return errors.New("gateway did not stop within 30s"), time.Since(began)
+			return time.Since(began), errors.New("gateway did not stop within 30s")
 		}
 	}
 	select {
@@ -346,7 +346,7 @@ func TestStopLetsAStreamInProgressReachTheAPIUntilTheGraceEnds(t *testing.T) {
 		took time.Duration
 	}
 	stopped := make(chan result, 1)
-	go func() { err, took := stop(); stopped <- result{err, took} }()
+	go func() { took, err := stop(); stopped <- result{err, took} }()
 	// The store the api sends 2.5 s in, while the gateway drains.
 	if !lines.Scan() || !strings.Contains(lines.Text(), `"late"`) {
 		t.Errorf("watch stream while stopping got %q (err %v); want the store the api sent during the grace", lines.Text(), lines.Err())

@@ -262,7 +262,7 @@ func startProcess(t *testing.T, bin, natsPassword string, args ...string) *proce
 	t.Cleanup(func() {
 		if p.cmd.ProcessState == nil {
 			_ = p.cmd.Process.Kill()
-			<-p.done
+			<-p.done //nolint:errcheck // the exit of a killed process: its error says killed
 		}
 		if t.Failed() {
 			p.mu.Lock()

@@ -89,7 +89,10 @@ func TestPlatformRBACSufficesToProvisionAndDelete(t *testing.T) {
 		t.Cleanup(func() {
 			cancel()
 			select {
-			case <-done:
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run after cancel = %v, want nil", err)
+				}
 			case <-time.After(30 * time.Second):
 				t.Error("the orchestrator did not stop within 30s")
 			}

@@ -294,7 +294,7 @@ func evaluate(objects []Object, s snapshot) Status {
 	for _, o := range objects {
 		var pending string
 		var meta *metav1.ObjectMeta
-		found := true
+		var found bool
 		switch o.Kind {
 		case KindDeployment:
 			d := find(s.deployments, o.Name, func(d *appsv1.Deployment) string { return d.Name })
