@@ -1,4 +1,4 @@
-import { useEffect, useId, useState, type FormEvent } from "react";
+import { useId, useState, type FormEvent } from "react";
 import type { AuditQuery, Store } from "../api/client";
 import { useAuditEntries, useStores } from "../api/queries";
 import { RelativeTime } from "../components/RelativeTime";
@@ -38,8 +38,13 @@ export function ActivityPage({ params }: { params: URLSearchParams }) {
   const applied = filtersOf(params);
   const [draft, setDraft] = useState<Filters>(applied);
   const key = params.toString();
-  // Follow the URL when it changes (back button, a link from a store).
-  useEffect(() => setDraft(filtersOf(new URLSearchParams(key))), [key]);
+  // Follow the URL when it changes (back button, a link from a store): the
+  // draft is reset while rendering, not in an effect after it.
+  const [draftOf, setDraftOf] = useState(key);
+  if (draftOf !== key) {
+    setDraftOf(key);
+    setDraft(applied);
+  }
 
   const query: AuditQuery = {};
   for (const n of filterNames) if (applied[n]) query[n] = applied[n];

@@ -160,11 +160,19 @@ function StoreHistory({ store }: { store: Store }) {
   const entries = audit.data?.pages.flatMap((p) => p.entries ?? []) ?? [];
   const complete = audit.isSuccess && !audit.hasNextPage;
   const { data, dataUpdatedAt } = audit;
-  useEffect(() => {
-    // Decided again after every answer (even an unchanged one), so that polling
-    // stops once the log caught up or the store has not changed for a while.
-    setLagging(complete && historyLags(store, data?.pages.flatMap((p) => p.entries ?? []) ?? []));
-  }, [complete, store, data, dataUpdatedAt]);
+  // Decided again after every answer (even an unchanged one), so that polling
+  // stops once the log caught up or the store has not changed for a while;
+  // while rendering, not in an effect after it.
+  const [decided, setDecided] = useState<{ complete: boolean; store: Store; data: typeof data; dataUpdatedAt: number }>();
+  if (
+    decided?.complete !== complete ||
+    decided.store !== store ||
+    decided.data !== data ||
+    decided.dataUpdatedAt !== dataUpdatedAt
+  ) {
+    setDecided({ complete, store, data, dataUpdatedAt });
+    setLagging(complete && historyLags(store, entries));
+  }
   return (
     <section className="card" aria-labelledby="history-title">
       <div className="section-head">
