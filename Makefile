@@ -24,6 +24,8 @@ KUBE_LDFLAGS := -s -w \
 KWOK_LDFLAGS := -s -w -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$(KUBE_VERSION:v%=%)
 HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=v3.22.0
 
+DASHBOARD := services/gateway/dashboard
+
 # Go modules of the workspace (go.work); each must build alone too.
 MODULES := $(shell go work edit -json | sed -n 's/.*"DiskPath": "\.\/\(.*\)".*/\1/p')
 
@@ -103,13 +105,6 @@ build: ## Build every module in the workspace and alone
 vet: ## go vet every module
 	go vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
-.PHONY: lint
-lint: vet ## gofmt and go vet every module; fails on any finding
-	@out=$$(gofmt -l $(MODULES)); \
-	if [ -n "$$out" ]; then echo "lint: not formatted by gofmt (run gofmt -w on them):" >&2; echo "$$out" | sed 's/^/  /' >&2; exit 1; fi
-	@echo "lint: gofmt and go vet find nothing"
-
-DASHBOARD := services/gateway/dashboard
 # The dashboard's browser test (deploy/e2e TestDashboardInBrowser) drives
 # Debian's Chromium at this path.
 CHROMIUM  := /usr/bin/chromium
@@ -149,3 +144,61 @@ faults: sandbox-up ## Run the fault suite in full (kills, restarts, outages, API
 .PHONY: bench
 bench: sandbox-up ## Measure the platform beside helm and kubectl on the sandbox (~15 min) and write docs/benchmarks.md
 	go run ./deploy/bench/cmd/bench --root $(ROOT) --sandbox-dir $(SANDBOX_DIR) --form full --write docs
+
+##@ Lint
+
+GOLANGCI_LINT_DIR := $(ROOT)/tools/golangci-lint
+GOLANGCI_LINT     := $(CACHE)/tools/bin/golangci-lint
+SHELLCHECK        := /usr/bin/shellcheck
+# The charts' script files and CI's; the scripts inside the charts'
+# templates are checked by helm's TestShellScriptsPassShellcheck.
+SHELL_SCRIPTS     := $(wildcard helm/*/files/*.sh) .ci/run
+
+.PHONY: lint
+lint: lint-go lint-proto lint-shell lint-dashboard ## Every linter: Go (gofmt, go vet, golangci-lint), proto (buf), shell (shellcheck), dashboard (tsc, eslint); fails on any finding
+	@echo "lint: no finding"
+
+.PHONY: lint-go
+lint-go: vet $(GOLANGCI_LINT) ## gofmt, go vet and golangci-lint (.golangci.yml) on every module
+	@out=$$(gofmt -l $(MODULES)); \
+	if [ -n "$$out" ]; then echo "lint: not formatted by gofmt (run gofmt -w on them):" >&2; echo "$$out" | sed 's/^/  /' >&2; exit 1; fi
+	@if ! $(GOLANGCI_LINT) run $(addprefix ./,$(addsuffix /...,$(MODULES))); then \
+		echo "lint: golangci-lint found the problems above: fix them (a finding that is wrong gets //nolint:<linter> // <why> on its line)" >&2; exit 1; \
+	fi
+
+# Built from the version pinned in tools/golangci-lint/go.mod (a tool module
+# outside go.work, apart from tools/go.mod's buf).
+$(GOLANGCI_LINT): $(GOLANGCI_LINT_DIR)/go.mod $(GOLANGCI_LINT_DIR)/go.sum
+	@echo "lint: building golangci-lint from tools/golangci-lint/go.mod (first time takes ~5 min on 2 cores)"
+	@mkdir -p $(dir $@)
+	cd $(GOLANGCI_LINT_DIR) && GOWORK=off go build -v -o $(dir $@) tool 2>&1 | $(PROGRESS)
+	@touch $@
+
+.PHONY: lint-proto
+lint-proto: $(PROTO_TOOLS) $(PROTO_DEPS_STAMP) ## buf lint and buf format on proto/
+	@if ! $(BUF) lint; then echo "lint: buf lint found the problems above in proto/: fix them (rules in buf.yaml)" >&2; exit 1; fi
+	@if ! $(BUF) format proto -d --exit-code; then echo "lint: proto/ is not formatted as buf formats it: run '$(BUF:$(ROOT)/%=%) format proto -w'" >&2; exit 1; fi
+
+.PHONY: lint-shell
+lint-shell: $(SHELLCHECK) ## shellcheck on the charts' scripts, files and templates, and on .ci/run
+	@if ! shellcheck --format=gcc $(SHELL_SCRIPTS); then echo "lint: shellcheck found the problems above: fix the scripts" >&2; exit 1; fi
+	@if ! out=$$(cd helm && CI=true go test -count=1 -run '^TestShellScriptsPassShellcheck$$' . 2>&1); then \
+		echo "$$out" >&2; echo "lint: shellcheck found the problems above in a script of the charts' templates: fix the template" >&2; exit 1; \
+	fi
+
+# Installed as .ci/run does when missing and we may (root with apt-get);
+# otherwise lint stops early and says how.
+$(SHELLCHECK):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "lint: installing shellcheck from Debian"; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; \
+	else \
+		echo "lint: $(SHELLCHECK) is missing: sudo apt-get install -y shellcheck" >&2; \
+		exit 1; \
+	fi
+
+.PHONY: lint-dashboard
+lint-dashboard: $(DASHBOARD)/node_modules/.package-lock.json ## The dashboard's type check (tsc) and linter (eslint, eslint.config.js)
+	@if ! (cd $(DASHBOARD) && npm run --silent typecheck); then echo "lint: tsc found the type errors above in the dashboard: fix them" >&2; exit 1; fi
+	@if ! (cd $(DASHBOARD) && npm run --silent lint); then echo "lint: eslint found the problems above in the dashboard: fix them (npx eslint --fix fixes some)" >&2; exit 1; fi
