@@ -17,6 +17,7 @@ import (
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	enttoken "github.com/storeprov/storeprov/services/api/internal/ent/token"
 	"github.com/storeprov/storeprov/services/api/internal/stores"
@@ -263,7 +264,7 @@ func ToProto(st *ent.Store) *storev1.Store {
 		UpdateTime:         timestamppb.New(st.UpdateTime),
 		Generation:         st.Generation,
 		ObservedGeneration: st.ObservedGeneration,
-		Namespace:          "store-" + st.ID,
+		Namespace:          storeid.Namespace(st.ID),
 		ChartVersion:       st.ChartVersion,
 	}
 }

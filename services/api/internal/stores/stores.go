@@ -8,7 +8,6 @@ package stores
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
@@ -35,6 +34,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/rpc"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	entstore "github.com/storeprov/storeprov/services/api/internal/ent/store"
@@ -181,7 +181,7 @@ func (s *Service) create(ctx context.Context, caller rpc.Principal, displayName 
 			return fmt.Errorf("%w: %s has %d of %d stores; delete one first or ask an admin for a higher quota", ErrQuotaExceeded, caller.Name, active, user.StoreQuota)
 		}
 		c := tx.Store.Create().
-			SetID(newStoreID()).
+			SetID(storeid.New()).
 			SetDisplayName(displayName).
 			SetEngine(engine.String()).
 			SetOwner(caller.Name).
@@ -606,22 +606,6 @@ func validateEngine(e storev1.Engine) error {
 		return &InvalidFieldError{"store.engine", "is required: use ENGINE_WOOCOMMERCE or ENGINE_MEDUSA"}
 	}
 	return &InvalidFieldError{"store.engine", fmt.Sprintf("%d is not an engine: use ENGINE_WOOCOMMERCE or ENGINE_MEDUSA", e)}
-}
-
-// newStoreID returns 8 random characters: a letter, then letters and
-// digits. Ids are DNS labels, short enough for namespace and host names,
-// and reveal nothing about how many stores exist.
-func newStoreID() string {
-	const letters = "abcdefghijklmnopqrstuvwxyz"
-	const alnum = letters + "0123456789"
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	id := make([]byte, len(b))
-	id[0] = letters[int(b[0])%len(letters)]
-	for i := 1; i < len(b); i++ {
-		id[i] = alnum[int(b[i])%len(alnum)]
-	}
-	return string(id)
 }
 
 // chartVersionPattern is a semantic version.

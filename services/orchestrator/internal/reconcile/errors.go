@@ -7,6 +7,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 )
 
@@ -38,7 +39,7 @@ func classify(err error) error {
 	}
 	var te *kube.TerminatingError
 	switch {
-	case errors.Is(err, kube.ErrInvalidStoreID):
+	case errors.Is(err, storeid.ErrInvalid):
 		return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: err}
 	case errors.Is(err, kube.ErrNamespaceConflict):
 		return &Error{Reason: lifecycle.ReasonNamespaceConflict, Terminal: true, Err: err}

@@ -20,6 +20,7 @@ import (
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	charts "github.com/storeprov/storeprov/helm"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
@@ -110,7 +111,7 @@ func (*ReleaseStep) Name() string { return "release" }
 // provision, it reports a release that differs from the command's spec
 // as missing. What it read goes to Ensure with the Observation.
 func (s *ReleaseStep) Observe(ctx context.Context, cmd *eventsv1.ProvisionCommand) (Observation, error) {
-	ns := kube.NamespaceFor(cmd.GetStoreId())
+	ns := storeid.Namespace(cmd.GetStoreId())
 	missing := "helm release " + ns + "/" + helmaction.ReleaseName
 	o, err := s.observe(ctx, cmd)
 	if err != nil {
@@ -166,7 +167,7 @@ func (s *ReleaseStep) Observe(ctx context.Context, cmd *eventsv1.ProvisionComman
 //	InSync             → repair what drifted (recreate, nudge)
 //	Kept               → report the kept revision again once it is ready
 func (s *ReleaseStep) Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand, seen Observation) (Observation, error) {
-	ns := kube.NamespaceFor(cmd.GetStoreId())
+	ns := storeid.Namespace(cmd.GetStoreId())
 	o, _ := seen.detail.(*releaseObservation)
 	// A namespace that did not exist when seen was made by the guardrails
 	// of this attempt, under its lease: it has no release yet, and what
@@ -341,7 +342,7 @@ func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand, history []helmaction.
 		return helmaction.Spec{}, invalid(err)
 	}
 	return helmaction.Spec{
-		Namespace:    kube.NamespaceFor(cmd.GetStoreId()),
+		Namespace:    storeid.Namespace(cmd.GetStoreId()),
 		Chart:        chartName,
 		ChartVersion: version,
 		Values:       values,

@@ -23,6 +23,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
 )
@@ -117,7 +118,7 @@ func holdOrderChecks(t *testing.T, id string, verdict func(job string) string) *
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			checks.settle(ctx, t, cs, kube.NamespaceFor(id), verdict)
+			checks.settle(ctx, t, cs, storeid.Namespace(id), verdict)
 			select {
 			case <-ctx.Done():
 			case <-time.After(100 * time.Millisecond):
@@ -195,7 +196,7 @@ func TestOrderCheckThatFailsFailsTheFirstInstallNamingTheStep(t *testing.T) {
 	startWorker(t, env, setup{worker: fastRetries(), release: true,
 		reconcile: reconcile.Options{ProvisionTimeout: 2 * time.Minute, OrderCheck: reconcile.OrderCheckInstall}})
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	checks := holdOrderChecks(t, id, func(string) string { return refusedCart })
 	events := watch(t, env, id)
 	publish(t, env, medusaCommand(id, 1, "Corner Shop"), "")

@@ -21,7 +21,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
-	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
 )
@@ -115,7 +115,7 @@ func TestResyncRepairsDriftOfAReadyStore(t *testing.T) {
 	cs := sandboxtest.Clientset(t)
 	ctx := context.Background()
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	events := watch(t, env, id)
 	provisionReady(t, env, id, events)
 	standard, err := plan.Default().Get("standard")
@@ -249,7 +249,7 @@ func TestResyncOfAStoreWhoseNamespaceIsGoneFailsIt(t *testing.T) {
 	events := watch(t, env, id)
 	provisionReady(t, env, id, events)
 
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
@@ -47,7 +48,7 @@ func helmHistory(t *testing.T, id string) []helmaction.Release {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hist, err := h.History(context.Background(), kube.NamespaceFor(id))
+	hist, err := h.History(context.Background(), storeid.Namespace(id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestStoresBecomeReadyAndDeleteLeavesNothing(t *testing.T) {
 		t.Run(tt.chart, func(t *testing.T) {
 			t.Parallel()
 			id := newStore(t)
-			ns := kube.NamespaceFor(id)
+			ns := storeid.Namespace(id)
 			events := watch(t, env, id)
 			start := time.Now()
 			publish(t, env, storeCommand(id, 1, provision, tt.engine), "")
@@ -268,7 +269,7 @@ func TestPendingInstallOfAStoreThatNeverServedIsReinstalledOnFreshClaims(t *test
 	ctx := context.Background()
 	cs := sandboxtest.Clientset(t)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 
 	// A worker died at the end of the first install: the guardrails and
 	// the release's objects exist, the release record says pending-install,
@@ -361,7 +362,7 @@ func TestUpgradeWithNewValuesDeploysANewRevision(t *testing.T) {
 		t.Errorf("revision 2 setup values = %s, want currency EUR", got)
 	}
 	// The new revision's setup Job ran; the old one is gone with its revision.
-	jobs, err := sandboxtest.Clientset(t).BatchV1().Jobs(kube.NamespaceFor(id)).List(context.Background(), metav1.ListOptions{})
+	jobs, err := sandboxtest.Clientset(t).BatchV1().Jobs(storeid.Namespace(id)).List(context.Background(), metav1.ListOptions{})
 	if err != nil || len(jobs.Items) != 1 || jobs.Items[0].Name != "store-setup-2" {
 		t.Errorf("jobs after the upgrade = %v, %v; want store-setup-2 only", jobs, err)
 	}
@@ -392,7 +393,7 @@ func TestUpgradeToAnotherChartVersionRollsItOutAndAnUnknownOneChangesNothing(t *
 	ctx := context.Background()
 	cs := sandboxtest.Clientset(t)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	events := watch(t, env, id)
 	publish(t, env, versionCommand(id, 1, old), "")
 	if ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute); ready.GetChartVersion() != old {
@@ -510,7 +511,7 @@ func TestUpgradeThatCannotBecomeReadyIsRolledBack(t *testing.T) {
 	env := bustest.Embedded(t)
 	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: 15 * time.Second, RollbackTimeout: time.Minute}})
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	events := watch(t, env, id)
 	publish(t, env, upgradeCommand(id, 1, nil), "")
 	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
@@ -585,7 +586,7 @@ func TestForeignNamespaceFailsTheStoreAndSurvivesItsDelete(t *testing.T) {
 	env := bustest.Embedded(t)
 	startWorker(t, env, setup{worker: fastRetries(), release: true})
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	cs := sandboxtest.Clientset(t)
 	ctx := context.Background()
 	foreign, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{

@@ -18,7 +18,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
-	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
 )
 
@@ -60,7 +60,7 @@ func TestDeleteDuringAStuckUpgradeSupersedesIt(t *testing.T) {
 		if got := count(w.metrics, "provision", "superseded"); got != 1 {
 			t.Errorf("commands superseded = %d, want 1", got)
 		}
-		if _, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(t.Context(), kube.NamespaceFor(id), metav1.GetOptions{}); err == nil {
+		if _, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(t.Context(), storeid.Namespace(id), metav1.GetOptions{}); err == nil {
 			t.Errorf("namespace of the deleted store still exists")
 		}
 	})
