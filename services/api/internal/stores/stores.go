@@ -511,7 +511,7 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 // failure: an upgrade rolled back or refused, the store still serving its
 // previous revision.
 func keptAfterFailedUpgrade(ev *eventsv1.StoreStatusChanged) bool {
-	switch ev.GetReason() {
+	switch lifecycle.Reason(ev.GetReason()) {
 	case lifecycle.ReasonUpgradeRolledBack, lifecycle.ReasonUpgradeFailed, lifecycle.ReasonValuesRefused:
 		return ev.GetPhase() == storev1.Phase_PHASE_READY
 	}
@@ -522,7 +522,7 @@ func keptAfterFailedUpgrade(ev *eventsv1.StoreStatusChanged) bool {
 // waits for (a finalizer, say), which the store shows in its failure
 // reason and message until the deletion finishes.
 func blockedDeletion(ev *eventsv1.StoreStatusChanged) bool {
-	return ev.GetPhase() == storev1.Phase_PHASE_DELETING && ev.GetReason() == lifecycle.ReasonNamespaceTerminating
+	return ev.GetPhase() == storev1.Phase_PHASE_DELETING && lifecycle.Reason(ev.GetReason()) == lifecycle.ReasonNamespaceTerminating
 }
 
 // detailOf is the audit detail of a transition: what an upgrade asks for.

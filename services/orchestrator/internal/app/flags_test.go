@@ -286,7 +286,7 @@ func TestRollbackTimeoutFlagBoundsTheRollback(t *testing.T) {
 	if elapsed < provisionTimeout+rollbackTimeout-time.Second {
 		t.Errorf("FAILED %s after the upgrade; the rollback cannot have waited %s after the %s deadline", elapsed, rollbackTimeout, provisionTimeout)
 	}
-	if failed.GetReason() != lifecycle.ReasonQuotaExceeded || !strings.Contains(failed.GetMessage(), "rolled back to revision 1") ||
+	if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonQuotaExceeded || !strings.Contains(failed.GetMessage(), "rolled back to revision 1") ||
 		!strings.Contains(failed.GetMessage(), "the rolled-back revision 3 is not ready either") {
 		t.Errorf("FAILED status = %s: %q; want QuotaExceeded saying that the rolled-back revision 3 is not ready either", failed.GetReason(), failed.GetMessage())
 	}

@@ -16,7 +16,7 @@ import (
 type Error struct {
 	// Reason is a lifecycle reason (lifecycle.ReasonTimeout, …) for the
 	// FAILED status: now when Terminal, after the last retry otherwise.
-	Reason string
+	Reason lifecycle.Reason
 	// Terminal means retrying cannot help: the caller publishes FAILED
 	// (Reconciler.Fail) and drops the command.
 	Terminal bool

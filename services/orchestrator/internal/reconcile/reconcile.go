@@ -334,11 +334,11 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 // Fail publishes the store as FAILED with reason and message, and an
 // audit "failure", for the generation of cmd. The caller calls it when it
 // gives up on cmd; an error means the events may not be stored.
-func (r *Reconciler) Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, reason, message string) error {
+func (r *Reconciler) Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, reason lifecycle.Reason, message string) error {
 	if err := r.status(ctx, cmd, storev1.Phase_PHASE_FAILED, reason, message, ""); err != nil {
 		return err
 	}
-	return r.audit(ctx, cmd, lifecycle.ActionFailure, reason+": "+message)
+	return r.audit(ctx, cmd, lifecycle.ActionFailure, string(reason)+": "+message)
 }
 
 // Superseded records in the audit log that cmd was cancelled before it
@@ -452,7 +452,7 @@ func (r *Reconciler) upgradeKept(ctx context.Context, cmd *eventsv1.ProvisionCom
 	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, f.Reason, f.Message, url, f.ChartVersion); err != nil {
 		return classify(err)
 	}
-	return classify(r.audit(ctx, cmd, lifecycle.ActionFailure, f.Reason+": "+f.Message))
+	return classify(r.audit(ctx, cmd, lifecycle.ActionFailure, string(f.Reason)+": "+f.Message))
 }
 
 func (r *Reconciler) delete(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
@@ -570,15 +570,15 @@ func (r *Reconciler) timedOut(cmd *eventsv1.ProvisionCommand, st State, last err
 	return &Error{Reason: reason, Terminal: true, Err: err}
 }
 
-func (r *Reconciler) status(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url string) error {
+func (r *Reconciler) status(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason lifecycle.Reason, message, url string) error {
 	return r.publish(ctx, cmd, phase, reason, message, url, "")
 }
 
-func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url, chartVersion string) error {
+func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason lifecycle.Reason, message, url, chartVersion string) error {
 	return r.Reporter.Status(ctx, &eventsv1.StoreStatusChanged{
 		StoreId:            cmd.GetStoreId(),
 		Phase:              phase,
-		Reason:             reason,
+		Reason:             string(reason),
 		Message:            message,
 		ObservedGeneration: cmd.GetGeneration(),
 		Time:               timestamppb.New(r.now()),

@@ -48,9 +48,9 @@ const (
 
 // rollbackCause is the value of AnnotationRollbackCause.
 type rollbackCause struct {
-	Generation int64  `json:"generation"`
-	Reason     string `json:"reason"`
-	Message    string `json:"message"`
+	Generation int64            `json:"generation"`
+	Reason     lifecycle.Reason `json:"reason"`
+	Message    string           `json:"message"`
 }
 
 // DefaultRollbackTimeout is the default of ReleaseStep.RollbackTimeout.
@@ -96,13 +96,13 @@ type ReleaseStep struct {
 // previous revision; the reconciler publishes READY with this reason and
 // message.
 type UpgradeFailure struct {
-	Generation   int64  `json:"generation"`
-	Reason       string `json:"reason"`
-	Message      string `json:"message"`
-	ChartVersion string `json:"chartVersion"`
+	Generation   int64            `json:"generation"`
+	Reason       lifecycle.Reason `json:"reason"`
+	Message      string           `json:"message"`
+	ChartVersion string           `json:"chartVersion"`
 }
 
-func (e *UpgradeFailure) Error() string { return e.Reason + ": " + e.Message }
+func (e *UpgradeFailure) Error() string { return string(e.Reason) + ": " + e.Message }
 
 // Name implements Step.
 func (*ReleaseStep) Name() string { return "release" }
@@ -254,7 +254,7 @@ func (s *ReleaseStep) waitReady(ctx context.Context, ns string, cmd *eventsv1.Pr
 }
 
 // record writes the failed upgrade of cmd's generation on the namespace.
-func (s *ReleaseStep) record(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, reason, message, chartVersion string) (*UpgradeFailure, error) {
+func (s *ReleaseStep) record(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, reason lifecycle.Reason, message, chartVersion string) (*UpgradeFailure, error) {
 	f := &UpgradeFailure{Generation: cmd.GetGeneration(), Reason: reason, Message: message, ChartVersion: chartVersion}
 	b, err := json.Marshal(f)
 	if err != nil {

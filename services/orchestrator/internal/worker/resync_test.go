@@ -261,7 +261,7 @@ func TestResyncOfAStoreWhoseNamespaceIsGoneFailsIt(t *testing.T) {
 	cmd, msgID := resyncCommand(id, 1)
 	publish(t, env, cmd, msgID)
 	failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, 30*time.Second)
-	if failed.GetReason() != lifecycle.ReasonStoreLost || !strings.Contains(failed.GetMessage(), "deleted out of band") {
+	if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonStoreLost || !strings.Contains(failed.GetMessage(), "deleted out of band") {
 		t.Errorf("status %s: %q; want StoreLost saying the namespace was deleted out of band", failed.GetReason(), failed.GetMessage())
 	}
 	waitSettled(t, env, 10*time.Second)
@@ -406,7 +406,7 @@ func TestResyncOfAStuckStoreRepublishesItsOutcome(t *testing.T) {
 	publish(t, env, cmd, msgID)
 	eventually(t, 30*time.Second, func() bool { return len(events.phasesOf(1, storev1.Phase_PHASE_READY)) == 2 },
 		func() string { return "READY not published again: " + events.summary() })
-	if again := events.phasesOf(1, storev1.Phase_PHASE_READY)[1]; again.GetReason() != lifecycle.ReasonReady || !strings.Contains(again.GetMessage(), "reported again") {
+	if again := events.phasesOf(1, storev1.Phase_PHASE_READY)[1]; lifecycle.Reason(again.GetReason()) != lifecycle.ReasonReady || !strings.Contains(again.GetMessage(), "reported again") {
 		t.Errorf("republished status = %s: %q", again.GetReason(), again.GetMessage())
 	}
 

@@ -190,7 +190,7 @@ func TestDeletedCredentialsFailTheStore(t *testing.T) {
 		publish(t, env, command(id, 2, provision), "")
 		failed := events.waitStatus(t, 2, storev1.Phase_PHASE_FAILED, 30*time.Second)
 
-		if failed.GetReason() != lifecycle.ReasonCredentialsLost || !strings.Contains(failed.GetMessage(), kube.SecretDatabase) {
+		if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonCredentialsLost || !strings.Contains(failed.GetMessage(), kube.SecretDatabase) {
 			t.Errorf("FAILED = %s %q, want %s naming %s", failed.GetReason(), failed.GetMessage(), lifecycle.ReasonCredentialsLost, kube.SecretDatabase)
 		}
 		eventually(t, 5*time.Second, func() bool { return events.audit(2, lifecycle.ActionFailure, id) != nil },
@@ -247,7 +247,7 @@ func TestDeleteBlockedByFinalizerFailsNamespaceStuck(t *testing.T) {
 
 		publish(t, env, command(id, 2, del), "")
 		failed := events.waitStatus(t, 2, storev1.Phase_PHASE_FAILED, 90*time.Second)
-		if failed.GetReason() != lifecycle.ReasonNamespaceStuck || !strings.Contains(failed.GetMessage(), blocker) {
+		if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonNamespaceStuck || !strings.Contains(failed.GetMessage(), blocker) {
 			t.Errorf("FAILED = %s %q, want %s naming %s", failed.GetReason(), failed.GetMessage(), lifecycle.ReasonNamespaceStuck, blocker)
 		}
 		if got := events.phases(2); len(got) == 0 || got[0] != "DELETING/Deleting" {
@@ -305,7 +305,7 @@ func TestPassedDeadlineFailsWithTimeout(t *testing.T) {
 		publish(t, env, cmd, "")
 		failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, 30*time.Second)
 
-		if failed.GetReason() != lifecycle.ReasonTimeout || !strings.Contains(failed.GetMessage(), "missing namespace "+storeid.Namespace(id)) {
+		if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonTimeout || !strings.Contains(failed.GetMessage(), "missing namespace "+storeid.Namespace(id)) {
 			t.Errorf("FAILED = %s %q, want %s saying the namespace is missing", failed.GetReason(), failed.GetMessage(), lifecycle.ReasonTimeout)
 		}
 		eventually(t, 5*time.Second, func() bool { return events.audit(1, lifecycle.ActionFailure, id) != nil },
