@@ -254,10 +254,10 @@ func ToProto(st *ent.Store) *storev1.Store {
 	return &storev1.Store{
 		Id:                 st.ID,
 		DisplayName:        st.DisplayName,
-		Engine:             storev1.Engine(storev1.Engine_value[st.Engine]),
+		Engine:             st.Engine,
 		Owner:              st.Owner,
-		Phase:              storev1.Phase(storev1.Phase_value[st.Phase]),
-		FailureReason:      st.FailureReason,
+		Phase:              st.Phase,
+		FailureReason:      string(st.FailureReason),
 		FailureMessage:     st.FailureMessage,
 		Url:                st.URL,
 		CreateTime:         timestamppb.New(st.CreateTime),

@@ -160,7 +160,7 @@ func (s *Service) create(ctx context.Context, caller rpc.Principal, displayName 
 			case err != nil:
 				return err
 			case now.Sub(prior.CreateTime) < RequestIDWindow:
-				if prior.DisplayName != displayName || prior.Engine != engine.String() {
+				if prior.DisplayName != displayName || prior.Engine != engine {
 					return fmt.Errorf("%w: request id %q created store %s (%q, %s) at %s; use a new request id for another store",
 						ErrRequestIDReused, requestID, prior.ID, prior.DisplayName, prior.Engine, prior.CreateTime.Format(time.RFC3339))
 				}
@@ -173,7 +173,7 @@ func (s *Service) create(ctx context.Context, caller rpc.Principal, displayName 
 				}
 			}
 		}
-		active, err := tx.Store.Query().Where(entstore.Owner(caller.Name), entstore.PhaseNEQ(storev1.Phase_PHASE_DELETED.String())).Count(ctx)
+		active, err := tx.Store.Query().Where(entstore.Owner(caller.Name), entstore.PhaseNEQ(storev1.Phase_PHASE_DELETED)).Count(ctx)
 		if err != nil {
 			return err
 		}
@@ -183,9 +183,9 @@ func (s *Service) create(ctx context.Context, caller rpc.Principal, displayName 
 		c := tx.Store.Create().
 			SetID(storeid.New()).
 			SetDisplayName(displayName).
-			SetEngine(engine.String()).
+			SetEngine(engine).
 			SetOwner(caller.Name).
-			SetPhase(storev1.Phase_PHASE_PROVISIONING.String()).
+			SetPhase(storev1.Phase_PHASE_PROVISIONING).
 			SetGeneration(1).
 			SetLastAction(lifecycle.ActionCreate).
 			SetCreateTime(now).
@@ -236,7 +236,7 @@ func (s *Service) Get(ctx context.Context, caller rpc.Principal, id string) (*en
 func (s *Service) Delete(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
 	return s.transition(ctx, "stores.delete", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
 		switch st.Phase {
-		case storev1.Phase_PHASE_DELETING.String(), storev1.Phase_PHASE_DELETED.String():
+		case storev1.Phase_PHASE_DELETING, storev1.Phase_PHASE_DELETED:
 			return 0, "", false, nil
 		}
 		return eventsv1.Action_ACTION_DELETE, lifecycle.ActionDelete, true, nil
@@ -247,8 +247,8 @@ func (s *Service) Delete(ctx context.Context, caller rpc.Principal, id string) (
 // ErrWrongPhase for a store that is not FAILED.
 func (s *Service) Retry(ctx context.Context, caller rpc.Principal, id string) (*ent.Store, error) {
 	return s.transition(ctx, "stores.retry", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
-		if st.Phase != storev1.Phase_PHASE_FAILED.String() {
-			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a FAILED store can be retried", ErrWrongPhase, id, strings.TrimPrefix(st.Phase, "PHASE_"))
+		if st.Phase != storev1.Phase_PHASE_FAILED {
+			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a FAILED store can be retried", ErrWrongPhase, id, strings.TrimPrefix(st.Phase.String(), "PHASE_"))
 		}
 		return eventsv1.Action_ACTION_PROVISION, lifecycle.ActionRetry, true, nil
 	}, storev1.Phase_PHASE_PROVISIONING, nil)
@@ -271,12 +271,12 @@ func (s *Service) Upgrade(ctx context.Context, caller rpc.Principal, id, chartVe
 	}
 	var version string
 	return s.transition(ctx, "stores.upgrade", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
-		failedUpgrade := st.Phase == storev1.Phase_PHASE_FAILED.String() && st.LastAction == lifecycle.ActionUpgrade
-		if st.Phase != storev1.Phase_PHASE_READY.String() && !failedUpgrade {
+		failedUpgrade := st.Phase == storev1.Phase_PHASE_FAILED && st.LastAction == lifecycle.ActionUpgrade
+		if st.Phase != storev1.Phase_PHASE_READY && !failedUpgrade {
 			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a READY store, or one whose upgrade FAILED, can be upgraded",
-				ErrWrongPhase, id, strings.TrimPrefix(st.Phase, "PHASE_"))
+				ErrWrongPhase, id, strings.TrimPrefix(st.Phase.String(), "PHASE_"))
 		}
-		if err := validateValues(storev1.Engine(storev1.Engine_value[st.Engine]), values); err != nil {
+		if err := validateValues(st.Engine, values); err != nil {
 			return 0, "", false, err
 		}
 		var err error
@@ -301,7 +301,7 @@ func upgradeVersion(st *ent.Store, version string) (string, error) {
 	if version != "" {
 		return version, nil
 	}
-	name, err := chartOf(storev1.Engine(storev1.Engine_value[st.Engine]))
+	name, err := chartOf(st.Engine)
 	if err != nil {
 		return "", err
 	}
@@ -349,7 +349,7 @@ func (s *Service) transition(ctx context.Context, spanName string, caller rpc.Pr
 			return err
 		}
 		u := st.Update().
-			SetPhase(phase.String()).
+			SetPhase(phase).
 			SetGeneration(st.Generation + 1).
 			// Lease tokens order the holders of one generation: a new
 			// generation starts afresh, so a lease bucket that was
@@ -437,7 +437,7 @@ func Command(st *ent.Store, action eventsv1.Action, actor string, issueTime time
 		Action:     action,
 		Spec: &eventsv1.StoreSpec{
 			DisplayName:  st.DisplayName,
-			Engine:       storev1.Engine(storev1.Engine_value[st.Engine]),
+			Engine:       st.Engine,
 			Owner:        st.Owner,
 			ChartVersion: cmp.Or(st.DesiredChartVersion, st.ChartVersion),
 			Values:       st.ChartValues,
@@ -469,7 +469,7 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 		switch {
 		case ev.GetObservedGeneration() < st.Generation,
 			ev.GetObservedGeneration() > st.Generation,
-			st.Phase == storev1.Phase_PHASE_DELETED.String(),
+			st.Phase == storev1.Phase_PHASE_DELETED,
 			// Within a generation a later lease wins whatever the hosts'
 			// clocks say; time orders the events of one lease.
 			ev.GetLeaseToken() != 0 && ev.GetLeaseToken() < st.LeaseToken,
@@ -479,12 +479,12 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 			return nil
 		}
 		u := st.Update().
-			SetPhase(ev.GetPhase().String()).
+			SetPhase(ev.GetPhase()).
 			SetObservedGeneration(ev.GetObservedGeneration()).
 			SetStatusTime(evTime).
 			SetUpdateTime(s.now())
 		if ev.GetPhase() == storev1.Phase_PHASE_FAILED || keptAfterFailedUpgrade(ev) || blockedDeletion(ev) {
-			u.SetFailureReason(ev.GetReason()).SetFailureMessage(ev.GetMessage())
+			u.SetFailureReason(lifecycle.Reason(ev.GetReason())).SetFailureMessage(ev.GetMessage())
 		} else {
 			u.SetFailureReason("").SetFailureMessage("")
 		}
