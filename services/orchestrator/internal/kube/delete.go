@@ -40,10 +40,10 @@ func (e *TerminatingError) Error() string {
 // DeleteNamespace deletes the store's namespace and waits, watching it,
 // until it is gone. A namespace already gone is not an error; one the
 // platform did not create for this store is ErrNamespaceConflict and is
-// not deleted. If it is
-// still there after timeout, it returns a *TerminatingError naming what
-// blocks it; calling again later resumes the wait. It runs as
-// phase.DeleteNamespace.
+// not deleted, and an id that cannot name a namespace is an error wrapping
+// storeid.ErrInvalid. If it is still there after timeout, it returns a
+// *TerminatingError naming what blocks it; calling again later resumes the
+// wait. It runs as phase.DeleteNamespace.
 func (g *Guardrails) DeleteNamespace(ctx context.Context, storeID string, timeout time.Duration) (err error) {
 	ns := storeid.Namespace(storeID)
 	ctx, p := phase.Start(ctx, phase.DeleteNamespace, trace.WithAttributes(semconv.K8SNamespaceName(ns)))

@@ -99,8 +99,9 @@ type Guardrails struct {
 // ErrNamespaceTerminating while the namespace is being deleted,
 // ErrCredentialsLost if a credentials Secret was deleted, and
 // ErrNamespaceConflict, changing nothing, when a namespace of that name
-// exists that the platform did not create for this store. It runs as
-// phase.Guardrails.
+// exists that the platform did not create for this store, and an error
+// wrapping storeid.ErrInvalid, changing nothing, for an id that cannot
+// name a namespace. It runs as phase.Guardrails.
 func (g *Guardrails) Ensure(ctx context.Context, storeID string) (err error) {
 	ns := storeid.Namespace(storeID)
 	ctx, p := phase.Start(ctx, phase.Guardrails, trace.WithAttributes(semconv.K8SNamespaceName(ns)))

@@ -25,8 +25,9 @@ type Observation struct {
 // Observe reads which of the store's namespace and guardrails exist; it
 // changes nothing. It checks presence, and the contents of the quota
 // only: Ensure restores every drifted value. An error means the cluster
-// could not be read, or wraps ErrNamespaceConflict when the namespace is
-// not the platform's for this store.
+// could not be read, wraps ErrNamespaceConflict when the namespace is
+// not the platform's for this store, or wraps storeid.ErrInvalid for an id
+// that cannot name a namespace.
 func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, error) {
 	if err := storeid.Validate(storeID); err != nil {
 		return Observation{}, err
