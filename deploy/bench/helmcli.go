@@ -15,6 +15,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/storeprov/storeprov/pkg/storeid"
 )
 
 // storeIDMark stands for the store id in the values the helm CLI installs.
@@ -28,7 +30,7 @@ const releaseName = "store"
 // helm CLI baseline needs to install the same: the chart, the values and
 // the Secrets (copied) the chart expects in its namespace.
 func (r *run) captureRelease(ctx context.Context, id string) error {
-	ns := "store-" + id
+	ns := storeid.Namespace(id)
 	var releases []struct{ Name, Chart string }
 	out, err := r.helm(ctx, "list", "--namespace", ns, "--output", "json")
 	if err != nil {

@@ -315,7 +315,7 @@ func attackForeignNamespace(t *testing.T, s *devstack.Stack, m *restClient) {
 	s.StartOrchestrators()
 
 	failed := m.waitPhase(st.ID, "PHASE_FAILED")
-	if failed.FailureReason != lifecycle.ReasonNamespaceConflict || !strings.Contains(failed.FailureMessage, ns) {
+	if lifecycle.Reason(failed.FailureReason) != lifecycle.ReasonNamespaceConflict || !strings.Contains(failed.FailureMessage, ns) {
 		t.Errorf("store over a foreign namespace failed with %s: %s; want NamespaceConflict naming %s", failed.FailureReason, failed.FailureMessage, ns)
 	}
 	m.do("DELETE", "/v1/stores/"+st.ID, "", 200, nil)
@@ -401,7 +401,7 @@ func attackBus(t *testing.T, s *devstack.Stack, alice, m *restClient, victimID s
 		_, js := connectAs(t, s, bus.RoleOrchestrator)
 		forged := &eventsv1.StoreStatusChanged{
 			StoreId: victimID, ObservedGeneration: 99, Phase: storev1.Phase_PHASE_DELETED,
-			Reason: lifecycle.ReasonDeleted, Time: timestamppb.Now(),
+			Reason: string(lifecycle.ReasonDeleted), Time: timestamppb.Now(),
 		}
 		publish(t, js, topo.StatusSubject(victimID), "forged-status-"+victimID, forged)
 		// The api applies one store's events in stream order: once this
@@ -409,7 +409,7 @@ func attackBus(t *testing.T, s *devstack.Stack, alice, m *restClient, victimID s
 		marker := "marker-" + sandboxtest.RandomSuffix()
 		publish(t, js, topo.StatusSubject(victimID), marker, &eventsv1.StoreStatusChanged{
 			StoreId: victimID, ObservedGeneration: 1, Phase: storev1.Phase_PHASE_READY,
-			Reason: lifecycle.ReasonUpgradeFailed, Message: marker, Time: timestamppb.Now(),
+			Reason: string(lifecycle.ReasonUpgradeFailed), Message: marker, Time: timestamppb.Now(),
 		})
 		deadline := time.Now().Add(30 * time.Second)
 		st := alice.get(victimID)

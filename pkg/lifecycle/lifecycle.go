@@ -34,57 +34,65 @@ const SystemActor = "system:orchestrator"
 // and repair its drift, publishing nothing when nothing drifted.
 const ResyncActor = "system:resync"
 
+// Reason says in one word why a store is in its phase: a FAILED store's
+// failure, a READY store kept on its previous revision, a DELETING store
+// waiting for its namespace. On the wire and in the database it is the
+// string itself (StoreStatusChanged.reason, Store.failure_reason); a
+// reader keeps a reason it does not know as it is, so a newer writer's
+// reasons pass through an older reader.
+type Reason string
+
 // Status reasons, in StoreStatusChanged.reason and Store.failure_reason.
 const (
-	ReasonProvisioning         = "Provisioning"
-	ReasonReady                = "Ready"
-	ReasonDeleting             = "Deleting"
-	ReasonDeleted              = "Deleted"
-	ReasonTimeout              = "Timeout"              // not ready within the provisioning deadline
-	ReasonQuotaExceeded        = "QuotaExceeded"        // the namespace quota refused a workload
-	ReasonCredentialsLost      = "CredentialsLost"      // a credentials Secret was deleted out of band
-	ReasonNamespaceTerminating = "NamespaceTerminating" // the namespace is still being deleted
-	ReasonNamespaceStuck       = "NamespaceStuck"       // deletion did not finish; message names the blocker
-	ReasonRetriesExhausted     = "RetriesExhausted"     // transient errors outlasted every redelivery
-	ReasonInvalidSpec          = "InvalidSpec"          // the command cannot succeed as written
-	ReasonNamespaceConflict    = "NamespaceConflict"    // store-<id> exists and is not the platform's; left untouched
+	ReasonProvisioning         Reason = "Provisioning"
+	ReasonReady                Reason = "Ready"
+	ReasonDeleting             Reason = "Deleting"
+	ReasonDeleted              Reason = "Deleted"
+	ReasonTimeout              Reason = "Timeout"              // not ready within the provisioning deadline
+	ReasonQuotaExceeded        Reason = "QuotaExceeded"        // the namespace quota refused a workload
+	ReasonCredentialsLost      Reason = "CredentialsLost"      // a credentials Secret was deleted out of band
+	ReasonNamespaceTerminating Reason = "NamespaceTerminating" // the namespace is still being deleted
+	ReasonNamespaceStuck       Reason = "NamespaceStuck"       // deletion did not finish; message names the blocker
+	ReasonRetriesExhausted     Reason = "RetriesExhausted"     // transient errors outlasted every redelivery
+	ReasonInvalidSpec          Reason = "InvalidSpec"          // the command cannot succeed as written
+	ReasonNamespaceConflict    Reason = "NamespaceConflict"    // store-<id> exists and is not the platform's; left untouched
 	// The tenant policy of the chart version to install refuses the
 	// store's value overrides; the message names the key and what is
 	// allowed. A new store is FAILED; a READY store stays READY on its
 	// previous revision, as after UpgradeFailed.
-	ReasonValuesRefused = "ValuesRefused"
+	ReasonValuesRefused Reason = "ValuesRefused"
 
 	// Why a store's workloads did not become ready, read from the cluster.
-	ReasonPodsRejected     = "PodsRejected"     // admission refused the pods (LimitRange, Pod Security)
-	ReasonUnschedulable    = "Unschedulable"    // no node can take a pod (PodScheduled=False)
-	ReasonImagePullBackOff = "ImagePullBackOff" // an image cannot be pulled (ErrImagePull, ImagePullBackOff)
-	ReasonCrashLoopBackOff = "CrashLoopBackOff" // a container keeps crashing
-	ReasonPVCPending       = "PVCPending"       // a claim found no volume
-	ReasonSetupJobFailed   = "SetupJobFailed"   // a setup, migration or admin Job exhausted its retries
+	ReasonPodsRejected     Reason = "PodsRejected"     // admission refused the pods (LimitRange, Pod Security)
+	ReasonUnschedulable    Reason = "Unschedulable"    // no node can take a pod (PodScheduled=False)
+	ReasonImagePullBackOff Reason = "ImagePullBackOff" // an image cannot be pulled (ErrImagePull, ImagePullBackOff)
+	ReasonCrashLoopBackOff Reason = "CrashLoopBackOff" // a container keeps crashing
+	ReasonPVCPending       Reason = "PVCPending"       // a claim found no volume
+	ReasonSetupJobFailed   Reason = "SetupJobFailed"   // a setup, migration or admin Job exhausted its retries
 	// The chart's order check (a storefront order placed and cancelled,
 	// run when the orchestrator's --order-check asks for it) exhausted its
 	// retries: the store serves but cannot sell. The message is the
 	// check's own line, "order check failed at <step>: <detail>". A first
 	// install is FAILED; an upgrade of a READY store is rolled back
 	// (UpgradeRolledBack, whose message quotes it).
-	ReasonOrderCheckFailed = "OrderCheckFailed"
+	ReasonOrderCheckFailed Reason = "OrderCheckFailed"
 
 	// Outcomes of an upgrade of a READY store, which stays READY on its
 	// previous revision; the message says why.
-	ReasonUpgradeRolledBack = "UpgradeRolledBack" // the upgraded release did not become ready and was rolled back
-	ReasonUpgradeFailed     = "UpgradeFailed"     // the upgrade could not be applied; nothing changed
+	ReasonUpgradeRolledBack Reason = "UpgradeRolledBack" // the upgraded release did not become ready and was rolled back
+	ReasonUpgradeFailed     Reason = "UpgradeFailed"     // the upgrade could not be applied; nothing changed
 
 	// A resync found a READY store drifted (objects deleted or changed out
 	// of band, workloads not ready) and repaired it; the message says what.
-	ReasonDriftRepaired = "DriftRepaired"
+	ReasonDriftRepaired Reason = "DriftRepaired"
 	// A resync found the namespace of a READY store gone, and its data with
 	// it: it is not provisioned again behind the owner's back.
-	ReasonStoreLost = "StoreLost"
+	ReasonStoreLost Reason = "StoreLost"
 )
 
 // StatusEventID is the Nats-Msg-Id of a status change, so the same change
 // published twice is stored once.
-func StatusEventID(storeID string, generation int64, phase storev1.Phase, reason string) string {
+func StatusEventID(storeID string, generation int64, phase storev1.Phase, reason Reason) string {
 	return fmt.Sprintf("status/%s/%d/%s/%s", storeID, generation, phase, reason)
 }
 

@@ -229,7 +229,7 @@ func TestStatusEventsApplyOnlyWhenNewer(t *testing.T) {
 		if failed.GetObservedGeneration() != 1 {
 			t.Errorf("failed store observed generation %d, want 1: a status of a generation never issued was applied", failed.GetObservedGeneration())
 		}
-		if failed.GetFailureReason() != lifecycle.ReasonQuotaExceeded || failed.GetFailureMessage() != "exceeded quota: pods" {
+		if lifecycle.Reason(failed.GetFailureReason()) != lifecycle.ReasonQuotaExceeded || failed.GetFailureMessage() != "exceeded quota: pods" {
 			t.Errorf("failed store = %v", failed)
 		}
 
@@ -260,7 +260,7 @@ func TestStatusEventsApplyOnlyWhenNewer(t *testing.T) {
 		// A deletion that waits says for what, until it finishes.
 		publishStatus(t, e, st.GetId(), 3, storev1.Phase_PHASE_DELETING, lifecycle.ReasonNamespaceTerminating, "namespace is still terminating: finalizer x/hold")
 		waitStore(t, e, st.GetId(), "DELETING saying what blocks it", func(s *storev1.Store) bool {
-			return s.GetFailureReason() == lifecycle.ReasonNamespaceTerminating && strings.Contains(s.GetFailureMessage(), "x/hold")
+			return lifecycle.Reason(s.GetFailureReason()) == lifecycle.ReasonNamespaceTerminating && strings.Contains(s.GetFailureMessage(), "x/hold")
 		})
 		publishStatus(t, e, st.GetId(), 3, storev1.Phase_PHASE_DELETED, lifecycle.ReasonDeleted, "")
 		if gone := waitPhase(t, e, st.GetId(), storev1.Phase_PHASE_DELETED); gone.GetFailureReason() != "" {
@@ -281,8 +281,8 @@ func TestStatusFromAFencedOutWorkerIsIgnored(t *testing.T) {
 		}
 		id := st.GetId()
 		t0 := time.Now()
-		event := func(phase storev1.Phase, reason string, at time.Duration, token uint64) *eventsv1.StoreStatusChanged {
-			return &eventsv1.StoreStatusChanged{StoreId: id, Phase: phase, Reason: reason, ObservedGeneration: 1,
+		event := func(phase storev1.Phase, reason lifecycle.Reason, at time.Duration, token uint64) *eventsv1.StoreStatusChanged {
+			return &eventsv1.StoreStatusChanged{StoreId: id, Phase: phase, Reason: string(reason), ObservedGeneration: 1,
 				Time: timestamppb.New(t0.Add(at)), LeaseToken: token}
 		}
 		publishStatusEvent(t, e, event(storev1.Phase_PHASE_PROVISIONING, lifecycle.ReasonProvisioning, 0, 10))
@@ -308,7 +308,7 @@ func TestStatusFromAFencedOutWorkerIsIgnored(t *testing.T) {
 		if _, err := e.stores.DeleteStore(ctx, &storev1.DeleteStoreRequest{Id: id}); err != nil {
 			t.Fatal(err)
 		}
-		publishStatusEvent(t, e, &eventsv1.StoreStatusChanged{StoreId: id, Phase: storev1.Phase_PHASE_DELETED, Reason: lifecycle.ReasonDeleted,
+		publishStatusEvent(t, e, &eventsv1.StoreStatusChanged{StoreId: id, Phase: storev1.Phase_PHASE_DELETED, Reason: string(lifecycle.ReasonDeleted),
 			ObservedGeneration: 2, Time: timestamppb.Now(), LeaseToken: 3})
 		waitPhase(t, e, id, storev1.Phase_PHASE_DELETED)
 	})
@@ -381,10 +381,10 @@ func TestListStoresPagesAndFilters(t *testing.T) {
 	})
 }
 
-func publishStatus(t *testing.T, e *apiEnv, id string, gen int64, phase storev1.Phase, reason, message string) {
+func publishStatus(t *testing.T, e *apiEnv, id string, gen int64, phase storev1.Phase, reason lifecycle.Reason, message string) {
 	t.Helper()
 	publishStatusEvent(t, e, &eventsv1.StoreStatusChanged{
-		StoreId: id, Phase: phase, Reason: reason, Message: message, ObservedGeneration: gen,
+		StoreId: id, Phase: phase, Reason: string(reason), Message: message, ObservedGeneration: gen,
 		Time: timestamppb.Now(), Url: "http://store-" + id + ".127.0.0.1.nip.io",
 	})
 }
@@ -392,7 +392,7 @@ func publishStatus(t *testing.T, e *apiEnv, id string, gen int64, phase storev1.
 // publishStatusEvent publishes ev as the orchestrator would.
 func publishStatusEvent(t *testing.T, e *apiEnv, ev *eventsv1.StoreStatusChanged) {
 	t.Helper()
-	id, gen, phase, reason := ev.GetStoreId(), ev.GetObservedGeneration(), ev.GetPhase(), ev.GetReason()
+	id, gen, phase, reason := ev.GetStoreId(), ev.GetObservedGeneration(), ev.GetPhase(), lifecycle.Reason(ev.GetReason())
 	msgID := lifecycle.AttemptID(lifecycle.StatusEventID(id, gen, phase, reason), ev.GetLeaseToken())
 	if err := bus.Publish(context.Background(), e.bus.JS, e.bus.Topology.StatusSubject(id), msgID, ev); err != nil {
 		t.Fatal(err)
@@ -507,14 +507,16 @@ func TestUpgradeStoreQueuesANewGenerationOfAReadyStore(t *testing.T) {
 		// Rolled back: READY on the old revision, the failure recorded.
 		publishStatus(t, e, id, 2, storev1.Phase_PHASE_READY, lifecycle.ReasonUpgradeRolledBack, "did not become ready: QuotaExceeded")
 		kept := waitPhase(t, e, id, storev1.Phase_PHASE_READY)
-		if kept.GetObservedGeneration() != 2 || kept.GetFailureReason() != lifecycle.ReasonUpgradeRolledBack || kept.GetFailureMessage() == "" {
+		if kept.GetObservedGeneration() != 2 || lifecycle.Reason(kept.GetFailureReason()) != lifecycle.ReasonUpgradeRolledBack || kept.GetFailureMessage() == "" {
 			t.Errorf("store after a rolled-back upgrade = %v", kept)
 		}
 		// Refused by the tenant policy of the chart version the orchestrator
 		// installs: READY on the old revision as well, the refusal recorded.
 		publishStatus(t, e, id, 2, storev1.Phase_PHASE_READY, lifecycle.ReasonValuesRefused, `values["wordpress.replicas"]: must be at most 1`)
-		keptRefused := waitStore(t, e, id, "failure reason "+lifecycle.ReasonValuesRefused,
-			func(st *storev1.Store) bool { return st.GetFailureReason() == lifecycle.ReasonValuesRefused })
+		keptRefused := waitStore(t, e, id, "failure reason "+string(lifecycle.ReasonValuesRefused),
+			func(st *storev1.Store) bool {
+				return lifecycle.Reason(st.GetFailureReason()) == lifecycle.ReasonValuesRefused
+			})
 		if keptRefused.GetPhase() != storev1.Phase_PHASE_READY || !strings.Contains(keptRefused.GetFailureMessage(), `values["wordpress.replicas"]`) {
 			t.Errorf("store after an upgrade whose values were refused = %v", keptRefused)
 		}

@@ -17,10 +17,10 @@ import (
 
 // publishChartStatus publishes the orchestrator's status of a store that
 // runs chart version chart.
-func publishChartStatus(t *testing.T, e *apiEnv, id string, gen int64, phase storev1.Phase, reason, chart string) {
+func publishChartStatus(t *testing.T, e *apiEnv, id string, gen int64, phase storev1.Phase, reason lifecycle.Reason, chart string) {
 	t.Helper()
 	ev := &eventsv1.StoreStatusChanged{
-		StoreId: id, Phase: phase, Reason: reason, ObservedGeneration: gen, Time: timestamppb.Now(),
+		StoreId: id, Phase: phase, Reason: string(reason), ObservedGeneration: gen, Time: timestamppb.Now(),
 		Url: "http://store-" + id + ".127.0.0.1.nip.io", ChartVersion: chart,
 	}
 	if err := bus.Publish(context.Background(), e.bus.JS, e.bus.Topology.StatusSubject(id), lifecycle.StatusEventID(id, gen, phase, reason), ev); err != nil {

@@ -99,10 +99,10 @@ func TestCreateStoreMessagesContinueTheRequestsTrace(t *testing.T) {
 	// The orchestrator's status event continues the trace; the status feed
 	// applies it in a span of its own, child of the publish.
 	orchestrator, publish := otel.Tracer("app_test").Start(trace.ContextWithRemoteSpanContext(context.Background(), spanOf(command)), "orchestrator")
-	ev := &eventsv1.StoreStatusChanged{StoreId: st.GetId(), Phase: storev1.Phase_PHASE_READY, Reason: lifecycle.ReasonReady,
+	ev := &eventsv1.StoreStatusChanged{StoreId: st.GetId(), Phase: storev1.Phase_PHASE_READY, Reason: string(lifecycle.ReasonReady),
 		ObservedGeneration: 1, Time: timestamppb.Now()}
 	if err := bus.Publish(orchestrator, nats.JS, nats.Topology.StatusSubject(st.GetId()),
-		lifecycle.StatusEventID(st.GetId(), 1, ev.Phase, ev.Reason), ev); err != nil {
+		lifecycle.StatusEventID(st.GetId(), 1, ev.Phase, lifecycle.Reason(ev.Reason)), ev); err != nil {
 		t.Fatal(err)
 	}
 	publish.End()

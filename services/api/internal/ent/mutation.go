@@ -11,6 +11,8 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/api/internal/ent/outbox"
 	"github.com/storeprov/storeprov/services/api/internal/ent/predicate"
 	"github.com/storeprov/storeprov/services/api/internal/ent/store"
@@ -737,10 +739,10 @@ type StoreMutation struct {
 	typ                    string
 	id                     *string
 	display_name           *string
-	engine                 *string
+	engine                 *storev1.Engine
 	owner                  *string
-	phase                  *string
-	failure_reason         *string
+	phase                  *storev1.Phase
+	failure_reason         *lifecycle.Reason
 	failure_message        *string
 	url                    *string
 	chart_version          *string
@@ -904,12 +906,12 @@ func (m *StoreMutation) ResetDisplayName() {
 }
 
 // SetEngine sets the "engine" field.
-func (m *StoreMutation) SetEngine(s string) {
+func (m *StoreMutation) SetEngine(s storev1.Engine) {
 	m.engine = &s
 }
 
 // Engine returns the value of the "engine" field in the mutation.
-func (m *StoreMutation) Engine() (r string, exists bool) {
+func (m *StoreMutation) Engine() (r storev1.Engine, exists bool) {
 	v := m.engine
 	if v == nil {
 		return
@@ -920,7 +922,7 @@ func (m *StoreMutation) Engine() (r string, exists bool) {
 // OldEngine returns the old "engine" field's value of the Store entity.
 // If the Store object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *StoreMutation) OldEngine(ctx context.Context) (v string, err error) {
+func (m *StoreMutation) OldEngine(ctx context.Context) (v storev1.Engine, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldEngine is only allowed on UpdateOne operations")
 	}
@@ -976,12 +978,12 @@ func (m *StoreMutation) ResetOwner() {
 }
 
 // SetPhase sets the "phase" field.
-func (m *StoreMutation) SetPhase(s string) {
+func (m *StoreMutation) SetPhase(s storev1.Phase) {
 	m.phase = &s
 }
 
 // Phase returns the value of the "phase" field in the mutation.
-func (m *StoreMutation) Phase() (r string, exists bool) {
+func (m *StoreMutation) Phase() (r storev1.Phase, exists bool) {
 	v := m.phase
 	if v == nil {
 		return
@@ -992,7 +994,7 @@ func (m *StoreMutation) Phase() (r string, exists bool) {
 // OldPhase returns the old "phase" field's value of the Store entity.
 // If the Store object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *StoreMutation) OldPhase(ctx context.Context) (v string, err error) {
+func (m *StoreMutation) OldPhase(ctx context.Context) (v storev1.Phase, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldPhase is only allowed on UpdateOne operations")
 	}
@@ -1012,12 +1014,12 @@ func (m *StoreMutation) ResetPhase() {
 }
 
 // SetFailureReason sets the "failure_reason" field.
-func (m *StoreMutation) SetFailureReason(s string) {
-	m.failure_reason = &s
+func (m *StoreMutation) SetFailureReason(l lifecycle.Reason) {
+	m.failure_reason = &l
 }
 
 // FailureReason returns the value of the "failure_reason" field in the mutation.
-func (m *StoreMutation) FailureReason() (r string, exists bool) {
+func (m *StoreMutation) FailureReason() (r lifecycle.Reason, exists bool) {
 	v := m.failure_reason
 	if v == nil {
 		return
@@ -1028,7 +1030,7 @@ func (m *StoreMutation) FailureReason() (r string, exists bool) {
 // OldFailureReason returns the old "failure_reason" field's value of the Store entity.
 // If the Store object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *StoreMutation) OldFailureReason(ctx context.Context) (v string, err error) {
+func (m *StoreMutation) OldFailureReason(ctx context.Context) (v lifecycle.Reason, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldFailureReason is only allowed on UpdateOne operations")
 	}
@@ -1809,7 +1811,7 @@ func (m *StoreMutation) SetField(name string, value ent.Value) error {
 		m.SetDisplayName(v)
 		return nil
 	case store.FieldEngine:
-		v, ok := value.(string)
+		v, ok := value.(storev1.Engine)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
@@ -1823,14 +1825,14 @@ func (m *StoreMutation) SetField(name string, value ent.Value) error {
 		m.SetOwner(v)
 		return nil
 	case store.FieldPhase:
-		v, ok := value.(string)
+		v, ok := value.(storev1.Phase)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetPhase(v)
 		return nil
 	case store.FieldFailureReason:
-		v, ok := value.(string)
+		v, ok := value.(lifecycle.Reason)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}

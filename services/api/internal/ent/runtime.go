@@ -5,11 +5,15 @@ package ent
 import (
 	"time"
 
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/api/internal/ent/outbox"
 	"github.com/storeprov/storeprov/services/api/internal/ent/schema"
 	"github.com/storeprov/storeprov/services/api/internal/ent/store"
 	"github.com/storeprov/storeprov/services/api/internal/ent/token"
 	"github.com/storeprov/storeprov/services/api/internal/ent/user"
+
+	"entgo.io/ent/schema/field"
 )
 
 // The init function reads all schema descriptors with runtime code
@@ -56,20 +60,18 @@ func init() {
 	}()
 	// storeDescEngine is the schema descriptor for engine field.
 	storeDescEngine := storeFields[2].Descriptor()
-	// store.EngineValidator is a validator for the "engine" field. It is called by the builders before save.
-	store.EngineValidator = storeDescEngine.Validators[0].(func(string) error)
+	store.ValueScanner.Engine = storeDescEngine.ValueScanner.(field.TypeValueScanner[storev1.Engine])
 	// storeDescOwner is the schema descriptor for owner field.
 	storeDescOwner := storeFields[3].Descriptor()
 	// store.OwnerValidator is a validator for the "owner" field. It is called by the builders before save.
 	store.OwnerValidator = storeDescOwner.Validators[0].(func(string) error)
 	// storeDescPhase is the schema descriptor for phase field.
 	storeDescPhase := storeFields[4].Descriptor()
-	// store.PhaseValidator is a validator for the "phase" field. It is called by the builders before save.
-	store.PhaseValidator = storeDescPhase.Validators[0].(func(string) error)
+	store.ValueScanner.Phase = storeDescPhase.ValueScanner.(field.TypeValueScanner[storev1.Phase])
 	// storeDescFailureReason is the schema descriptor for failure_reason field.
 	storeDescFailureReason := storeFields[5].Descriptor()
 	// store.DefaultFailureReason holds the default value on creation for the failure_reason field.
-	store.DefaultFailureReason = storeDescFailureReason.Default.(string)
+	store.DefaultFailureReason = lifecycle.Reason(storeDescFailureReason.Default.(string))
 	// storeDescFailureMessage is the schema descriptor for failure_message field.
 	storeDescFailureMessage := storeFields[6].Descriptor()
 	// store.DefaultFailureMessage holds the default value on creation for the failure_message field.

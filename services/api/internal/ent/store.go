@@ -10,6 +10,8 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/api/internal/ent/store"
 )
 
@@ -21,13 +23,13 @@ type Store struct {
 	// DisplayName holds the value of the "display_name" field.
 	DisplayName string `json:"display_name,omitempty"`
 	// Engine holds the value of the "engine" field.
-	Engine string `json:"engine,omitempty"`
+	Engine storev1.Engine `json:"engine,omitempty"`
 	// Owner holds the value of the "owner" field.
 	Owner string `json:"owner,omitempty"`
 	// Phase holds the value of the "phase" field.
-	Phase string `json:"phase,omitempty"`
+	Phase storev1.Phase `json:"phase,omitempty"`
 	// FailureReason holds the value of the "failure_reason" field.
-	FailureReason string `json:"failure_reason,omitempty"`
+	FailureReason lifecycle.Reason `json:"failure_reason,omitempty"`
 	// FailureMessage holds the value of the "failure_message" field.
 	FailureMessage string `json:"failure_message,omitempty"`
 	// URL holds the value of the "url" field.
@@ -66,10 +68,14 @@ func (*Store) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case store.FieldGeneration, store.FieldObservedGeneration, store.FieldLeaseToken:
 			values[i] = new(sql.NullInt64)
-		case store.FieldID, store.FieldDisplayName, store.FieldEngine, store.FieldOwner, store.FieldPhase, store.FieldFailureReason, store.FieldFailureMessage, store.FieldURL, store.FieldChartVersion, store.FieldDesiredChartVersion, store.FieldLastAction, store.FieldRequestID:
+		case store.FieldID, store.FieldDisplayName, store.FieldOwner, store.FieldFailureReason, store.FieldFailureMessage, store.FieldURL, store.FieldChartVersion, store.FieldDesiredChartVersion, store.FieldLastAction, store.FieldRequestID:
 			values[i] = new(sql.NullString)
 		case store.FieldStatusTime, store.FieldCreateTime, store.FieldUpdateTime:
 			values[i] = new(sql.NullTime)
+		case store.FieldEngine:
+			values[i] = store.ValueScanner.Engine.ScanValue()
+		case store.FieldPhase:
+			values[i] = store.ValueScanner.Phase.ScanValue()
 		default:
 			values[i] = new(sql.UnknownType)
 		}
@@ -98,10 +104,10 @@ func (_m *Store) assignValues(columns []string, values []any) error {
 				_m.DisplayName = value.String
 			}
 		case store.FieldEngine:
-			if value, ok := values[i].(*sql.NullString); !ok {
-				return fmt.Errorf("unexpected type %T for field engine", values[i])
-			} else if value.Valid {
-				_m.Engine = value.String
+			if value, err := store.ValueScanner.Engine.FromValue(values[i]); err != nil {
+				return err
+			} else {
+				_m.Engine = value
 			}
 		case store.FieldOwner:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -110,16 +116,16 @@ func (_m *Store) assignValues(columns []string, values []any) error {
 				_m.Owner = value.String
 			}
 		case store.FieldPhase:
-			if value, ok := values[i].(*sql.NullString); !ok {
-				return fmt.Errorf("unexpected type %T for field phase", values[i])
-			} else if value.Valid {
-				_m.Phase = value.String
+			if value, err := store.ValueScanner.Phase.FromValue(values[i]); err != nil {
+				return err
+			} else {
+				_m.Phase = value
 			}
 		case store.FieldFailureReason:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field failure_reason", values[i])
 			} else if value.Valid {
-				_m.FailureReason = value.String
+				_m.FailureReason = lifecycle.Reason(value.String)
 			}
 		case store.FieldFailureMessage:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -243,16 +249,16 @@ func (_m *Store) String() string {
 	builder.WriteString(_m.DisplayName)
 	builder.WriteString(", ")
 	builder.WriteString("engine=")
-	builder.WriteString(_m.Engine)
+	builder.WriteString(fmt.Sprintf("%v", _m.Engine))
 	builder.WriteString(", ")
 	builder.WriteString("owner=")
 	builder.WriteString(_m.Owner)
 	builder.WriteString(", ")
 	builder.WriteString("phase=")
-	builder.WriteString(_m.Phase)
+	builder.WriteString(fmt.Sprintf("%v", _m.Phase))
 	builder.WriteString(", ")
 	builder.WriteString("failure_reason=")
-	builder.WriteString(_m.FailureReason)
+	builder.WriteString(fmt.Sprintf("%v", _m.FailureReason))
 	builder.WriteString(", ")
 	builder.WriteString("failure_message=")
 	builder.WriteString(_m.FailureMessage)

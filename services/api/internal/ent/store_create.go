@@ -12,6 +12,8 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/api/internal/ent/store"
 )
 
@@ -30,7 +32,7 @@ func (_c *StoreCreate) SetDisplayName(v string) *StoreCreate {
 }
 
 // SetEngine sets the "engine" field.
-func (_c *StoreCreate) SetEngine(v string) *StoreCreate {
+func (_c *StoreCreate) SetEngine(v storev1.Engine) *StoreCreate {
 	_c.mutation.SetEngine(v)
 	return _c
 }
@@ -42,19 +44,19 @@ func (_c *StoreCreate) SetOwner(v string) *StoreCreate {
 }
 
 // SetPhase sets the "phase" field.
-func (_c *StoreCreate) SetPhase(v string) *StoreCreate {
+func (_c *StoreCreate) SetPhase(v storev1.Phase) *StoreCreate {
 	_c.mutation.SetPhase(v)
 	return _c
 }
 
 // SetFailureReason sets the "failure_reason" field.
-func (_c *StoreCreate) SetFailureReason(v string) *StoreCreate {
+func (_c *StoreCreate) SetFailureReason(v lifecycle.Reason) *StoreCreate {
 	_c.mutation.SetFailureReason(v)
 	return _c
 }
 
 // SetNillableFailureReason sets the "failure_reason" field if the given value is not nil.
-func (_c *StoreCreate) SetNillableFailureReason(v *string) *StoreCreate {
+func (_c *StoreCreate) SetNillableFailureReason(v *lifecycle.Reason) *StoreCreate {
 	if v != nil {
 		_c.SetFailureReason(*v)
 	}
@@ -335,11 +337,6 @@ func (_c *StoreCreate) check() error {
 	if _, ok := _c.mutation.Engine(); !ok {
 		return &ValidationError{Name: "engine", err: errors.New(`ent: missing required field "Store.engine"`)}
 	}
-	if v, ok := _c.mutation.Engine(); ok {
-		if err := store.EngineValidator(v); err != nil {
-			return &ValidationError{Name: "engine", err: fmt.Errorf(`ent: validator failed for field "Store.engine": %w`, err)}
-		}
-	}
 	if _, ok := _c.mutation.Owner(); !ok {
 		return &ValidationError{Name: "owner", err: errors.New(`ent: missing required field "Store.owner"`)}
 	}
@@ -350,11 +347,6 @@ func (_c *StoreCreate) check() error {
 	}
 	if _, ok := _c.mutation.Phase(); !ok {
 		return &ValidationError{Name: "phase", err: errors.New(`ent: missing required field "Store.phase"`)}
-	}
-	if v, ok := _c.mutation.Phase(); ok {
-		if err := store.PhaseValidator(v); err != nil {
-			return &ValidationError{Name: "phase", err: fmt.Errorf(`ent: validator failed for field "Store.phase": %w`, err)}
-		}
 	}
 	if _, ok := _c.mutation.FailureReason(); !ok {
 		return &ValidationError{Name: "failure_reason", err: errors.New(`ent: missing required field "Store.failure_reason"`)}
@@ -406,7 +398,10 @@ func (_c *StoreCreate) sqlSave(ctx context.Context) (*Store, error) {
 	if err := _c.check(); err != nil {
 		return nil, err
 	}
-	_node, _spec := _c.createSpec()
+	_node, _spec, err := _c.createSpec()
+	if err != nil {
+		return nil, err
+	}
 	if err := sqlgraph.CreateNode(ctx, _c.driver, _spec); err != nil {
 		if sqlgraph.IsConstraintError(err) {
 			err = &ConstraintError{msg: err.Error(), wrap: err}
@@ -425,7 +420,7 @@ func (_c *StoreCreate) sqlSave(ctx context.Context) (*Store, error) {
 	return _node, nil
 }
 
-func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec) {
+func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec, error) {
 	var (
 		_node = &Store{config: _c.config}
 		_spec = sqlgraph.NewCreateSpec(store.Table, sqlgraph.NewFieldSpec(store.FieldID, field.TypeString))
@@ -440,7 +435,11 @@ func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec) {
 		_node.DisplayName = value
 	}
 	if value, ok := _c.mutation.Engine(); ok {
-		_spec.SetField(store.FieldEngine, field.TypeString, value)
+		vv, err := store.ValueScanner.Engine.Value(value)
+		if err != nil {
+			return nil, nil, err
+		}
+		_spec.SetField(store.FieldEngine, field.TypeString, vv)
 		_node.Engine = value
 	}
 	if value, ok := _c.mutation.Owner(); ok {
@@ -448,7 +447,11 @@ func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec) {
 		_node.Owner = value
 	}
 	if value, ok := _c.mutation.Phase(); ok {
-		_spec.SetField(store.FieldPhase, field.TypeString, value)
+		vv, err := store.ValueScanner.Phase.Value(value)
+		if err != nil {
+			return nil, nil, err
+		}
+		_spec.SetField(store.FieldPhase, field.TypeString, vv)
 		_node.Phase = value
 	}
 	if value, ok := _c.mutation.FailureReason(); ok {
@@ -507,7 +510,7 @@ func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec) {
 		_spec.SetField(store.FieldUpdateTime, field.TypeTime, value)
 		_node.UpdateTime = value
 	}
-	return _node, _spec
+	return _node, _spec, nil
 }
 
 // OnConflict allows configuring the `ON CONFLICT` / `ON DUPLICATE KEY` clause
@@ -572,7 +575,7 @@ func (u *StoreUpsert) UpdateDisplayName() *StoreUpsert {
 }
 
 // SetEngine sets the "engine" field.
-func (u *StoreUpsert) SetEngine(v string) *StoreUpsert {
+func (u *StoreUpsert) SetEngine(v storev1.Engine) *StoreUpsert {
 	u.Set(store.FieldEngine, v)
 	return u
 }
@@ -584,7 +587,7 @@ func (u *StoreUpsert) UpdateEngine() *StoreUpsert {
 }
 
 // SetPhase sets the "phase" field.
-func (u *StoreUpsert) SetPhase(v string) *StoreUpsert {
+func (u *StoreUpsert) SetPhase(v storev1.Phase) *StoreUpsert {
 	u.Set(store.FieldPhase, v)
 	return u
 }
@@ -596,7 +599,7 @@ func (u *StoreUpsert) UpdatePhase() *StoreUpsert {
 }
 
 // SetFailureReason sets the "failure_reason" field.
-func (u *StoreUpsert) SetFailureReason(v string) *StoreUpsert {
+func (u *StoreUpsert) SetFailureReason(v lifecycle.Reason) *StoreUpsert {
 	u.Set(store.FieldFailureReason, v)
 	return u
 }
@@ -856,7 +859,7 @@ func (u *StoreUpsertOne) UpdateDisplayName() *StoreUpsertOne {
 }
 
 // SetEngine sets the "engine" field.
-func (u *StoreUpsertOne) SetEngine(v string) *StoreUpsertOne {
+func (u *StoreUpsertOne) SetEngine(v storev1.Engine) *StoreUpsertOne {
 	return u.Update(func(s *StoreUpsert) {
 		s.SetEngine(v)
 	})
@@ -870,7 +873,7 @@ func (u *StoreUpsertOne) UpdateEngine() *StoreUpsertOne {
 }
 
 // SetPhase sets the "phase" field.
-func (u *StoreUpsertOne) SetPhase(v string) *StoreUpsertOne {
+func (u *StoreUpsertOne) SetPhase(v storev1.Phase) *StoreUpsertOne {
 	return u.Update(func(s *StoreUpsert) {
 		s.SetPhase(v)
 	})
@@ -884,7 +887,7 @@ func (u *StoreUpsertOne) UpdatePhase() *StoreUpsertOne {
 }
 
 // SetFailureReason sets the "failure_reason" field.
-func (u *StoreUpsertOne) SetFailureReason(v string) *StoreUpsertOne {
+func (u *StoreUpsertOne) SetFailureReason(v lifecycle.Reason) *StoreUpsertOne {
 	return u.Update(func(s *StoreUpsert) {
 		s.SetFailureReason(v)
 	})
@@ -1175,7 +1178,10 @@ func (_c *StoreCreateBulk) Save(ctx context.Context) ([]*Store, error) {
 				}
 				builder.mutation = mutation
 				var err error
-				nodes[i], specs[i] = builder.createSpec()
+				nodes[i], specs[i], err = builder.createSpec()
+				if err != nil {
+					return nil, err
+				}
 				if i < len(mutators)-1 {
 					_, err = mutators[i+1].Mutate(root, _c.builders[i+1].mutation)
 				} else {
@@ -1343,7 +1349,7 @@ func (u *StoreUpsertBulk) UpdateDisplayName() *StoreUpsertBulk {
 }
 
 // SetEngine sets the "engine" field.
-func (u *StoreUpsertBulk) SetEngine(v string) *StoreUpsertBulk {
+func (u *StoreUpsertBulk) SetEngine(v storev1.Engine) *StoreUpsertBulk {
 	return u.Update(func(s *StoreUpsert) {
 		s.SetEngine(v)
 	})
@@ -1357,7 +1363,7 @@ func (u *StoreUpsertBulk) UpdateEngine() *StoreUpsertBulk {
 }
 
 // SetPhase sets the "phase" field.
-func (u *StoreUpsertBulk) SetPhase(v string) *StoreUpsertBulk {
+func (u *StoreUpsertBulk) SetPhase(v storev1.Phase) *StoreUpsertBulk {
 	return u.Update(func(s *StoreUpsert) {
 		s.SetPhase(v)
 	})
@@ -1371,7 +1377,7 @@ func (u *StoreUpsertBulk) UpdatePhase() *StoreUpsertBulk {
 }
 
 // SetFailureReason sets the "failure_reason" field.
-func (u *StoreUpsertBulk) SetFailureReason(v string) *StoreUpsertBulk {
+func (u *StoreUpsertBulk) SetFailureReason(v lifecycle.Reason) *StoreUpsertBulk {
 	return u.Update(func(s *StoreUpsert) {
 		s.SetFailureReason(v)
 	})

@@ -11,6 +11,8 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/api/internal/ent/predicate"
 	"github.com/storeprov/storeprov/services/api/internal/ent/store"
 )
@@ -43,13 +45,13 @@ func (_u *StoreUpdate) SetNillableDisplayName(v *string) *StoreUpdate {
 }
 
 // SetEngine sets the "engine" field.
-func (_u *StoreUpdate) SetEngine(v string) *StoreUpdate {
+func (_u *StoreUpdate) SetEngine(v storev1.Engine) *StoreUpdate {
 	_u.mutation.SetEngine(v)
 	return _u
 }
 
 // SetNillableEngine sets the "engine" field if the given value is not nil.
-func (_u *StoreUpdate) SetNillableEngine(v *string) *StoreUpdate {
+func (_u *StoreUpdate) SetNillableEngine(v *storev1.Engine) *StoreUpdate {
 	if v != nil {
 		_u.SetEngine(*v)
 	}
@@ -57,13 +59,13 @@ func (_u *StoreUpdate) SetNillableEngine(v *string) *StoreUpdate {
 }
 
 // SetPhase sets the "phase" field.
-func (_u *StoreUpdate) SetPhase(v string) *StoreUpdate {
+func (_u *StoreUpdate) SetPhase(v storev1.Phase) *StoreUpdate {
 	_u.mutation.SetPhase(v)
 	return _u
 }
 
 // SetNillablePhase sets the "phase" field if the given value is not nil.
-func (_u *StoreUpdate) SetNillablePhase(v *string) *StoreUpdate {
+func (_u *StoreUpdate) SetNillablePhase(v *storev1.Phase) *StoreUpdate {
 	if v != nil {
 		_u.SetPhase(*v)
 	}
@@ -71,13 +73,13 @@ func (_u *StoreUpdate) SetNillablePhase(v *string) *StoreUpdate {
 }
 
 // SetFailureReason sets the "failure_reason" field.
-func (_u *StoreUpdate) SetFailureReason(v string) *StoreUpdate {
+func (_u *StoreUpdate) SetFailureReason(v lifecycle.Reason) *StoreUpdate {
 	_u.mutation.SetFailureReason(v)
 	return _u
 }
 
 // SetNillableFailureReason sets the "failure_reason" field if the given value is not nil.
-func (_u *StoreUpdate) SetNillableFailureReason(v *string) *StoreUpdate {
+func (_u *StoreUpdate) SetNillableFailureReason(v *lifecycle.Reason) *StoreUpdate {
 	if v != nil {
 		_u.SetFailureReason(*v)
 	}
@@ -323,16 +325,6 @@ func (_u *StoreUpdate) check() error {
 			return &ValidationError{Name: "display_name", err: fmt.Errorf(`ent: validator failed for field "Store.display_name": %w`, err)}
 		}
 	}
-	if v, ok := _u.mutation.Engine(); ok {
-		if err := store.EngineValidator(v); err != nil {
-			return &ValidationError{Name: "engine", err: fmt.Errorf(`ent: validator failed for field "Store.engine": %w`, err)}
-		}
-	}
-	if v, ok := _u.mutation.Phase(); ok {
-		if err := store.PhaseValidator(v); err != nil {
-			return &ValidationError{Name: "phase", err: fmt.Errorf(`ent: validator failed for field "Store.phase": %w`, err)}
-		}
-	}
 	if v, ok := _u.mutation.RequestID(); ok {
 		if err := store.RequestIDValidator(v); err != nil {
 			return &ValidationError{Name: "request_id", err: fmt.Errorf(`ent: validator failed for field "Store.request_id": %w`, err)}
@@ -357,10 +349,18 @@ func (_u *StoreUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		_spec.SetField(store.FieldDisplayName, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.Engine(); ok {
-		_spec.SetField(store.FieldEngine, field.TypeString, value)
+		vv, err := store.ValueScanner.Engine.Value(value)
+		if err != nil {
+			return 0, err
+		}
+		_spec.SetField(store.FieldEngine, field.TypeString, vv)
 	}
 	if value, ok := _u.mutation.Phase(); ok {
-		_spec.SetField(store.FieldPhase, field.TypeString, value)
+		vv, err := store.ValueScanner.Phase.Value(value)
+		if err != nil {
+			return 0, err
+		}
+		_spec.SetField(store.FieldPhase, field.TypeString, vv)
 	}
 	if value, ok := _u.mutation.FailureReason(); ok {
 		_spec.SetField(store.FieldFailureReason, field.TypeString, value)
@@ -454,13 +454,13 @@ func (_u *StoreUpdateOne) SetNillableDisplayName(v *string) *StoreUpdateOne {
 }
 
 // SetEngine sets the "engine" field.
-func (_u *StoreUpdateOne) SetEngine(v string) *StoreUpdateOne {
+func (_u *StoreUpdateOne) SetEngine(v storev1.Engine) *StoreUpdateOne {
 	_u.mutation.SetEngine(v)
 	return _u
 }
 
 // SetNillableEngine sets the "engine" field if the given value is not nil.
-func (_u *StoreUpdateOne) SetNillableEngine(v *string) *StoreUpdateOne {
+func (_u *StoreUpdateOne) SetNillableEngine(v *storev1.Engine) *StoreUpdateOne {
 	if v != nil {
 		_u.SetEngine(*v)
 	}
@@ -468,13 +468,13 @@ func (_u *StoreUpdateOne) SetNillableEngine(v *string) *StoreUpdateOne {
 }
 
 // SetPhase sets the "phase" field.
-func (_u *StoreUpdateOne) SetPhase(v string) *StoreUpdateOne {
+func (_u *StoreUpdateOne) SetPhase(v storev1.Phase) *StoreUpdateOne {
 	_u.mutation.SetPhase(v)
 	return _u
 }
 
 // SetNillablePhase sets the "phase" field if the given value is not nil.
-func (_u *StoreUpdateOne) SetNillablePhase(v *string) *StoreUpdateOne {
+func (_u *StoreUpdateOne) SetNillablePhase(v *storev1.Phase) *StoreUpdateOne {
 	if v != nil {
 		_u.SetPhase(*v)
 	}
@@ -482,13 +482,13 @@ func (_u *StoreUpdateOne) SetNillablePhase(v *string) *StoreUpdateOne {
 }
 
 // SetFailureReason sets the "failure_reason" field.
-func (_u *StoreUpdateOne) SetFailureReason(v string) *StoreUpdateOne {
+func (_u *StoreUpdateOne) SetFailureReason(v lifecycle.Reason) *StoreUpdateOne {
 	_u.mutation.SetFailureReason(v)
 	return _u
 }
 
 // SetNillableFailureReason sets the "failure_reason" field if the given value is not nil.
-func (_u *StoreUpdateOne) SetNillableFailureReason(v *string) *StoreUpdateOne {
+func (_u *StoreUpdateOne) SetNillableFailureReason(v *lifecycle.Reason) *StoreUpdateOne {
 	if v != nil {
 		_u.SetFailureReason(*v)
 	}
@@ -747,16 +747,6 @@ func (_u *StoreUpdateOne) check() error {
 			return &ValidationError{Name: "display_name", err: fmt.Errorf(`ent: validator failed for field "Store.display_name": %w`, err)}
 		}
 	}
-	if v, ok := _u.mutation.Engine(); ok {
-		if err := store.EngineValidator(v); err != nil {
-			return &ValidationError{Name: "engine", err: fmt.Errorf(`ent: validator failed for field "Store.engine": %w`, err)}
-		}
-	}
-	if v, ok := _u.mutation.Phase(); ok {
-		if err := store.PhaseValidator(v); err != nil {
-			return &ValidationError{Name: "phase", err: fmt.Errorf(`ent: validator failed for field "Store.phase": %w`, err)}
-		}
-	}
 	if v, ok := _u.mutation.RequestID(); ok {
 		if err := store.RequestIDValidator(v); err != nil {
 			return &ValidationError{Name: "request_id", err: fmt.Errorf(`ent: validator failed for field "Store.request_id": %w`, err)}
@@ -798,10 +788,18 @@ func (_u *StoreUpdateOne) sqlSave(ctx context.Context) (_node *Store, err error)
 		_spec.SetField(store.FieldDisplayName, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.Engine(); ok {
-		_spec.SetField(store.FieldEngine, field.TypeString, value)
+		vv, err := store.ValueScanner.Engine.Value(value)
+		if err != nil {
+			return nil, err
+		}
+		_spec.SetField(store.FieldEngine, field.TypeString, vv)
 	}
 	if value, ok := _u.mutation.Phase(); ok {
-		_spec.SetField(store.FieldPhase, field.TypeString, value)
+		vv, err := store.ValueScanner.Phase.Value(value)
+		if err != nil {
+			return nil, err
+		}
+		_spec.SetField(store.FieldPhase, field.TypeString, vv)
 	}
 	if value, ok := _u.mutation.FailureReason(); ok {
 		_spec.SetField(store.FieldFailureReason, field.TypeString, value)

@@ -114,9 +114,9 @@ func (r *Resyncer) Once(ctx context.Context) (int, error) {
 		slot = now.Unix()
 	}
 	stale := now.Add(-r.Interval)
-	ready := entstore.Phase(storev1.Phase_PHASE_READY.String())
+	ready := entstore.Phase(storev1.Phase_PHASE_READY)
 	stuck := entstore.And(
-		entstore.PhaseIn(storev1.Phase_PHASE_PROVISIONING.String(), storev1.Phase_PHASE_DELETING.String()),
+		entstore.PhaseIn(storev1.Phase_PHASE_PROVISIONING, storev1.Phase_PHASE_DELETING),
 		entstore.UpdateTimeLT(stale),
 	)
 	queued, after := 0, ""
@@ -160,9 +160,9 @@ func (r *Resyncer) Once(ctx context.Context) (int, error) {
 func command(st *ent.Store, now time.Time) *eventsv1.ProvisionCommand {
 	var cmd *eventsv1.ProvisionCommand
 	switch st.Phase {
-	case storev1.Phase_PHASE_DELETING.String():
+	case storev1.Phase_PHASE_DELETING:
 		cmd = stores.Command(st, eventsv1.Action_ACTION_DELETE, lifecycle.ResyncActor, st.UpdateTime)
-	case storev1.Phase_PHASE_PROVISIONING.String():
+	case storev1.Phase_PHASE_PROVISIONING:
 		cmd = stores.Command(st, eventsv1.Action_ACTION_PROVISION, lifecycle.ResyncActor, st.UpdateTime)
 	default:
 		return stores.Command(st, eventsv1.Action_ACTION_PROVISION, lifecycle.ResyncActor, now)

@@ -88,8 +88,8 @@ func TestResyncQueuesReadyAndStuckStoresOnly(t *testing.T) {
 			if s.id == "readyold" {
 				desired = ""
 			}
-			if err := client.Store.Create().SetID(s.id).SetDisplayName("Shop " + s.id).SetEngine(storev1.Engine_ENGINE_WOOCOMMERCE.String()).
-				SetOwner("alice").SetPhase(s.phase.String()).SetGeneration(s.gen).SetObservedGeneration(s.gen).
+			if err := client.Store.Create().SetID(s.id).SetDisplayName("Shop " + s.id).SetEngine(storev1.Engine_ENGINE_WOOCOMMERCE).
+				SetOwner("alice").SetPhase(s.phase).SetGeneration(s.gen).SetObservedGeneration(s.gen).
 				SetDesiredChartVersion(desired).SetChartVersion("0.0.9").SetChartValues(map[string]string{"setup.currency": "EUR"}).
 				SetCreateTime(old).SetUpdateTime(s.updated).Exec(ctx); err != nil {
 				t.Fatal(err)

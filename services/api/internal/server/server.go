@@ -17,6 +17,7 @@ import (
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/auth"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	enttoken "github.com/storeprov/storeprov/services/api/internal/ent/token"
 	"github.com/storeprov/storeprov/services/api/internal/stores"
@@ -253,17 +254,17 @@ func ToProto(st *ent.Store) *storev1.Store {
 	return &storev1.Store{
 		Id:                 st.ID,
 		DisplayName:        st.DisplayName,
-		Engine:             storev1.Engine(storev1.Engine_value[st.Engine]),
+		Engine:             st.Engine,
 		Owner:              st.Owner,
-		Phase:              storev1.Phase(storev1.Phase_value[st.Phase]),
-		FailureReason:      st.FailureReason,
+		Phase:              st.Phase,
+		FailureReason:      string(st.FailureReason),
 		FailureMessage:     st.FailureMessage,
 		Url:                st.URL,
 		CreateTime:         timestamppb.New(st.CreateTime),
 		UpdateTime:         timestamppb.New(st.UpdateTime),
 		Generation:         st.Generation,
 		ObservedGeneration: st.ObservedGeneration,
-		Namespace:          "store-" + st.ID,
+		Namespace:          storeid.Namespace(st.ID),
 		ChartVersion:       st.ChartVersion,
 	}
 }

@@ -47,7 +47,7 @@ func (s *Service) List(ctx context.Context, caller auth.Principal, pageSize int3
 		if _, ok := storev1.Phase_name[int32(phase)]; !ok {
 			return nil, "", &InvalidFieldError{"phase", fmt.Sprintf("%d is not a phase", phase)}
 		}
-		q = q.Where(entstore.Phase(phase.String()))
+		q = q.Where(entstore.Phase(phase))
 	}
 	if token != "" {
 		after, err := decodePageToken(token)

@@ -8,7 +8,6 @@ package stores
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"regexp"
@@ -34,6 +33,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/auth"
 	"github.com/storeprov/storeprov/pkg/bus"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/pkg/tracing"
 	"github.com/storeprov/storeprov/services/api/internal/ent"
 	entstore "github.com/storeprov/storeprov/services/api/internal/ent/store"
@@ -153,7 +153,7 @@ func (s *Service) create(ctx context.Context, caller auth.Principal, displayName
 			case err != nil:
 				return err
 			case now.Sub(prior.CreateTime) < RequestIDWindow:
-				if prior.DisplayName != displayName || prior.Engine != engine.String() {
+				if prior.DisplayName != displayName || prior.Engine != engine {
 					return fmt.Errorf("%w: request id %q created store %s (%q, %s) at %s; use a new request id for another store",
 						ErrRequestIDReused, requestID, prior.ID, prior.DisplayName, prior.Engine, prior.CreateTime.Format(time.RFC3339))
 				}
@@ -166,7 +166,7 @@ func (s *Service) create(ctx context.Context, caller auth.Principal, displayName
 				}
 			}
 		}
-		active, err := tx.Store.Query().Where(entstore.Owner(caller.Name), entstore.PhaseNEQ(storev1.Phase_PHASE_DELETED.String())).Count(ctx)
+		active, err := tx.Store.Query().Where(entstore.Owner(caller.Name), entstore.PhaseNEQ(storev1.Phase_PHASE_DELETED)).Count(ctx)
 		if err != nil {
 			return err
 		}
@@ -174,11 +174,11 @@ func (s *Service) create(ctx context.Context, caller auth.Principal, displayName
 			return fmt.Errorf("%w: %s has %d of %d stores; delete one first or ask an admin for a higher quota", ErrQuotaExceeded, caller.Name, active, user.StoreQuota)
 		}
 		c := tx.Store.Create().
-			SetID(newStoreID()).
+			SetID(storeid.New()).
 			SetDisplayName(displayName).
-			SetEngine(engine.String()).
+			SetEngine(engine).
 			SetOwner(caller.Name).
-			SetPhase(storev1.Phase_PHASE_PROVISIONING.String()).
+			SetPhase(storev1.Phase_PHASE_PROVISIONING).
 			SetGeneration(1).
 			SetLastAction(lifecycle.ActionCreate).
 			SetCreateTime(now).
@@ -229,7 +229,7 @@ func (s *Service) Get(ctx context.Context, caller auth.Principal, id string) (*e
 func (s *Service) Delete(ctx context.Context, caller auth.Principal, id string) (*ent.Store, error) {
 	return s.transition(ctx, "stores.delete", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
 		switch st.Phase {
-		case storev1.Phase_PHASE_DELETING.String(), storev1.Phase_PHASE_DELETED.String():
+		case storev1.Phase_PHASE_DELETING, storev1.Phase_PHASE_DELETED:
 			return 0, "", false, nil
 		}
 		return eventsv1.Action_ACTION_DELETE, lifecycle.ActionDelete, true, nil
@@ -240,8 +240,8 @@ func (s *Service) Delete(ctx context.Context, caller auth.Principal, id string) 
 // ErrWrongPhase for a store that is not FAILED.
 func (s *Service) Retry(ctx context.Context, caller auth.Principal, id string) (*ent.Store, error) {
 	return s.transition(ctx, "stores.retry", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
-		if st.Phase != storev1.Phase_PHASE_FAILED.String() {
-			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a FAILED store can be retried", ErrWrongPhase, id, strings.TrimPrefix(st.Phase, "PHASE_"))
+		if st.Phase != storev1.Phase_PHASE_FAILED {
+			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a FAILED store can be retried", ErrWrongPhase, id, strings.TrimPrefix(st.Phase.String(), "PHASE_"))
 		}
 		return eventsv1.Action_ACTION_PROVISION, lifecycle.ActionRetry, true, nil
 	}, storev1.Phase_PHASE_PROVISIONING, nil)
@@ -264,12 +264,12 @@ func (s *Service) Upgrade(ctx context.Context, caller auth.Principal, id, chartV
 	}
 	var version string
 	return s.transition(ctx, "stores.upgrade", caller, id, func(st *ent.Store) (eventsv1.Action, string, bool, error) {
-		failedUpgrade := st.Phase == storev1.Phase_PHASE_FAILED.String() && st.LastAction == lifecycle.ActionUpgrade
-		if st.Phase != storev1.Phase_PHASE_READY.String() && !failedUpgrade {
+		failedUpgrade := st.Phase == storev1.Phase_PHASE_FAILED && st.LastAction == lifecycle.ActionUpgrade
+		if st.Phase != storev1.Phase_PHASE_READY && !failedUpgrade {
 			return 0, "", false, fmt.Errorf("%w: store %s is %s; only a READY store, or one whose upgrade FAILED, can be upgraded",
-				ErrWrongPhase, id, strings.TrimPrefix(st.Phase, "PHASE_"))
+				ErrWrongPhase, id, strings.TrimPrefix(st.Phase.String(), "PHASE_"))
 		}
-		if err := validateValues(storev1.Engine(storev1.Engine_value[st.Engine]), values); err != nil {
+		if err := validateValues(st.Engine, values); err != nil {
 			return 0, "", false, err
 		}
 		var err error
@@ -294,7 +294,7 @@ func upgradeVersion(st *ent.Store, version string) (string, error) {
 	if version != "" {
 		return version, nil
 	}
-	name, err := chartOf(storev1.Engine(storev1.Engine_value[st.Engine]))
+	name, err := chartOf(st.Engine)
 	if err != nil {
 		return "", err
 	}
@@ -342,7 +342,7 @@ func (s *Service) transition(ctx context.Context, spanName string, caller auth.P
 			return err
 		}
 		u := st.Update().
-			SetPhase(phase.String()).
+			SetPhase(phase).
 			SetGeneration(st.Generation + 1).
 			// Lease tokens order the holders of one generation: a new
 			// generation starts afresh, so a lease bucket that was
@@ -430,7 +430,7 @@ func Command(st *ent.Store, action eventsv1.Action, actor string, issueTime time
 		Action:     action,
 		Spec: &eventsv1.StoreSpec{
 			DisplayName:  st.DisplayName,
-			Engine:       storev1.Engine(storev1.Engine_value[st.Engine]),
+			Engine:       st.Engine,
 			Owner:        st.Owner,
 			ChartVersion: cmp.Or(st.DesiredChartVersion, st.ChartVersion),
 			Values:       st.ChartValues,
@@ -462,7 +462,7 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 		switch {
 		case ev.GetObservedGeneration() < st.Generation,
 			ev.GetObservedGeneration() > st.Generation,
-			st.Phase == storev1.Phase_PHASE_DELETED.String(),
+			st.Phase == storev1.Phase_PHASE_DELETED,
 			// Within a generation a later lease wins whatever the hosts'
 			// clocks say; time orders the events of one lease.
 			ev.GetLeaseToken() != 0 && ev.GetLeaseToken() < st.LeaseToken,
@@ -472,12 +472,12 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 			return nil
 		}
 		u := st.Update().
-			SetPhase(ev.GetPhase().String()).
+			SetPhase(ev.GetPhase()).
 			SetObservedGeneration(ev.GetObservedGeneration()).
 			SetStatusTime(evTime).
 			SetUpdateTime(s.now())
 		if ev.GetPhase() == storev1.Phase_PHASE_FAILED || keptAfterFailedUpgrade(ev) || blockedDeletion(ev) {
-			u.SetFailureReason(ev.GetReason()).SetFailureMessage(ev.GetMessage())
+			u.SetFailureReason(lifecycle.Reason(ev.GetReason())).SetFailureMessage(ev.GetMessage())
 		} else {
 			u.SetFailureReason("").SetFailureMessage("")
 		}
@@ -504,7 +504,7 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 // failure: an upgrade rolled back or refused, the store still serving its
 // previous revision.
 func keptAfterFailedUpgrade(ev *eventsv1.StoreStatusChanged) bool {
-	switch ev.GetReason() {
+	switch lifecycle.Reason(ev.GetReason()) {
 	case lifecycle.ReasonUpgradeRolledBack, lifecycle.ReasonUpgradeFailed, lifecycle.ReasonValuesRefused:
 		return ev.GetPhase() == storev1.Phase_PHASE_READY
 	}
@@ -515,7 +515,7 @@ func keptAfterFailedUpgrade(ev *eventsv1.StoreStatusChanged) bool {
 // waits for (a finalizer, say), which the store shows in its failure
 // reason and message until the deletion finishes.
 func blockedDeletion(ev *eventsv1.StoreStatusChanged) bool {
-	return ev.GetPhase() == storev1.Phase_PHASE_DELETING && ev.GetReason() == lifecycle.ReasonNamespaceTerminating
+	return ev.GetPhase() == storev1.Phase_PHASE_DELETING && lifecycle.Reason(ev.GetReason()) == lifecycle.ReasonNamespaceTerminating
 }
 
 // detailOf is the audit detail of a transition: what an upgrade asks for.
@@ -599,22 +599,6 @@ func validateEngine(e storev1.Engine) error {
 		return &InvalidFieldError{"store.engine", "is required: use ENGINE_WOOCOMMERCE or ENGINE_MEDUSA"}
 	}
 	return &InvalidFieldError{"store.engine", fmt.Sprintf("%d is not an engine: use ENGINE_WOOCOMMERCE or ENGINE_MEDUSA", e)}
-}
-
-// newStoreID returns 8 random characters: a letter, then letters and
-// digits. Ids are DNS labels, short enough for namespace and host names,
-// and reveal nothing about how many stores exist.
-func newStoreID() string {
-	const letters = "abcdefghijklmnopqrstuvwxyz"
-	const alnum = letters + "0123456789"
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	id := make([]byte, len(b))
-	id[0] = letters[int(b[0])%len(letters)]
-	for i := 1; i < len(b); i++ {
-		id[i] = alnum[int(b[i])%len(alnum)]
-	}
-	return string(id)
 }
 
 // chartVersionPattern is a semantic version.

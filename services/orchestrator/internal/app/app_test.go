@@ -27,8 +27,8 @@ import (
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
 	"github.com/storeprov/storeprov/pkg/serve/servetest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/app"
-	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/lease"
 )
 
@@ -58,7 +58,7 @@ func TestRunServesMetricsHealthAndStopsOnCancel(t *testing.T) {
 		}
 
 		id := "a" + sandboxtest.RandomSuffix()
-		sandboxtest.CleanupNamespace(t, kube.NamespaceFor(id))
+		sandboxtest.CleanupNamespace(t, storeid.Namespace(id))
 		statuses := watchStatuses(t, env)
 		publishProvision(t, env, id)
 		statuses.wait(t, func(s map[string]storev1.Phase) bool { return s[id] == storev1.Phase_PHASE_READY }, 30*time.Second)
@@ -167,7 +167,7 @@ func TestTwoProcessesShareCommands(t *testing.T) {
 		var stores []string
 		for range 6 {
 			id := "p" + sandboxtest.RandomSuffix()
-			sandboxtest.CleanupNamespace(t, kube.NamespaceFor(id))
+			sandboxtest.CleanupNamespace(t, storeid.Namespace(id))
 			stores = append(stores, id)
 		}
 		start := time.Now()

@@ -25,9 +25,9 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/app"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
-	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 )
 
 // runWithFlags parses args as the orchestrator's command line (after the
@@ -147,7 +147,7 @@ func (s *storeEvents) wait(t *testing.T, generation int64, phase storev1.Phase, 
 func newStoreID(t *testing.T) string {
 	t.Helper()
 	id := "f" + sandboxtest.RandomSuffix()
-	sandboxtest.CleanupNamespace(t, kube.NamespaceFor(id))
+	sandboxtest.CleanupNamespace(t, storeid.Namespace(id))
 	return id
 }
 
@@ -157,7 +157,7 @@ func releaseHistory(t *testing.T, id string) []helmaction.Release {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hist, err := h.History(context.Background(), kube.NamespaceFor(id))
+	hist, err := h.History(context.Background(), storeid.Namespace(id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestStoreValuesFlagSetsTheValuesOfEveryRelease(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("release values (-want +got):\n%s", diff)
 	}
-	ing, err := sandboxtest.Clientset(t).NetworkingV1().Ingresses(kube.NamespaceFor(id)).Get(context.Background(), "store", metav1.GetOptions{})
+	ing, err := sandboxtest.Clientset(t).NetworkingV1().Ingresses(storeid.Namespace(id)).Get(context.Background(), "store", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestRollbackTimeoutFlagBoundsTheRollback(t *testing.T) {
 		t.Fatalf("--rollback-timeout parsed as %s", opts.Reconcile.RollbackTimeout)
 	}
 	id := newStoreID(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	events := watchStore(t, env, id)
 	publishCommand(t, env, storeCommand(id, 1, nil))
 	events.wait(t, 1, storev1.Phase_PHASE_READY, time.Minute)
@@ -286,7 +286,7 @@ func TestRollbackTimeoutFlagBoundsTheRollback(t *testing.T) {
 	if elapsed < provisionTimeout+rollbackTimeout-time.Second {
 		t.Errorf("FAILED %s after the upgrade; the rollback cannot have waited %s after the %s deadline", elapsed, rollbackTimeout, provisionTimeout)
 	}
-	if failed.GetReason() != lifecycle.ReasonQuotaExceeded || !strings.Contains(failed.GetMessage(), "rolled back to revision 1") ||
+	if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonQuotaExceeded || !strings.Contains(failed.GetMessage(), "rolled back to revision 1") ||
 		!strings.Contains(failed.GetMessage(), "the rolled-back revision 3 is not ready either") {
 		t.Errorf("FAILED status = %s: %q; want QuotaExceeded saying that the rolled-back revision 3 is not ready either", failed.GetReason(), failed.GetMessage())
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/app"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
@@ -109,7 +110,7 @@ func TestPlatformRBACSufficesToProvisionAndDelete(t *testing.T) {
 		}
 
 		id := "r" + sandboxtest.RandomSuffix()
-		storeNS := kube.NamespaceFor(id)
+		storeNS := storeid.Namespace(id)
 		sandboxtest.CleanupNamespace(t, storeNS)
 		statuses := watchStatuses(t, env)
 

@@ -52,7 +52,7 @@ func (p *Publisher) Status(ctx context.Context, s *eventsv1.StoreStatusChanged) 
 		return err
 	}
 	s.LeaseToken = token
-	id := lifecycle.AttemptID(lifecycle.StatusEventID(s.GetStoreId(), s.GetObservedGeneration(), s.GetPhase(), s.GetReason()), token)
+	id := lifecycle.AttemptID(lifecycle.StatusEventID(s.GetStoreId(), s.GetObservedGeneration(), s.GetPhase(), lifecycle.Reason(s.GetReason())), token)
 	return p.publish(ctx, p.Topology.StatusSubject(s.GetStoreId()), id, s)
 }
 

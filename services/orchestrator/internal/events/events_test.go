@@ -24,7 +24,7 @@ func TestStatusIsWrittenEvenWhenTheWorkWasCancelled(t *testing.T) {
 		p := &events.Publisher{JS: js, Topology: env.Topology}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		s := &eventsv1.StoreStatusChanged{StoreId: "s1", Phase: storev1.Phase_PHASE_FAILED, Reason: lifecycle.ReasonTimeout,
+		s := &eventsv1.StoreStatusChanged{StoreId: "s1", Phase: storev1.Phase_PHASE_FAILED, Reason: string(lifecycle.ReasonTimeout),
 			ObservedGeneration: 3, Time: timestamppb.Now()}
 		if err := p.Status(ctx, s); err != nil {
 			t.Fatalf("Status with a cancelled context: %v", err)
@@ -45,7 +45,7 @@ func TestStatusIsWrittenEvenWhenTheWorkWasCancelled(t *testing.T) {
 		if err := proto.Unmarshal(status.Data, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.GetReason() != lifecycle.ReasonTimeout || got.GetObservedGeneration() != 3 {
+		if lifecycle.Reason(got.GetReason()) != lifecycle.ReasonTimeout || got.GetObservedGeneration() != 3 {
 			t.Errorf("stored status = %v", &got)
 		}
 		if id, want := status.Header.Get("Nats-Msg-Id"), lifecycle.StatusEventID("s1", 3, storev1.Phase_PHASE_FAILED, lifecycle.ReasonTimeout); id != want {

@@ -16,6 +16,7 @@ import (
 
 	charts "github.com/storeprov/storeprov/helm"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
@@ -110,7 +111,7 @@ func TestValuesWithoutAPolicyAdmitNoOverride(t *testing.T) {
 func storeNamespace(t *testing.T, quota corev1.ResourceList) helmaction.Spec {
 	t.Helper()
 	id := "h" + sandboxtest.RandomSuffix()
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	sandboxtest.CleanupNamespace(t, ns)
 	ensureGuardrails(t, id, quota)
 	values, err := helmaction.Values(nil, nil, nil, helmaction.StoreValues{StoreID: id, BaseDomain: "shops.test"})

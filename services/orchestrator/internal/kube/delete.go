@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
 
@@ -39,15 +40,15 @@ func (e *TerminatingError) Error() string {
 // DeleteNamespace deletes the store's namespace and waits, watching it,
 // until it is gone. A namespace already gone is not an error; one the
 // platform did not create for this store is ErrNamespaceConflict and is
-// not deleted. If it is
-// still there after timeout, it returns a *TerminatingError naming what
-// blocks it; calling again later resumes the wait. It runs as
-// phase.DeleteNamespace.
+// not deleted, and an id that cannot name a namespace is an error wrapping
+// storeid.ErrInvalid. If it is still there after timeout, it returns a
+// *TerminatingError naming what blocks it; calling again later resumes the
+// wait. It runs as phase.DeleteNamespace.
 func (g *Guardrails) DeleteNamespace(ctx context.Context, storeID string, timeout time.Duration) (err error) {
-	ns := NamespaceFor(storeID)
+	ns := storeid.Namespace(storeID)
 	ctx, p := phase.Start(ctx, phase.DeleteNamespace, trace.WithAttributes(semconv.K8SNamespaceName(ns)))
 	defer func() { p.End(err) }()
-	if err := validateStoreID(storeID); err != nil {
+	if err := storeid.Validate(storeID); err != nil {
 		return err
 	}
 	nsClient := g.Client.CoreV1().Namespaces()

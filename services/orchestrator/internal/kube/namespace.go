@@ -21,6 +21,7 @@ import (
 	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
 )
@@ -48,8 +49,6 @@ const (
 )
 
 var (
-	// ErrInvalidStoreID means the id cannot name a namespace.
-	ErrInvalidStoreID = errors.New("invalid store id")
 	// ErrNamespaceTerminating means the store's namespace is being deleted,
 	// so nothing can be created in it until it is gone.
 	ErrNamespaceTerminating = errors.New("store namespace is terminating")
@@ -63,9 +62,6 @@ var (
 	// changes or deletes such a namespace.
 	ErrNamespaceConflict = errors.New("namespace belongs to someone else")
 )
-
-// NamespaceFor returns the namespace of a store.
-func NamespaceFor(storeID string) string { return "store-" + storeID }
 
 // Network configures the store NetworkPolicies.
 type Network struct {
@@ -103,13 +99,14 @@ type Guardrails struct {
 // ErrNamespaceTerminating while the namespace is being deleted,
 // ErrCredentialsLost if a credentials Secret was deleted, and
 // ErrNamespaceConflict, changing nothing, when a namespace of that name
-// exists that the platform did not create for this store. It runs as
-// phase.Guardrails.
+// exists that the platform did not create for this store, and an error
+// wrapping storeid.ErrInvalid, changing nothing, for an id that cannot
+// name a namespace. It runs as phase.Guardrails.
 func (g *Guardrails) Ensure(ctx context.Context, storeID string) (err error) {
-	ns := NamespaceFor(storeID)
+	ns := storeid.Namespace(storeID)
 	ctx, p := phase.Start(ctx, phase.Guardrails, trace.WithAttributes(semconv.K8SNamespaceName(ns)))
 	defer func() { p.End(err) }()
-	if err := validateStoreID(storeID); err != nil {
+	if err := storeid.Validate(storeID); err != nil {
 		return err
 	}
 	if err := g.applyNamespace(ctx, storeID); err != nil {
@@ -147,7 +144,7 @@ func (g *Guardrails) Ensure(ctx context.Context, storeID string) (err error) {
 // is: creating (never applying over) an absent one closes the race with
 // someone creating it in between.
 func (g *Guardrails) applyNamespace(ctx context.Context, storeID string) error {
-	ns := NamespaceFor(storeID)
+	ns := storeid.Namespace(storeID)
 	labels := map[string]string{
 		LabelManagedBy:                               ManagedByValue,
 		LabelStoreID:                                 storeID,
@@ -197,7 +194,7 @@ func checkOwned(ns *corev1.Namespace, storeID string) error {
 }
 
 func (g *Guardrails) applyQuota(ctx context.Context, storeID string) error {
-	ns := NamespaceFor(storeID)
+	ns := storeid.Namespace(storeID)
 	cfg := applycorev1.ResourceQuota("store-quota", ns).
 		WithLabels(ownerLabels(storeID)).
 		WithSpec(applycorev1.ResourceQuotaSpec().WithHard(g.Plan.Quota))
@@ -206,7 +203,7 @@ func (g *Guardrails) applyQuota(ctx context.Context, storeID string) error {
 }
 
 func (g *Guardrails) applyLimitRange(ctx context.Context, storeID string) error {
-	ns := NamespaceFor(storeID)
+	ns := storeid.Namespace(storeID)
 	item := func(t corev1.LimitType, b plan.Bounds) *applycorev1.LimitRangeItemApplyConfiguration {
 		i := applycorev1.LimitRangeItem().WithType(t)
 		if len(b.Default) > 0 {
@@ -231,19 +228,6 @@ func (g *Guardrails) applyLimitRange(ctx context.Context, storeID string) error 
 		))
 	_, err := g.Client.CoreV1().LimitRanges(ns).Apply(ctx, cfg, applyOptions)
 	return err
-}
-
-func validateStoreID(id string) error {
-	if id == "" || len(id) > 40 {
-		return fmt.Errorf("%w %q: must be 1 to 40 characters", ErrInvalidStoreID, id)
-	}
-	for i, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0 && i < len(id)-1
-		if !ok {
-			return fmt.Errorf("%w %q: use lowercase letters, digits and inner '-'", ErrInvalidStoreID, id)
-		}
-	}
-	return nil
 }
 
 func ownerLabels(storeID string) map[string]string {

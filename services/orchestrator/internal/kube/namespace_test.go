@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
 )
@@ -47,7 +48,7 @@ func newGuardrails(t *testing.T, cs kubernetes.Interface) *kube.Guardrails {
 func newStore(t *testing.T) string {
 	t.Helper()
 	id := "t" + sandboxtest.RandomSuffix()
-	sandboxtest.CleanupNamespace(t, kube.NamespaceFor(id))
+	sandboxtest.CleanupNamespace(t, storeid.Namespace(id))
 	return id
 }
 
@@ -56,7 +57,7 @@ func TestEnsureCreatesNamespaceWithGuardrails(t *testing.T) {
 	cs := sandboxtest.Clientset(t)
 	g := newGuardrails(t, cs)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 
 	if err := g.Ensure(ctx, id); err != nil {
 		t.Fatalf("Ensure: %v", err)
@@ -154,7 +155,7 @@ func TestEnsureIsIdempotentAndKeepsCredentials(t *testing.T) {
 	cs := sandboxtest.Clientset(t)
 	g := newGuardrails(t, cs)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 
 	if err := g.Ensure(ctx, id); err != nil {
 		t.Fatal(err)
@@ -181,7 +182,7 @@ func TestEnsureConcurrentCallsConverge(t *testing.T) {
 	ctx := context.Background()
 	cs := sandboxtest.Clientset(t)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -208,7 +209,7 @@ func TestEnsureRestoresDriftButNotCredentials(t *testing.T) {
 	cs := sandboxtest.Clientset(t)
 	g := newGuardrails(t, cs)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	if err := g.Ensure(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestEnsureRefusesToRegenerateDeletedCredentials(t *testing.T) {
 	cs := sandboxtest.Clientset(t)
 	g := newGuardrails(t, cs)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	if err := g.Ensure(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +292,7 @@ func TestEnsureConvergesAfterPartialFailure(t *testing.T) {
 	})
 	faulty := kubernetes.NewForConfigOrDie(cfg)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 
 	if err := newGuardrails(t, faulty).Ensure(ctx, id); err == nil || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("Ensure with failing network = %v, want the injected error", err)
@@ -309,7 +310,7 @@ func TestInternetEgressFollowsConfiguration(t *testing.T) {
 	g := newGuardrails(t, cs)
 	g.Network.ClusterCIDRs = []string{"10.96.0.0/12", "198.18.0.0/15"}
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	if err := g.Ensure(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +345,7 @@ func TestOrderCheckPoliciesFollowConfiguration(t *testing.T) {
 	cs := sandboxtest.Clientset(t)
 	g := newGuardrails(t, cs)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	if err := g.Ensure(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +422,7 @@ func TestStoreNamespaceRejectsPrivilegedPods(t *testing.T) {
 			SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
 		}}},
 	}
-	_, err := cs.CoreV1().Pods(kube.NamespaceFor(id)).Create(ctx, pod, metav1.CreateOptions{})
+	_, err := cs.CoreV1().Pods(storeid.Namespace(id)).Create(ctx, pod, metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "privileged") {
 		t.Fatalf("privileged pod in a store namespace: %v, want Forbidden by Pod Security", err)
 	}
@@ -438,7 +439,7 @@ func TestDeleteNamespaceWaitsUntilGone(t *testing.T) {
 	if err := g.DeleteNamespace(ctx, id, time.Minute); err != nil {
 		t.Fatalf("DeleteNamespace: %v", err)
 	}
-	if _, err := cs.CoreV1().Namespaces().Get(ctx, kube.NamespaceFor(id), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, storeid.Namespace(id), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("namespace still there after DeleteNamespace returned: %v", err)
 	}
 	if err := g.DeleteNamespace(ctx, id, time.Minute); err != nil {
@@ -451,7 +452,7 @@ func TestDeleteNamespaceReportsWhatBlocksIt(t *testing.T) {
 	cs := sandboxtest.Clientset(t)
 	g := newGuardrails(t, cs)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	if err := g.Ensure(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -490,8 +491,8 @@ func TestDeleteNamespaceReportsWhatBlocksIt(t *testing.T) {
 func TestEnsureRejectsInvalidStoreID(t *testing.T) {
 	g := newGuardrails(t, nil)
 	for _, id := range []string{"", "Has-Upper", "-lead", "trail-", "a_b", strings.Repeat("a", 41)} {
-		if err := g.Ensure(context.Background(), id); !errors.Is(err, kube.ErrInvalidStoreID) {
-			t.Errorf("Ensure(%q) = %v, want ErrInvalidStoreID", id, err)
+		if err := g.Ensure(context.Background(), id); !errors.Is(err, storeid.ErrInvalid) {
+			t.Errorf("Ensure(%q) = %v, want storeid.ErrInvalid", id, err)
 		}
 	}
 }
@@ -555,7 +556,7 @@ func TestForeignNamespaceIsLeftUntouched(t *testing.T) {
 	for name, labels := range cases {
 		t.Run(name, func(t *testing.T) {
 			id := newStore(t)
-			ns := kube.NamespaceFor(id)
+			ns := storeid.Namespace(id)
 			created, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{})
 			must(t, err)
 

@@ -16,6 +16,7 @@ import (
 	applynetworkingv1 "k8s.io/client-go/applyconfigurations/networking/v1"
 
 	charts "github.com/storeprov/storeprov/helm"
+	"github.com/storeprov/storeprov/pkg/storeid"
 )
 
 // Names of the store NetworkPolicies.
@@ -73,7 +74,7 @@ func (n Network) egressExceptions() []string {
 // and the order check's pods to the web tier's server. A policy no longer
 // configured is removed.
 func (g *Guardrails) applyNetworkPolicies(ctx context.Context, storeID string) error {
-	ns := NamespaceFor(storeID)
+	ns := storeid.Namespace(storeID)
 	web := tierSelector(TierWeb)
 	database := tierSelector(TierDatabase)
 	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP

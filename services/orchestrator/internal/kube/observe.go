@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/storeprov/storeprov/pkg/storeid"
 )
 
 // Observation is what exists of a store's namespace and guardrails.
@@ -23,13 +25,14 @@ type Observation struct {
 // Observe reads which of the store's namespace and guardrails exist; it
 // changes nothing. It checks presence, and the contents of the quota
 // only: Ensure restores every drifted value. An error means the cluster
-// could not be read, or wraps ErrNamespaceConflict when the namespace is
-// not the platform's for this store.
+// could not be read, wraps ErrNamespaceConflict when the namespace is
+// not the platform's for this store, or wraps storeid.ErrInvalid for an id
+// that cannot name a namespace.
 func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, error) {
-	if err := ValidateStoreID(storeID); err != nil {
+	if err := storeid.Validate(storeID); err != nil {
 		return Observation{}, err
 	}
-	ns := NamespaceFor(storeID)
+	ns := storeid.Namespace(storeID)
 	nsObj, err := g.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return Observation{Missing: []string{"namespace " + ns}}, nil
@@ -108,11 +111,6 @@ func (g *Guardrails) Observe(ctx context.Context, storeID string) (Observation, 
 	}
 	return obs, nil
 }
-
-// ValidateStoreID returns an error wrapping ErrInvalidStoreID, saying what
-// is wrong, when id cannot name a store namespace: it must be 1 to 40
-// lowercase letters, digits and inner '-'.
-func ValidateStoreID(id string) error { return validateStoreID(id) }
 
 // sameQuantities reports whether have holds exactly the resources of want,
 // each of an equal quantity.

@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/storeprov/storeprov/pkg/storeid"
 )
 
 // Names and keys of the credentials Secrets the store charts read through
@@ -32,7 +34,7 @@ const (
 // exist; a Secret missing after that was deleted out of band and is
 // reported as ErrCredentialsLost instead of being silently regenerated.
 func (g *Guardrails) ensureCredentials(ctx context.Context, storeID string) error {
-	ns := NamespaceFor(storeID)
+	ns := storeid.Namespace(storeID)
 	nsObj, err := g.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("cannot read namespace %s: %w", ns, err)

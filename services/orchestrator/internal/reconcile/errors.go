@@ -7,6 +7,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 )
 
@@ -15,7 +16,7 @@ import (
 type Error struct {
 	// Reason is a lifecycle reason (lifecycle.ReasonTimeout, …) for the
 	// FAILED status: now when Terminal, after the last retry otherwise.
-	Reason string
+	Reason lifecycle.Reason
 	// Terminal means retrying cannot help: the caller publishes FAILED
 	// (Reconciler.Fail) and drops the command.
 	Terminal bool
@@ -38,7 +39,7 @@ func classify(err error) error {
 	}
 	var te *kube.TerminatingError
 	switch {
-	case errors.Is(err, kube.ErrInvalidStoreID):
+	case errors.Is(err, storeid.ErrInvalid):
 		return &Error{Reason: lifecycle.ReasonInvalidSpec, Terminal: true, Err: err}
 	case errors.Is(err, kube.ErrNamespaceConflict):
 		return &Error{Reason: lifecycle.ReasonNamespaceConflict, Terminal: true, Err: err}

@@ -24,6 +24,7 @@ import (
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/phase"
 )
@@ -228,7 +229,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, cmd *eventsv1.ProvisionComma
 		return r.settle(ctx, cmd, st)
 	case st.Kind == Terminating:
 		return &Error{Reason: lifecycle.ReasonNamespaceTerminating, Err: fmt.Errorf(
-			"store %s is still being deleted: it can be provisioned again once namespace %s is gone", cmd.GetStoreId(), kube.NamespaceFor(cmd.GetStoreId()))}
+			"store %s is still being deleted: it can be provisioned again once namespace %s is gone", cmd.GetStoreId(), storeid.Namespace(cmd.GetStoreId()))}
 	default: // Absent, OutOfSync, InSync: converge, which also repairs drift.
 		return r.provision(ctx, cmd, st)
 	}
@@ -261,14 +262,14 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 	}
 	if before.Kind == Terminating {
 		return &Error{Reason: lifecycle.ReasonNamespaceTerminating, Err: fmt.Errorf(
-			"store %s is being deleted out of band: namespace %s is terminating", cmd.GetStoreId(), kube.NamespaceFor(cmd.GetStoreId()))}
+			"store %s is being deleted out of band: namespace %s is terminating", cmd.GetStoreId(), storeid.Namespace(cmd.GetStoreId()))}
 	}
 	if before.Kind == Absent {
 		// Installing again would bring up an empty store with new
 		// credentials and call it repaired: the owner decides instead.
 		return &Error{Reason: lifecycle.ReasonStoreLost, Terminal: true, Err: fmt.Errorf(
 			"namespace %s was deleted out of band, and the store's data with it: retry the store to provision it again, empty, or delete it",
-			kube.NamespaceFor(cmd.GetStoreId()))}
+			storeid.Namespace(cmd.GetStoreId()))}
 	}
 	// The repair may take as long as a provision, from now: the command's
 	// issue time is when the resync queued it.
@@ -294,7 +295,7 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 		}
 		return classify(err)
 	}
-	url := fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain)
+	url := storeid.URL(cmd.GetStoreId(), r.Options.BaseDomain)
 	switch {
 	case before.Kind == InSync && cmd.GetRepublish():
 		// The api missed this generation's outcome: say it again.
@@ -333,11 +334,11 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 // Fail publishes the store as FAILED with reason and message, and an
 // audit "failure", for the generation of cmd. The caller calls it when it
 // gives up on cmd; an error means the events may not be stored.
-func (r *Reconciler) Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, reason, message string) error {
+func (r *Reconciler) Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, reason lifecycle.Reason, message string) error {
 	if err := r.status(ctx, cmd, storev1.Phase_PHASE_FAILED, reason, message, ""); err != nil {
 		return err
 	}
-	return r.audit(ctx, cmd, lifecycle.ActionFailure, reason+": "+message)
+	return r.audit(ctx, cmd, lifecycle.ActionFailure, string(reason)+": "+message)
 }
 
 // Superseded records in the audit log that cmd was cancelled before it
@@ -360,9 +361,9 @@ func actionWord(cmd *eventsv1.ProvisionCommand) string {
 // as written, saying what is wrong.
 func Validate(cmd *eventsv1.ProvisionCommand) error {
 	var problem error
-	switch {
-	case kube.ValidateStoreID(cmd.GetStoreId()) != nil:
-		problem = kube.ValidateStoreID(cmd.GetStoreId())
+	switch idErr := storeid.Validate(cmd.GetStoreId()); {
+	case idErr != nil:
+		problem = idErr
 	case cmd.GetGeneration() < 1:
 		problem = fmt.Errorf("command for store %s has generation %d: generations start at 1", cmd.GetStoreId(), cmd.GetGeneration())
 	case cmd.GetAction() != eventsv1.Action_ACTION_PROVISION && cmd.GetAction() != eventsv1.Action_ACTION_DELETE:
@@ -382,7 +383,7 @@ func Validate(cmd *eventsv1.ProvisionCommand) error {
 const inSyncGrace = time.Minute
 
 func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionCommand, st State) error {
-	ns := kube.NamespaceFor(cmd.GetStoreId())
+	ns := storeid.Namespace(cmd.GetStoreId())
 	names := make([]string, len(r.Steps))
 	for i, s := range r.Steps {
 		names[i] = s.Name()
@@ -391,7 +392,7 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 	if err := r.status(ctx, cmd, storev1.Phase_PHASE_PROVISIONING, lifecycle.ReasonProvisioning, msg, ""); err != nil {
 		return classify(err)
 	}
-	url := fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain)
+	url := storeid.URL(cmd.GetStoreId(), r.Options.BaseDomain)
 	deadline := r.deadline(cmd)
 	if st.Kind == InSync && !r.now().Before(deadline) {
 		deadline = r.now().Add(inSyncGrace)
@@ -451,11 +452,11 @@ func (r *Reconciler) upgradeKept(ctx context.Context, cmd *eventsv1.ProvisionCom
 	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, f.Reason, f.Message, url, f.ChartVersion); err != nil {
 		return classify(err)
 	}
-	return classify(r.audit(ctx, cmd, lifecycle.ActionFailure, f.Reason+": "+f.Message))
+	return classify(r.audit(ctx, cmd, lifecycle.ActionFailure, string(f.Reason)+": "+f.Message))
 }
 
 func (r *Reconciler) delete(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
-	msg := fmt.Sprintf("deleting generation %d: everything in namespace %s", cmd.GetGeneration(), kube.NamespaceFor(cmd.GetStoreId()))
+	msg := fmt.Sprintf("deleting generation %d: everything in namespace %s", cmd.GetGeneration(), storeid.Namespace(cmd.GetStoreId()))
 	if err := r.status(ctx, cmd, storev1.Phase_PHASE_DELETING, lifecycle.ReasonDeleting, msg, ""); err != nil {
 		return classify(err)
 	}
@@ -474,7 +475,7 @@ func (r *Reconciler) delete(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 }
 
 func (r *Reconciler) deleted(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
-	return r.reportDeleted(ctx, cmd, fmt.Sprintf("namespace %s and everything in it are gone", kube.NamespaceFor(cmd.GetStoreId())))
+	return r.reportDeleted(ctx, cmd, fmt.Sprintf("namespace %s and everything in it are gone", storeid.Namespace(cmd.GetStoreId())))
 }
 
 // reportDeleted publishes DELETED and audits it, saying msg.
@@ -516,7 +517,7 @@ func (r *Reconciler) runSettlers(ctx context.Context, cmd *eventsv1.ProvisionCom
 		var kept *UpgradeFailure
 		switch {
 		case errors.As(err, &kept):
-			return true, r.upgradeKept(ctx, cmd, kept, fmt.Sprintf("http://store-%s.%s", cmd.GetStoreId(), r.Options.BaseDomain))
+			return true, r.upgradeKept(ctx, cmd, kept, storeid.URL(cmd.GetStoreId(), r.Options.BaseDomain))
 		case err != nil:
 			return true, classify(err)
 		}
@@ -569,15 +570,15 @@ func (r *Reconciler) timedOut(cmd *eventsv1.ProvisionCommand, st State, last err
 	return &Error{Reason: reason, Terminal: true, Err: err}
 }
 
-func (r *Reconciler) status(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url string) error {
+func (r *Reconciler) status(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason lifecycle.Reason, message, url string) error {
 	return r.publish(ctx, cmd, phase, reason, message, url, "")
 }
 
-func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url, chartVersion string) error {
+func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason lifecycle.Reason, message, url, chartVersion string) error {
 	return r.Reporter.Status(ctx, &eventsv1.StoreStatusChanged{
 		StoreId:            cmd.GetStoreId(),
 		Phase:              phase,
-		Reason:             reason,
+		Reason:             string(reason),
 		Message:            message,
 		ObservedGeneration: cmd.GetGeneration(),
 		Time:               timestamppb.New(r.now()),

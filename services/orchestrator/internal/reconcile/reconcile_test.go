@@ -14,6 +14,7 @@ import (
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
@@ -42,7 +43,7 @@ func TestDetermineStateSaysWhatIsMissing(t *testing.T) {
 	ctx := context.Background()
 	r, g := newReconciler(t)
 	id := "r" + sandboxtest.RandomSuffix()
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	sandboxtest.CleanupNamespace(t, ns)
 	cmd := provisionCmd(id, time.Now())
 

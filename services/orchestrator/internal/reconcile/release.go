@@ -20,6 +20,7 @@ import (
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 	charts "github.com/storeprov/storeprov/helm"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
@@ -47,9 +48,9 @@ const (
 
 // rollbackCause is the value of AnnotationRollbackCause.
 type rollbackCause struct {
-	Generation int64  `json:"generation"`
-	Reason     string `json:"reason"`
-	Message    string `json:"message"`
+	Generation int64            `json:"generation"`
+	Reason     lifecycle.Reason `json:"reason"`
+	Message    string           `json:"message"`
 }
 
 // DefaultRollbackTimeout is the default of ReleaseStep.RollbackTimeout.
@@ -95,13 +96,13 @@ type ReleaseStep struct {
 // previous revision; the reconciler publishes READY with this reason and
 // message.
 type UpgradeFailure struct {
-	Generation   int64  `json:"generation"`
-	Reason       string `json:"reason"`
-	Message      string `json:"message"`
-	ChartVersion string `json:"chartVersion"`
+	Generation   int64            `json:"generation"`
+	Reason       lifecycle.Reason `json:"reason"`
+	Message      string           `json:"message"`
+	ChartVersion string           `json:"chartVersion"`
 }
 
-func (e *UpgradeFailure) Error() string { return e.Reason + ": " + e.Message }
+func (e *UpgradeFailure) Error() string { return string(e.Reason) + ": " + e.Message }
 
 // Name implements Step.
 func (*ReleaseStep) Name() string { return "release" }
@@ -110,7 +111,7 @@ func (*ReleaseStep) Name() string { return "release" }
 // provision, it reports a release that differs from the command's spec
 // as missing. What it read goes to Ensure with the Observation.
 func (s *ReleaseStep) Observe(ctx context.Context, cmd *eventsv1.ProvisionCommand) (Observation, error) {
-	ns := kube.NamespaceFor(cmd.GetStoreId())
+	ns := storeid.Namespace(cmd.GetStoreId())
 	missing := "helm release " + ns + "/" + helmaction.ReleaseName
 	o, err := s.observe(ctx, cmd)
 	if err != nil {
@@ -166,7 +167,7 @@ func (s *ReleaseStep) Observe(ctx context.Context, cmd *eventsv1.ProvisionComman
 //	InSync             → repair what drifted (recreate, nudge)
 //	Kept               → report the kept revision again once it is ready
 func (s *ReleaseStep) Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand, seen Observation) (Observation, error) {
-	ns := kube.NamespaceFor(cmd.GetStoreId())
+	ns := storeid.Namespace(cmd.GetStoreId())
 	o, _ := seen.detail.(*releaseObservation)
 	// A namespace that did not exist when seen was made by the guardrails
 	// of this attempt, under its lease: it has no release yet, and what
@@ -253,7 +254,7 @@ func (s *ReleaseStep) waitReady(ctx context.Context, ns string, cmd *eventsv1.Pr
 }
 
 // record writes the failed upgrade of cmd's generation on the namespace.
-func (s *ReleaseStep) record(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, reason, message, chartVersion string) (*UpgradeFailure, error) {
+func (s *ReleaseStep) record(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, reason lifecycle.Reason, message, chartVersion string) (*UpgradeFailure, error) {
 	f := &UpgradeFailure{Generation: cmd.GetGeneration(), Reason: reason, Message: message, ChartVersion: chartVersion}
 	b, err := json.Marshal(f)
 	if err != nil {
@@ -341,7 +342,7 @@ func (s *ReleaseStep) spec(cmd *eventsv1.ProvisionCommand, history []helmaction.
 		return helmaction.Spec{}, invalid(err)
 	}
 	return helmaction.Spec{
-		Namespace:    kube.NamespaceFor(cmd.GetStoreId()),
+		Namespace:    storeid.Namespace(cmd.GetStoreId()),
 		Chart:        chartName,
 		ChartVersion: version,
 		Values:       values,

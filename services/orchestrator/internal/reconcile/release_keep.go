@@ -4,11 +4,12 @@ import (
 	"context"
 
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 )
 
 // keep records that the upgrade of cmd's generation was refused before
 // anything changed, and returns it as an *UpgradeFailure.
-func (s *ReleaseStep) keep(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, reason, message string) error {
+func (s *ReleaseStep) keep(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, reason lifecycle.Reason, message string) error {
 	history, err := s.Helm.History(ctx, ns)
 	if err != nil {
 		return err

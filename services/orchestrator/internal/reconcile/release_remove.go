@@ -11,6 +11,7 @@ import (
 
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 )
 
@@ -20,7 +21,7 @@ import (
 // namespace and waits until it is gone. It refuses to touch a namespace
 // the platform does not own.
 func (s *ReleaseStep) Remove(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
-	ns := kube.NamespaceFor(cmd.GetStoreId())
+	ns := storeid.Namespace(cmd.GetStoreId())
 	nsObj, err := s.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil

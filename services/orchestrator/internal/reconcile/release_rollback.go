@@ -11,8 +11,8 @@ import (
 
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
-	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/rollout"
 )
 
@@ -64,7 +64,7 @@ func (s *ReleaseStep) rollBack(ctx context.Context, ns string, cmd *eventsv1.Pro
 func (s *ReleaseStep) Settle(ctx context.Context, cmd *eventsv1.ProvisionCommand) error {
 	ctx, cancel := context.WithTimeout(ctx, s.rollbackTimeout())
 	defer cancel()
-	ns := kube.NamespaceFor(cmd.GetStoreId())
+	ns := storeid.Namespace(cmd.GetStoreId())
 	nsObj, err := s.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil

@@ -10,8 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
-	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 )
 
 // releaseKind is what determineRelease found.
@@ -114,7 +114,7 @@ type releaseObservation struct {
 // observe reads the store's namespace and release history once and
 // decides the release's state; it changes nothing.
 func (s *ReleaseStep) observe(ctx context.Context, cmd *eventsv1.ProvisionCommand) (*releaseObservation, error) {
-	ns := kube.NamespaceFor(cmd.GetStoreId())
+	ns := storeid.Namespace(cmd.GetStoreId())
 	o := &releaseObservation{}
 	nsObj, err := s.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	switch {

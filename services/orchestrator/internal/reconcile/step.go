@@ -5,6 +5,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/storeprov/storeprov/gen/storeprov/events/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 )
 
@@ -86,12 +87,12 @@ type Observation struct {
 // it from Ensure when the deadline passed while it waited.
 type Problem struct {
 	// Reason is a lifecycle reason, such as QuotaExceeded.
-	Reason string
+	Reason lifecycle.Reason
 	// Message names the object and quotes the cluster.
 	Message string
 }
 
-func (p *Problem) Error() string { return p.Reason + ": " + p.Message }
+func (p *Problem) Error() string { return string(p.Reason) + ": " + p.Message }
 
 // GuardrailsStep converges a store's namespace and its guardrails (quota,
 // limits, network policies, credentials) with package kube. It comes

@@ -58,14 +58,14 @@ type Problem struct {
 	// Reason is a lifecycle reason: QuotaExceeded, PodsRejected,
 	// Unschedulable, ImagePullBackOff, CrashLoopBackOff, PVCPending,
 	// SetupJobFailed or OrderCheckFailed.
-	Reason string
+	Reason lifecycle.Reason
 	// Message names the object and quotes the cluster.
 	Message string
 	// Terminal means waiting longer cannot help: a Job gave up.
 	Terminal bool
 }
 
-func (p *Problem) Error() string { return p.Reason + ": " + p.Message }
+func (p *Problem) Error() string { return string(p.Reason) + ": " + p.Message }
 
 // Status is what was found.
 type Status struct {
@@ -113,7 +113,7 @@ func Wait(ctx context.Context, cs kubernetes.Interface, namespace string, object
 	p.Span().SetAttributes(attribute.Bool("storeprov.ready", err == nil && st.Ready()))
 	failed := err
 	if err == nil && !st.Ready() && st.Problem != nil {
-		p.Span().SetAttributes(attribute.String("storeprov.reason", st.Problem.Reason))
+		p.Span().SetAttributes(attribute.String("storeprov.reason", string(st.Problem.Reason)))
 		failed = st.Problem
 	}
 	p.End(failed)

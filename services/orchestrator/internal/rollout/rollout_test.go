@@ -65,7 +65,7 @@ func TestEvaluateSaysWhyWorkloadsAreNotReady(t *testing.T) {
 	const quotaMessage = `pods "store-wordpress-abc-x1" is forbidden: exceeded quota: store-quota, requested: requests.cpu=2, used: requests.cpu=250m, limited: requests.cpu=2`
 	tests := []struct {
 		name     string
-		reason   string // want Problem.Reason; "" for no problem
+		reason   lifecycle.Reason // want Problem.Reason; "" for no problem
 		terminal bool
 		pending  []string
 		spoil    func(*snapshot)
@@ -169,7 +169,7 @@ func TestEvaluateSaysWhyWorkloadsAreNotReady(t *testing.T) {
 			if diff := cmp.Diff(tt.pending, st.Pending); diff != "" {
 				t.Errorf("pending (-want +got):\n%s", diff)
 			}
-			var reason string
+			var reason lifecycle.Reason
 			var terminal bool
 			if st.Problem != nil {
 				reason, terminal = st.Problem.Reason, st.Problem.Terminal

@@ -64,7 +64,7 @@ func TestCommandWithoutAVersionKeepsTheDeployedChart(t *testing.T) {
 	// on the chart the store runs.
 	publish(t, env, upgradeCommand(id, 2, map[string]string{"setup.currency": "EUR"}), "")
 	ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
-	if ready.GetReason() != lifecycle.ReasonReady || ready.GetChartVersion() != old {
+	if lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady || ready.GetChartVersion() != old {
 		t.Errorf("READY after an upgrade without a version = %s with chart %q: %s; want Ready with chart %s", ready.GetReason(), ready.GetChartVersion(), ready.GetMessage(), old)
 	}
 	hist = helmHistory(t, id)

@@ -43,8 +43,10 @@ const (
 // decision is what to do with a message.
 type decision struct {
 	outcome outcome
-	// reason and message of the FAILED status, for failed and exhausted.
-	reason, message string
+	// reason and message of the FAILED status, for failed and exhausted;
+	// for rejected, why the message was not a command, logged only.
+	reason  lifecycle.Reason
+	message string
 	// delay before redelivery, for retry and later.
 	delay time.Duration
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/events"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
@@ -139,7 +140,7 @@ func startWorker(t *testing.T, env *bustest.Env, s setup) *running {
 func newStore(t *testing.T) string {
 	t.Helper()
 	id := "w" + sandboxtest.RandomSuffix()
-	sandboxtest.CleanupNamespace(t, kube.NamespaceFor(id))
+	sandboxtest.CleanupNamespace(t, storeid.Namespace(id))
 	return id
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
 )
@@ -117,7 +118,7 @@ func holdOrderChecks(t *testing.T, id string, verdict func(job string) string) *
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			checks.settle(ctx, t, cs, kube.NamespaceFor(id), verdict)
+			checks.settle(ctx, t, cs, storeid.Namespace(id), verdict)
 			select {
 			case <-ctx.Done():
 			case <-time.After(100 * time.Millisecond):
@@ -195,13 +196,13 @@ func TestOrderCheckThatFailsFailsTheFirstInstallNamingTheStep(t *testing.T) {
 	startWorker(t, env, setup{worker: fastRetries(), release: true,
 		reconcile: reconcile.Options{ProvisionTimeout: 2 * time.Minute, OrderCheck: reconcile.OrderCheckInstall}})
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	checks := holdOrderChecks(t, id, func(string) string { return refusedCart })
 	events := watch(t, env, id)
 	publish(t, env, medusaCommand(id, 1, "Corner Shop"), "")
 
 	failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, 2*time.Minute)
-	if failed.GetReason() != lifecycle.ReasonOrderCheckFailed || !strings.Contains(failed.GetMessage(), refusedCart+" (job store-order-check-1, pod store-order-check-1-") {
+	if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonOrderCheckFailed || !strings.Contains(failed.GetMessage(), refusedCart+" (job store-order-check-1, pod store-order-check-1-") {
 		t.Errorf("FAILED = %s: %q; want OrderCheckFailed quoting the check's line, naming the step create-cart", failed.GetReason(), failed.GetMessage())
 	}
 	if diff := cmp.Diff([]string{"PROVISIONING/Provisioning", "FAILED/OrderCheckFailed"}, events.phases(1)); diff != "" {
@@ -243,14 +244,14 @@ func TestOrderCheckThatFailsAnUpgradeRollsItBack(t *testing.T) {
 	})
 	events := watch(t, env, id)
 	publish(t, env, medusaCommand(id, 1, "Corner Shop"), "")
-	if ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 2*time.Minute); ready.GetReason() != lifecycle.ReasonReady {
+	if ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 2*time.Minute); lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
 		t.Fatalf("first install = %s: %s, want Ready", ready.GetReason(), ready.GetMessage())
 	}
 
 	publish(t, env, medusaCommand(id, 2, "Corner Shop & Co"), "")
 	kept := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, 2*time.Minute)
-	if kept.GetReason() != lifecycle.ReasonUpgradeRolledBack ||
-		!strings.Contains(kept.GetMessage(), lifecycle.ReasonOrderCheckFailed+": "+refusedItem+" (job store-order-check-2, pod ") ||
+	if lifecycle.Reason(kept.GetReason()) != lifecycle.ReasonUpgradeRolledBack ||
+		!strings.Contains(kept.GetMessage(), string(lifecycle.ReasonOrderCheckFailed)+": "+refusedItem+" (job store-order-check-2, pod ") ||
 		!strings.Contains(kept.GetMessage(), "rolled back to revision 1") {
 		t.Errorf("status after the upgrade = %s: %q; want UpgradeRolledBack quoting the check, at add-item, and the revision", kept.GetReason(), kept.GetMessage())
 	}
@@ -281,11 +282,11 @@ func TestOrderCheckOnInstallRunsOnlyUntilTheStoreIsReady(t *testing.T) {
 	checks := holdOrderChecks(t, id, func(string) string { return "" })
 	events := watch(t, env, id)
 	publish(t, env, medusaCommand(id, 1, "Corner Shop"), "")
-	if ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 2*time.Minute); ready.GetReason() != lifecycle.ReasonReady {
+	if ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 2*time.Minute); lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
 		t.Fatalf("first install = %s: %s, want Ready", ready.GetReason(), ready.GetMessage())
 	}
 	publish(t, env, medusaCommand(id, 2, "Corner Shop & Co"), "")
-	if ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, 2*time.Minute); ready.GetReason() != lifecycle.ReasonReady {
+	if ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, 2*time.Minute); lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
 		t.Fatalf("upgrade = %s: %s, want Ready", ready.GetReason(), ready.GetMessage())
 	}
 	hist := helmHistory(t, id)

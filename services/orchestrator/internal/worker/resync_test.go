@@ -21,7 +21,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
-	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/plan"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
 )
@@ -115,7 +115,7 @@ func TestResyncRepairsDriftOfAReadyStore(t *testing.T) {
 	cs := sandboxtest.Clientset(t)
 	ctx := context.Background()
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	events := watch(t, env, id)
 	provisionReady(t, env, id, events)
 	standard, err := plan.Default().Get("standard")
@@ -249,7 +249,7 @@ func TestResyncOfAStoreWhoseNamespaceIsGoneFailsIt(t *testing.T) {
 	events := watch(t, env, id)
 	provisionReady(t, env, id, events)
 
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestResyncOfAStoreWhoseNamespaceIsGoneFailsIt(t *testing.T) {
 	cmd, msgID := resyncCommand(id, 1)
 	publish(t, env, cmd, msgID)
 	failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, 30*time.Second)
-	if failed.GetReason() != lifecycle.ReasonStoreLost || !strings.Contains(failed.GetMessage(), "deleted out of band") {
+	if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonStoreLost || !strings.Contains(failed.GetMessage(), "deleted out of band") {
 		t.Errorf("status %s: %q; want StoreLost saying the namespace was deleted out of band", failed.GetReason(), failed.GetMessage())
 	}
 	waitSettled(t, env, 10*time.Second)
@@ -406,7 +406,7 @@ func TestResyncOfAStuckStoreRepublishesItsOutcome(t *testing.T) {
 	publish(t, env, cmd, msgID)
 	eventually(t, 30*time.Second, func() bool { return len(events.phasesOf(1, storev1.Phase_PHASE_READY)) == 2 },
 		func() string { return "READY not published again: " + events.summary() })
-	if again := events.phasesOf(1, storev1.Phase_PHASE_READY)[1]; again.GetReason() != lifecycle.ReasonReady || !strings.Contains(again.GetMessage(), "reported again") {
+	if again := events.phasesOf(1, storev1.Phase_PHASE_READY)[1]; lifecycle.Reason(again.GetReason()) != lifecycle.ReasonReady || !strings.Contains(again.GetMessage(), "reported again") {
 		t.Errorf("republished status = %s: %q", again.GetReason(), again.GetMessage())
 	}
 

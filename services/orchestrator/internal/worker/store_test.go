@@ -26,6 +26,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/catalog"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/helmaction"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
@@ -47,7 +48,7 @@ func helmHistory(t *testing.T, id string) []helmaction.Release {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hist, err := h.History(context.Background(), kube.NamespaceFor(id))
+	hist, err := h.History(context.Background(), storeid.Namespace(id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestStoresBecomeReadyAndDeleteLeavesNothing(t *testing.T) {
 		t.Run(tt.chart, func(t *testing.T) {
 			t.Parallel()
 			id := newStore(t)
-			ns := kube.NamespaceFor(id)
+			ns := storeid.Namespace(id)
 			events := watch(t, env, id)
 			start := time.Now()
 			publish(t, env, storeCommand(id, 1, provision, tt.engine), "")
@@ -90,7 +91,7 @@ func TestStoresBecomeReadyAndDeleteLeavesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ready.GetChartVersion() != version || ready.GetReason() != lifecycle.ReasonReady {
+			if ready.GetChartVersion() != version || lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
 				t.Errorf("READY status = reason %q chart %q, want Ready with chart %s", ready.GetReason(), ready.GetChartVersion(), version)
 			}
 			hist := helmHistory(t, id)
@@ -198,7 +199,7 @@ func TestTooSmallQuotaFailsWithQuotaExceededAndRetrySucceeds(t *testing.T) {
 	events := watch(t, env, id)
 	publish(t, env, storeCommand(id, 1, provision, storev1.Engine_ENGINE_WOOCOMMERCE), "")
 	failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, time.Minute)
-	if failed.GetReason() != lifecycle.ReasonQuotaExceeded || !strings.Contains(failed.GetMessage(), "exceeded quota") ||
+	if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonQuotaExceeded || !strings.Contains(failed.GetMessage(), "exceeded quota") ||
 		strings.Contains(failed.GetMessage(), "context deadline exceeded") {
 		t.Errorf("FAILED status = %s: %q; want QuotaExceeded quoting the quota", failed.GetReason(), failed.GetMessage())
 	}
@@ -268,7 +269,7 @@ func TestPendingInstallOfAStoreThatNeverServedIsReinstalledOnFreshClaims(t *test
 	ctx := context.Background()
 	cs := sandboxtest.Clientset(t)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 
 	// A worker died at the end of the first install: the guardrails and
 	// the release's objects exist, the release record says pending-install,
@@ -350,7 +351,7 @@ func TestUpgradeWithNewValuesDeploysANewRevision(t *testing.T) {
 	publish(t, env, upgradeCommand(id, 2, map[string]string{"setup.currency": "EUR", "wordpress.php.memoryLimit": "512M"}), "")
 	ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
 	t.Logf("upgrade to READY in %s", time.Since(start).Round(time.Millisecond))
-	if ready.GetReason() != lifecycle.ReasonReady {
+	if lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
 		t.Errorf("READY after the upgrade has reason %s: %s", ready.GetReason(), ready.GetMessage())
 	}
 	hist := helmHistory(t, id)
@@ -361,7 +362,7 @@ func TestUpgradeWithNewValuesDeploysANewRevision(t *testing.T) {
 		t.Errorf("revision 2 setup values = %s, want currency EUR", got)
 	}
 	// The new revision's setup Job ran; the old one is gone with its revision.
-	jobs, err := sandboxtest.Clientset(t).BatchV1().Jobs(kube.NamespaceFor(id)).List(context.Background(), metav1.ListOptions{})
+	jobs, err := sandboxtest.Clientset(t).BatchV1().Jobs(storeid.Namespace(id)).List(context.Background(), metav1.ListOptions{})
 	if err != nil || len(jobs.Items) != 1 || jobs.Items[0].Name != "store-setup-2" {
 		t.Errorf("jobs after the upgrade = %v, %v; want store-setup-2 only", jobs, err)
 	}
@@ -392,7 +393,7 @@ func TestUpgradeToAnotherChartVersionRollsItOutAndAnUnknownOneChangesNothing(t *
 	ctx := context.Background()
 	cs := sandboxtest.Clientset(t)
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	events := watch(t, env, id)
 	publish(t, env, versionCommand(id, 1, old), "")
 	if ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute); ready.GetChartVersion() != old {
@@ -403,7 +404,7 @@ func TestUpgradeToAnotherChartVersionRollsItOutAndAnUnknownOneChangesNothing(t *
 	publish(t, env, versionCommand(id, 2, next), "")
 	ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
 	t.Logf("upgrade from chart %s to %s to READY in %s", old, next, time.Since(start).Round(time.Millisecond))
-	if ready.GetReason() != lifecycle.ReasonReady || ready.GetChartVersion() != next {
+	if lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady || ready.GetChartVersion() != next {
 		t.Errorf("READY after the upgrade = %s with chart %q: %s; want Ready with chart %s", ready.GetReason(), ready.GetChartVersion(), ready.GetMessage(), next)
 	}
 	hist := helmHistory(t, id)
@@ -433,7 +434,7 @@ func TestUpgradeToAnotherChartVersionRollsItOutAndAnUnknownOneChangesNothing(t *
 	// changes: the store stays READY on what it runs, and says what exists.
 	publish(t, env, versionCommand(id, 3, "9.9.9"), "")
 	kept := events.waitStatus(t, 3, storev1.Phase_PHASE_READY, time.Minute)
-	if kept.GetReason() != lifecycle.ReasonUpgradeFailed || !strings.Contains(kept.GetMessage(), charts.WordPress+" 9.9.9 is not among") ||
+	if lifecycle.Reason(kept.GetReason()) != lifecycle.ReasonUpgradeFailed || !strings.Contains(kept.GetMessage(), charts.WordPress+" 9.9.9 is not among") ||
 		!strings.Contains(kept.GetMessage(), old+", "+next) || kept.GetChartVersion() != next {
 		t.Errorf("status after an upgrade to 9.9.9 = %s with chart %q: %q; want UpgradeFailed listing %s, %s and chart %s",
 			kept.GetReason(), kept.GetChartVersion(), kept.GetMessage(), old, next, next)
@@ -446,7 +447,7 @@ func TestUpgradeToAnotherChartVersionRollsItOutAndAnUnknownOneChangesNothing(t *
 
 	// No version is the newest, which the store runs already.
 	publish(t, env, versionCommand(id, 4, ""), "")
-	if ready := events.waitStatus(t, 4, storev1.Phase_PHASE_READY, time.Minute); ready.GetReason() != lifecycle.ReasonReady || ready.GetChartVersion() != next {
+	if ready := events.waitStatus(t, 4, storev1.Phase_PHASE_READY, time.Minute); lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady || ready.GetChartVersion() != next {
 		t.Errorf("status after asking for the newest = %s with chart %q, want Ready with %s", ready.GetReason(), ready.GetChartVersion(), next)
 	}
 	if diff := cmp.Diff([]string{"1:superseded", "2:deployed"}, statuses(helmHistory(t, id))); diff != "" {
@@ -459,7 +460,7 @@ func TestUpgradeToAnotherChartVersionRollsItOutAndAnUnknownOneChangesNothing(t *
 	freshEvents := watch(t, env, fresh)
 	publish(t, env, versionCommand(fresh, 1, "9.9.9"), "")
 	failed := freshEvents.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, time.Minute)
-	if failed.GetReason() != lifecycle.ReasonInvalidSpec || !strings.Contains(failed.GetMessage(), old+", "+next) {
+	if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonInvalidSpec || !strings.Contains(failed.GetMessage(), old+", "+next) {
 		t.Errorf("new store asking for 9.9.9 = %s: %q; want InvalidSpec listing the versions", failed.GetReason(), failed.GetMessage())
 	}
 	if hist := helmHistory(t, fresh); len(hist) != 0 {
@@ -479,7 +480,7 @@ func TestValuesTheChartRefusesFailANewStoreAndLeaveAReadyOneAsItIs(t *testing.T)
 	freshEvents := watch(t, env, fresh)
 	publish(t, env, upgradeCommand(fresh, 1, map[string]string{"wordpress.image.repository": "evil/miner"}), "")
 	failed := freshEvents.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, time.Minute)
-	if failed.GetReason() != lifecycle.ReasonValuesRefused ||
+	if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonValuesRefused ||
 		!strings.Contains(failed.GetMessage(), `values["wordpress.image.repository"]: is not a value a tenant may set; allowed: `) {
 		t.Errorf("new store with an image override = %s: %q; want ValuesRefused naming the key", failed.GetReason(), failed.GetMessage())
 	}
@@ -497,7 +498,7 @@ func TestValuesTheChartRefusesFailANewStoreAndLeaveAReadyOneAsItIs(t *testing.T)
 	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
 	publish(t, env, upgradeCommand(id, 2, map[string]string{"wordpress.replicas": "9"}), "")
 	kept := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
-	if kept.GetReason() != lifecycle.ReasonValuesRefused || !strings.Contains(kept.GetMessage(), `values["wordpress.replicas"]: must be at most 3`) {
+	if lifecycle.Reason(kept.GetReason()) != lifecycle.ReasonValuesRefused || !strings.Contains(kept.GetMessage(), `values["wordpress.replicas"]: must be at most 3`) {
 		t.Errorf("status after an upgrade to 9 replicas = %s: %q; want ValuesRefused naming the key and the bound", kept.GetReason(), kept.GetMessage())
 	}
 	if diff := cmp.Diff([]string{"1:deployed"}, statuses(helmHistory(t, id))); diff != "" {
@@ -510,7 +511,7 @@ func TestUpgradeThatCannotBecomeReadyIsRolledBack(t *testing.T) {
 	env := bustest.Embedded(t)
 	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: reconcile.Options{ProvisionTimeout: 15 * time.Second, RollbackTimeout: time.Minute}})
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	events := watch(t, env, id)
 	publish(t, env, upgradeCommand(id, 1, nil), "")
 	events.waitStatus(t, 1, storev1.Phase_PHASE_READY, time.Minute)
@@ -521,7 +522,7 @@ func TestUpgradeThatCannotBecomeReadyIsRolledBack(t *testing.T) {
 		"wordpress.resources.requests.cpu": "1900m", "wordpress.resources.limits.cpu": "2",
 	}), "")
 	kept := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
-	if kept.GetReason() != lifecycle.ReasonUpgradeRolledBack || !strings.Contains(kept.GetMessage(), lifecycle.ReasonQuotaExceeded) ||
+	if lifecycle.Reason(kept.GetReason()) != lifecycle.ReasonUpgradeRolledBack || !strings.Contains(kept.GetMessage(), string(lifecycle.ReasonQuotaExceeded)) ||
 		!strings.Contains(kept.GetMessage(), "rolled back to revision 1") {
 		t.Errorf("status after the failed upgrade = %s: %q; want UpgradeRolledBack saying QuotaExceeded and the revision", kept.GetReason(), kept.GetMessage())
 	}
@@ -534,7 +535,7 @@ func TestUpgradeThatCannotBecomeReadyIsRolledBack(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, func() bool { return events.audit(2, lifecycle.ActionFailure, id) != nil },
 		func() string { return "no failure audit event for the upgrade" })
-	if a := events.audit(2, lifecycle.ActionFailure, id); !strings.HasPrefix(a.GetDetail(), lifecycle.ReasonUpgradeRolledBack+": ") {
+	if a := events.audit(2, lifecycle.ActionFailure, id); !strings.HasPrefix(a.GetDetail(), string(lifecycle.ReasonUpgradeRolledBack)+": ") {
 		t.Errorf("failure audit detail = %q", a.GetDetail())
 	}
 	if diff := cmp.Diff([]string{"1:superseded", "2:superseded", "3:deployed"}, statuses(helmHistory(t, id))); diff != "" {
@@ -550,7 +551,7 @@ func TestUpgradeThatCannotBecomeReadyIsRolledBack(t *testing.T) {
 
 	// The next upgrade starts from the rolled-back revision.
 	publish(t, env, upgradeCommand(id, 3, map[string]string{"setup.currency": "EUR"}), "")
-	if ready := events.waitStatus(t, 3, storev1.Phase_PHASE_READY, time.Minute); ready.GetReason() != lifecycle.ReasonReady {
+	if ready := events.waitStatus(t, 3, storev1.Phase_PHASE_READY, time.Minute); lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
 		t.Errorf("next upgrade = %s: %s, want Ready", ready.GetReason(), ready.GetMessage())
 	}
 }
@@ -585,7 +586,7 @@ func TestForeignNamespaceFailsTheStoreAndSurvivesItsDelete(t *testing.T) {
 	env := bustest.Embedded(t)
 	startWorker(t, env, setup{worker: fastRetries(), release: true})
 	id := newStore(t)
-	ns := kube.NamespaceFor(id)
+	ns := storeid.Namespace(id)
 	cs := sandboxtest.Clientset(t)
 	ctx := context.Background()
 	foreign, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
@@ -596,7 +597,7 @@ func TestForeignNamespaceFailsTheStoreAndSurvivesItsDelete(t *testing.T) {
 	events := watch(t, env, id)
 	publish(t, env, storeCommand(id, 1, provision, storev1.Engine_ENGINE_WOOCOMMERCE), "")
 	failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, time.Minute)
-	if failed.GetReason() != lifecycle.ReasonNamespaceConflict || !strings.Contains(failed.GetMessage(), ns) {
+	if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonNamespaceConflict || !strings.Contains(failed.GetMessage(), ns) {
 		t.Errorf("FAILED status = %s: %q; want NamespaceConflict naming %s", failed.GetReason(), failed.GetMessage(), ns)
 	}
 	publish(t, env, storeCommand(id, 2, eventsv1.Action_ACTION_DELETE, storev1.Engine_ENGINE_WOOCOMMERCE), "")

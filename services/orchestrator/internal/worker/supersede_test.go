@@ -18,7 +18,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
-	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
 )
 
@@ -60,7 +60,7 @@ func TestDeleteDuringAStuckUpgradeSupersedesIt(t *testing.T) {
 		if got := count(w.metrics, "provision", "superseded"); got != 1 {
 			t.Errorf("commands superseded = %d, want 1", got)
 		}
-		if _, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(t.Context(), kube.NamespaceFor(id), metav1.GetOptions{}); err == nil {
+		if _, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(t.Context(), storeid.Namespace(id), metav1.GetOptions{}); err == nil {
 			t.Errorf("namespace of the deleted store still exists")
 		}
 	})
@@ -128,7 +128,7 @@ func TestUpgradeCutShortIsSettledByTheNextHolderAfterItsDeadline(t *testing.T) {
 	time.Sleep(time.Until(cmd.GetIssueTime().AsTime().Add(deadline)))
 	startWorker(t, env, setup{worker: fastRetries(), release: true, reconcile: opts})
 	kept := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, time.Minute)
-	if kept.GetReason() != lifecycle.ReasonUpgradeRolledBack || !strings.Contains(kept.GetMessage(), "rolled back to revision 1") {
+	if lifecycle.Reason(kept.GetReason()) != lifecycle.ReasonUpgradeRolledBack || !strings.Contains(kept.GetMessage(), "rolled back to revision 1") {
 		t.Errorf("status after the deadline = %s: %q; want UpgradeRolledBack to revision 1", kept.GetReason(), kept.GetMessage())
 	}
 	if diff := cmp.Diff([]string{"1:superseded", "2:superseded", "3:deployed"}, statuses(helmHistory(t, id))); diff != "" {
@@ -169,7 +169,7 @@ func TestRollbackCutShortIsFinishedWithItsCause(t *testing.T) {
 	if !cut.Load() {
 		t.Fatal("the rollback was never cut short")
 	}
-	if kept.GetReason() != lifecycle.ReasonUpgradeRolledBack || !strings.Contains(kept.GetMessage(), lifecycle.ReasonQuotaExceeded) {
+	if lifecycle.Reason(kept.GetReason()) != lifecycle.ReasonUpgradeRolledBack || !strings.Contains(kept.GetMessage(), string(lifecycle.ReasonQuotaExceeded)) {
 		t.Errorf("status after the finished rollback = %s: %q; want UpgradeRolledBack naming QuotaExceeded", kept.GetReason(), kept.GetMessage())
 	}
 }

@@ -52,7 +52,7 @@ type Reconciler interface {
 	Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand) error
 	// Fail publishes the store as FAILED; the worker calls it when it
 	// gives up on cmd.
-	Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, reason, message string) error
+	Fail(ctx context.Context, cmd *eventsv1.ProvisionCommand, reason lifecycle.Reason, message string) error
 	// Superseded records in the audit log that cmd was cancelled, unfinished,
 	// for the newer command by.
 	Superseded(ctx context.Context, cmd, by *eventsv1.ProvisionCommand) error

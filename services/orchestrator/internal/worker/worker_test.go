@@ -22,6 +22,7 @@ import (
 	"github.com/storeprov/storeprov/pkg/bus/bustest"
 	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/pkg/sandboxtest"
+	"github.com/storeprov/storeprov/pkg/storeid"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/kube"
 	"github.com/storeprov/storeprov/services/orchestrator/internal/reconcile"
 )
@@ -55,7 +56,7 @@ func TestProvisionPublishesProvisioningThenReady(t *testing.T) {
 		if a.GetActor() != lifecycle.SystemActor || a.GetStoreOwner() != "owner-"+id || a.GetAction() != lifecycle.ActionReady {
 			t.Errorf("ready audit = actor %q owner %q action %q, want %q, %q, ready", a.GetActor(), a.GetStoreOwner(), a.GetAction(), lifecycle.SystemActor, "owner-"+id)
 		}
-		ns, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(context.Background(), kube.NamespaceFor(id), metav1.GetOptions{})
+		ns, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(context.Background(), storeid.Namespace(id), metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("namespace of a READY store: %v", err)
 		}
@@ -83,7 +84,7 @@ func TestDeleteWaitsUntilNamespaceGone(t *testing.T) {
 		if diff := cmp.Diff([]string{"DELETING/Deleting", "DELETED/Deleted"}, events.phases(2)); diff != "" {
 			t.Errorf("status events (-want +got):\n%s", diff)
 		}
-		_, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(context.Background(), kube.NamespaceFor(id), metav1.GetOptions{})
+		_, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(context.Background(), storeid.Namespace(id), metav1.GetOptions{})
 		if !apierrors.IsNotFound(err) {
 			t.Errorf("namespace after DELETED: %v, want NotFound", err)
 		}
@@ -166,7 +167,7 @@ func TestDeleteIsNeverDroppedForAProvisionOfItsGeneration(t *testing.T) {
 		// And a provision of that generation redelivered late changes nothing.
 		publish(t, env, command(id, 3, provision), "provision-3-late")
 		waitSettled(t, env, 10*time.Second)
-		_, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(context.Background(), kube.NamespaceFor(id), metav1.GetOptions{})
+		_, err := sandboxtest.Clientset(t).CoreV1().Namespaces().Get(context.Background(), storeid.Namespace(id), metav1.GetOptions{})
 		if !apierrors.IsNotFound(err) {
 			t.Errorf("namespace after a late provision of a deleted generation: %v, want NotFound", err)
 		}
@@ -183,13 +184,13 @@ func TestDeletedCredentialsFailTheStore(t *testing.T) {
 		events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 30*time.Second)
 
 		cs := sandboxtest.Clientset(t)
-		if err := cs.CoreV1().Secrets(kube.NamespaceFor(id)).Delete(context.Background(), kube.SecretDatabase, metav1.DeleteOptions{}); err != nil {
+		if err := cs.CoreV1().Secrets(storeid.Namespace(id)).Delete(context.Background(), kube.SecretDatabase, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		publish(t, env, command(id, 2, provision), "")
 		failed := events.waitStatus(t, 2, storev1.Phase_PHASE_FAILED, 30*time.Second)
 
-		if failed.GetReason() != lifecycle.ReasonCredentialsLost || !strings.Contains(failed.GetMessage(), kube.SecretDatabase) {
+		if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonCredentialsLost || !strings.Contains(failed.GetMessage(), kube.SecretDatabase) {
 			t.Errorf("FAILED = %s %q, want %s naming %s", failed.GetReason(), failed.GetMessage(), lifecycle.ReasonCredentialsLost, kube.SecretDatabase)
 		}
 		eventually(t, 5*time.Second, func() bool { return events.audit(2, lifecycle.ActionFailure, id) != nil },
@@ -206,7 +207,7 @@ func TestDeleteBlockedByFinalizerFailsNamespaceStuck(t *testing.T) {
 	bustest.Each(t, func(t *testing.T, env *bustest.Env) {
 		w := startWorker(t, env, setup{worker: fastRetries(), reconcile: reconcile.Options{DeleteTimeout: 2 * time.Second}})
 		id := newStore(t)
-		ns := kube.NamespaceFor(id)
+		ns := storeid.Namespace(id)
 		events := watch(t, env, id)
 		publish(t, env, command(id, 1, provision), "")
 		events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 30*time.Second)
@@ -246,7 +247,7 @@ func TestDeleteBlockedByFinalizerFailsNamespaceStuck(t *testing.T) {
 
 		publish(t, env, command(id, 2, del), "")
 		failed := events.waitStatus(t, 2, storev1.Phase_PHASE_FAILED, 90*time.Second)
-		if failed.GetReason() != lifecycle.ReasonNamespaceStuck || !strings.Contains(failed.GetMessage(), blocker) {
+		if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonNamespaceStuck || !strings.Contains(failed.GetMessage(), blocker) {
 			t.Errorf("FAILED = %s %q, want %s naming %s", failed.GetReason(), failed.GetMessage(), lifecycle.ReasonNamespaceStuck, blocker)
 		}
 		if got := events.phases(2); len(got) == 0 || got[0] != "DELETING/Deleting" {
@@ -304,7 +305,7 @@ func TestPassedDeadlineFailsWithTimeout(t *testing.T) {
 		publish(t, env, cmd, "")
 		failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, 30*time.Second)
 
-		if failed.GetReason() != lifecycle.ReasonTimeout || !strings.Contains(failed.GetMessage(), "missing namespace "+kube.NamespaceFor(id)) {
+		if lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonTimeout || !strings.Contains(failed.GetMessage(), "missing namespace "+storeid.Namespace(id)) {
 			t.Errorf("FAILED = %s %q, want %s saying the namespace is missing", failed.GetReason(), failed.GetMessage(), lifecycle.ReasonTimeout)
 		}
 		eventually(t, 5*time.Second, func() bool { return events.audit(1, lifecycle.ActionFailure, id) != nil },
@@ -343,7 +344,7 @@ func TestStopHandsInFlightCommandsBack(t *testing.T) {
 		slow.ShutdownGrace = 500 * time.Millisecond
 		first := startWorker(t, env, setup{worker: slow, reconcile: reconcile.Options{DeleteTimeout: time.Minute}})
 		id := newStore(t)
-		ns := kube.NamespaceFor(id)
+		ns := storeid.Namespace(id)
 		events := watch(t, env, id)
 		publish(t, env, command(id, 1, provision), "")
 		events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 30*time.Second)

@@ -12,6 +12,17 @@ type Outbox func(*sql.Selector)
 // Store is the predicate function for store builders.
 type Store func(*sql.Selector)
 
+// StoreOrErr calls the predicate only if the error is not nit.
+func StoreOrErr(p Store, err error) Store {
+	return func(s *sql.Selector) {
+		if err != nil {
+			s.AddError(err)
+			return
+		}
+		p(s)
+	}
+}
+
 // Token is the predicate function for token builders.
 type Token func(*sql.Selector)
 

@@ -6,6 +6,10 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
+
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
+	"github.com/storeprov/storeprov/pkg/storeid"
 )
 
 // Store is the desired and last observed state of one store.
@@ -14,12 +18,14 @@ type Store struct{ ent.Schema }
 // Fields of Store.
 func (Store) Fields() []ent.Field {
 	return []ent.Field{
-		field.String("id").NotEmpty().MaxLen(40).Immutable(),
+		field.String("id").NotEmpty().MaxLen(storeid.MaxLen).Immutable(),
 		field.String("display_name").NotEmpty().MaxLen(63),
-		field.String("engine").NotEmpty(),
+		// Stored by name (ENGINE_WOOCOMMERCE), as the api always has.
+		field.String("engine").GoType(storev1.Engine(0)).ValueScanner(protoEnumByName[storev1.Engine]()),
 		field.String("owner").NotEmpty().Immutable(),
-		field.String("phase").NotEmpty(),
-		field.String("failure_reason").Default(""),
+		// Stored by name (PHASE_READY), as the api always has.
+		field.String("phase").GoType(storev1.Phase(0)).ValueScanner(protoEnumByName[storev1.Phase]()),
+		field.String("failure_reason").GoType(lifecycle.Reason("")).Default(""),
 		field.String("failure_message").Default(""),
 		field.String("url").Default(""),
 		// Chart version the store's Helm release runs, as last reported.

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect/sql"
+	"entgo.io/ent/schema/field"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 )
 
 const (
@@ -89,14 +92,10 @@ func ValidColumn(column string) bool {
 var (
 	// DisplayNameValidator is a validator for the "display_name" field. It is called by the builders before save.
 	DisplayNameValidator func(string) error
-	// EngineValidator is a validator for the "engine" field. It is called by the builders before save.
-	EngineValidator func(string) error
 	// OwnerValidator is a validator for the "owner" field. It is called by the builders before save.
 	OwnerValidator func(string) error
-	// PhaseValidator is a validator for the "phase" field. It is called by the builders before save.
-	PhaseValidator func(string) error
 	// DefaultFailureReason holds the default value on creation for the "failure_reason" field.
-	DefaultFailureReason string
+	DefaultFailureReason lifecycle.Reason
 	// DefaultFailureMessage holds the default value on creation for the "failure_message" field.
 	DefaultFailureMessage string
 	// DefaultURL holds the default value on creation for the "url" field.
@@ -123,6 +122,11 @@ var (
 	UpdateDefaultUpdateTime func() time.Time
 	// IDValidator is a validator for the "id" field. It is called by the builders before save.
 	IDValidator func(string) error
+	// ValueScanner of all Store fields.
+	ValueScanner struct {
+		Engine field.TypeValueScanner[storev1.Engine]
+		Phase  field.TypeValueScanner[storev1.Phase]
+	}
 )
 
 // OrderOption defines the ordering options for the Store queries.

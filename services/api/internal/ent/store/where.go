@@ -3,9 +3,12 @@
 package store
 
 import (
+	"fmt"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
+	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
+	"github.com/storeprov/storeprov/pkg/lifecycle"
 	"github.com/storeprov/storeprov/services/api/internal/ent/predicate"
 )
 
@@ -70,8 +73,9 @@ func DisplayName(v string) predicate.Store {
 }
 
 // Engine applies equality check predicate on the "engine" field. It's identical to EngineEQ.
-func Engine(v string) predicate.Store {
-	return predicate.Store(sql.FieldEQ(FieldEngine, v))
+func Engine(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	return predicate.StoreOrErr(sql.FieldEQ(FieldEngine, vc), err)
 }
 
 // Owner applies equality check predicate on the "owner" field. It's identical to OwnerEQ.
@@ -80,13 +84,15 @@ func Owner(v string) predicate.Store {
 }
 
 // Phase applies equality check predicate on the "phase" field. It's identical to PhaseEQ.
-func Phase(v string) predicate.Store {
-	return predicate.Store(sql.FieldEQ(FieldPhase, v))
+func Phase(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	return predicate.StoreOrErr(sql.FieldEQ(FieldPhase, vc), err)
 }
 
 // FailureReason applies equality check predicate on the "failure_reason" field. It's identical to FailureReasonEQ.
-func FailureReason(v string) predicate.Store {
-	return predicate.Store(sql.FieldEQ(FieldFailureReason, v))
+func FailureReason(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldEQ(FieldFailureReason, vc))
 }
 
 // FailureMessage applies equality check predicate on the "failure_message" field. It's identical to FailureMessageEQ.
@@ -215,68 +221,117 @@ func DisplayNameContainsFold(v string) predicate.Store {
 }
 
 // EngineEQ applies the EQ predicate on the "engine" field.
-func EngineEQ(v string) predicate.Store {
-	return predicate.Store(sql.FieldEQ(FieldEngine, v))
+func EngineEQ(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	return predicate.StoreOrErr(sql.FieldEQ(FieldEngine, vc), err)
 }
 
 // EngineNEQ applies the NEQ predicate on the "engine" field.
-func EngineNEQ(v string) predicate.Store {
-	return predicate.Store(sql.FieldNEQ(FieldEngine, v))
+func EngineNEQ(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	return predicate.StoreOrErr(sql.FieldNEQ(FieldEngine, vc), err)
 }
 
 // EngineIn applies the In predicate on the "engine" field.
-func EngineIn(vs ...string) predicate.Store {
-	return predicate.Store(sql.FieldIn(FieldEngine, vs...))
+func EngineIn(vs ...storev1.Engine) predicate.Store {
+	var (
+		err error
+		v   = make([]any, len(vs))
+	)
+	for i := range v {
+		if v[i], err = ValueScanner.Engine.Value(vs[i]); err != nil {
+			break
+		}
+	}
+	return predicate.StoreOrErr(sql.FieldIn(FieldEngine, v...), err)
 }
 
 // EngineNotIn applies the NotIn predicate on the "engine" field.
-func EngineNotIn(vs ...string) predicate.Store {
-	return predicate.Store(sql.FieldNotIn(FieldEngine, vs...))
+func EngineNotIn(vs ...storev1.Engine) predicate.Store {
+	var (
+		err error
+		v   = make([]any, len(vs))
+	)
+	for i := range v {
+		if v[i], err = ValueScanner.Engine.Value(vs[i]); err != nil {
+			break
+		}
+	}
+	return predicate.StoreOrErr(sql.FieldNotIn(FieldEngine, v...), err)
 }
 
 // EngineGT applies the GT predicate on the "engine" field.
-func EngineGT(v string) predicate.Store {
-	return predicate.Store(sql.FieldGT(FieldEngine, v))
+func EngineGT(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	return predicate.StoreOrErr(sql.FieldGT(FieldEngine, vc), err)
 }
 
 // EngineGTE applies the GTE predicate on the "engine" field.
-func EngineGTE(v string) predicate.Store {
-	return predicate.Store(sql.FieldGTE(FieldEngine, v))
+func EngineGTE(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	return predicate.StoreOrErr(sql.FieldGTE(FieldEngine, vc), err)
 }
 
 // EngineLT applies the LT predicate on the "engine" field.
-func EngineLT(v string) predicate.Store {
-	return predicate.Store(sql.FieldLT(FieldEngine, v))
+func EngineLT(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	return predicate.StoreOrErr(sql.FieldLT(FieldEngine, vc), err)
 }
 
 // EngineLTE applies the LTE predicate on the "engine" field.
-func EngineLTE(v string) predicate.Store {
-	return predicate.Store(sql.FieldLTE(FieldEngine, v))
+func EngineLTE(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	return predicate.StoreOrErr(sql.FieldLTE(FieldEngine, vc), err)
 }
 
 // EngineContains applies the Contains predicate on the "engine" field.
-func EngineContains(v string) predicate.Store {
-	return predicate.Store(sql.FieldContains(FieldEngine, v))
+func EngineContains(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("engine value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldContains(FieldEngine, vcs), err)
 }
 
 // EngineHasPrefix applies the HasPrefix predicate on the "engine" field.
-func EngineHasPrefix(v string) predicate.Store {
-	return predicate.Store(sql.FieldHasPrefix(FieldEngine, v))
+func EngineHasPrefix(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("engine value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldHasPrefix(FieldEngine, vcs), err)
 }
 
 // EngineHasSuffix applies the HasSuffix predicate on the "engine" field.
-func EngineHasSuffix(v string) predicate.Store {
-	return predicate.Store(sql.FieldHasSuffix(FieldEngine, v))
+func EngineHasSuffix(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("engine value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldHasSuffix(FieldEngine, vcs), err)
 }
 
 // EngineEqualFold applies the EqualFold predicate on the "engine" field.
-func EngineEqualFold(v string) predicate.Store {
-	return predicate.Store(sql.FieldEqualFold(FieldEngine, v))
+func EngineEqualFold(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("engine value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldEqualFold(FieldEngine, vcs), err)
 }
 
 // EngineContainsFold applies the ContainsFold predicate on the "engine" field.
-func EngineContainsFold(v string) predicate.Store {
-	return predicate.Store(sql.FieldContainsFold(FieldEngine, v))
+func EngineContainsFold(v storev1.Engine) predicate.Store {
+	vc, err := ValueScanner.Engine.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("engine value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldContainsFold(FieldEngine, vcs), err)
 }
 
 // OwnerEQ applies the EQ predicate on the "owner" field.
@@ -345,133 +400,201 @@ func OwnerContainsFold(v string) predicate.Store {
 }
 
 // PhaseEQ applies the EQ predicate on the "phase" field.
-func PhaseEQ(v string) predicate.Store {
-	return predicate.Store(sql.FieldEQ(FieldPhase, v))
+func PhaseEQ(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	return predicate.StoreOrErr(sql.FieldEQ(FieldPhase, vc), err)
 }
 
 // PhaseNEQ applies the NEQ predicate on the "phase" field.
-func PhaseNEQ(v string) predicate.Store {
-	return predicate.Store(sql.FieldNEQ(FieldPhase, v))
+func PhaseNEQ(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	return predicate.StoreOrErr(sql.FieldNEQ(FieldPhase, vc), err)
 }
 
 // PhaseIn applies the In predicate on the "phase" field.
-func PhaseIn(vs ...string) predicate.Store {
-	return predicate.Store(sql.FieldIn(FieldPhase, vs...))
+func PhaseIn(vs ...storev1.Phase) predicate.Store {
+	var (
+		err error
+		v   = make([]any, len(vs))
+	)
+	for i := range v {
+		if v[i], err = ValueScanner.Phase.Value(vs[i]); err != nil {
+			break
+		}
+	}
+	return predicate.StoreOrErr(sql.FieldIn(FieldPhase, v...), err)
 }
 
 // PhaseNotIn applies the NotIn predicate on the "phase" field.
-func PhaseNotIn(vs ...string) predicate.Store {
-	return predicate.Store(sql.FieldNotIn(FieldPhase, vs...))
+func PhaseNotIn(vs ...storev1.Phase) predicate.Store {
+	var (
+		err error
+		v   = make([]any, len(vs))
+	)
+	for i := range v {
+		if v[i], err = ValueScanner.Phase.Value(vs[i]); err != nil {
+			break
+		}
+	}
+	return predicate.StoreOrErr(sql.FieldNotIn(FieldPhase, v...), err)
 }
 
 // PhaseGT applies the GT predicate on the "phase" field.
-func PhaseGT(v string) predicate.Store {
-	return predicate.Store(sql.FieldGT(FieldPhase, v))
+func PhaseGT(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	return predicate.StoreOrErr(sql.FieldGT(FieldPhase, vc), err)
 }
 
 // PhaseGTE applies the GTE predicate on the "phase" field.
-func PhaseGTE(v string) predicate.Store {
-	return predicate.Store(sql.FieldGTE(FieldPhase, v))
+func PhaseGTE(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	return predicate.StoreOrErr(sql.FieldGTE(FieldPhase, vc), err)
 }
 
 // PhaseLT applies the LT predicate on the "phase" field.
-func PhaseLT(v string) predicate.Store {
-	return predicate.Store(sql.FieldLT(FieldPhase, v))
+func PhaseLT(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	return predicate.StoreOrErr(sql.FieldLT(FieldPhase, vc), err)
 }
 
 // PhaseLTE applies the LTE predicate on the "phase" field.
-func PhaseLTE(v string) predicate.Store {
-	return predicate.Store(sql.FieldLTE(FieldPhase, v))
+func PhaseLTE(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	return predicate.StoreOrErr(sql.FieldLTE(FieldPhase, vc), err)
 }
 
 // PhaseContains applies the Contains predicate on the "phase" field.
-func PhaseContains(v string) predicate.Store {
-	return predicate.Store(sql.FieldContains(FieldPhase, v))
+func PhaseContains(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("phase value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldContains(FieldPhase, vcs), err)
 }
 
 // PhaseHasPrefix applies the HasPrefix predicate on the "phase" field.
-func PhaseHasPrefix(v string) predicate.Store {
-	return predicate.Store(sql.FieldHasPrefix(FieldPhase, v))
+func PhaseHasPrefix(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("phase value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldHasPrefix(FieldPhase, vcs), err)
 }
 
 // PhaseHasSuffix applies the HasSuffix predicate on the "phase" field.
-func PhaseHasSuffix(v string) predicate.Store {
-	return predicate.Store(sql.FieldHasSuffix(FieldPhase, v))
+func PhaseHasSuffix(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("phase value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldHasSuffix(FieldPhase, vcs), err)
 }
 
 // PhaseEqualFold applies the EqualFold predicate on the "phase" field.
-func PhaseEqualFold(v string) predicate.Store {
-	return predicate.Store(sql.FieldEqualFold(FieldPhase, v))
+func PhaseEqualFold(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("phase value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldEqualFold(FieldPhase, vcs), err)
 }
 
 // PhaseContainsFold applies the ContainsFold predicate on the "phase" field.
-func PhaseContainsFold(v string) predicate.Store {
-	return predicate.Store(sql.FieldContainsFold(FieldPhase, v))
+func PhaseContainsFold(v storev1.Phase) predicate.Store {
+	vc, err := ValueScanner.Phase.Value(v)
+	vcs, ok := vc.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("phase value is not a string: %T", vc)
+	}
+	return predicate.StoreOrErr(sql.FieldContainsFold(FieldPhase, vcs), err)
 }
 
 // FailureReasonEQ applies the EQ predicate on the "failure_reason" field.
-func FailureReasonEQ(v string) predicate.Store {
-	return predicate.Store(sql.FieldEQ(FieldFailureReason, v))
+func FailureReasonEQ(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldEQ(FieldFailureReason, vc))
 }
 
 // FailureReasonNEQ applies the NEQ predicate on the "failure_reason" field.
-func FailureReasonNEQ(v string) predicate.Store {
-	return predicate.Store(sql.FieldNEQ(FieldFailureReason, v))
+func FailureReasonNEQ(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldNEQ(FieldFailureReason, vc))
 }
 
 // FailureReasonIn applies the In predicate on the "failure_reason" field.
-func FailureReasonIn(vs ...string) predicate.Store {
-	return predicate.Store(sql.FieldIn(FieldFailureReason, vs...))
+func FailureReasonIn(vs ...lifecycle.Reason) predicate.Store {
+	v := make([]any, len(vs))
+	for i := range v {
+		v[i] = string(vs[i])
+	}
+	return predicate.Store(sql.FieldIn(FieldFailureReason, v...))
 }
 
 // FailureReasonNotIn applies the NotIn predicate on the "failure_reason" field.
-func FailureReasonNotIn(vs ...string) predicate.Store {
-	return predicate.Store(sql.FieldNotIn(FieldFailureReason, vs...))
+func FailureReasonNotIn(vs ...lifecycle.Reason) predicate.Store {
+	v := make([]any, len(vs))
+	for i := range v {
+		v[i] = string(vs[i])
+	}
+	return predicate.Store(sql.FieldNotIn(FieldFailureReason, v...))
 }
 
 // FailureReasonGT applies the GT predicate on the "failure_reason" field.
-func FailureReasonGT(v string) predicate.Store {
-	return predicate.Store(sql.FieldGT(FieldFailureReason, v))
+func FailureReasonGT(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldGT(FieldFailureReason, vc))
 }
 
 // FailureReasonGTE applies the GTE predicate on the "failure_reason" field.
-func FailureReasonGTE(v string) predicate.Store {
-	return predicate.Store(sql.FieldGTE(FieldFailureReason, v))
+func FailureReasonGTE(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldGTE(FieldFailureReason, vc))
 }
 
 // FailureReasonLT applies the LT predicate on the "failure_reason" field.
-func FailureReasonLT(v string) predicate.Store {
-	return predicate.Store(sql.FieldLT(FieldFailureReason, v))
+func FailureReasonLT(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldLT(FieldFailureReason, vc))
 }
 
 // FailureReasonLTE applies the LTE predicate on the "failure_reason" field.
-func FailureReasonLTE(v string) predicate.Store {
-	return predicate.Store(sql.FieldLTE(FieldFailureReason, v))
+func FailureReasonLTE(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldLTE(FieldFailureReason, vc))
 }
 
 // FailureReasonContains applies the Contains predicate on the "failure_reason" field.
-func FailureReasonContains(v string) predicate.Store {
-	return predicate.Store(sql.FieldContains(FieldFailureReason, v))
+func FailureReasonContains(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldContains(FieldFailureReason, vc))
 }
 
 // FailureReasonHasPrefix applies the HasPrefix predicate on the "failure_reason" field.
-func FailureReasonHasPrefix(v string) predicate.Store {
-	return predicate.Store(sql.FieldHasPrefix(FieldFailureReason, v))
+func FailureReasonHasPrefix(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldHasPrefix(FieldFailureReason, vc))
 }
 
 // FailureReasonHasSuffix applies the HasSuffix predicate on the "failure_reason" field.
-func FailureReasonHasSuffix(v string) predicate.Store {
-	return predicate.Store(sql.FieldHasSuffix(FieldFailureReason, v))
+func FailureReasonHasSuffix(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldHasSuffix(FieldFailureReason, vc))
 }
 
 // FailureReasonEqualFold applies the EqualFold predicate on the "failure_reason" field.
-func FailureReasonEqualFold(v string) predicate.Store {
-	return predicate.Store(sql.FieldEqualFold(FieldFailureReason, v))
+func FailureReasonEqualFold(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldEqualFold(FieldFailureReason, vc))
 }
 
 // FailureReasonContainsFold applies the ContainsFold predicate on the "failure_reason" field.
-func FailureReasonContainsFold(v string) predicate.Store {
-	return predicate.Store(sql.FieldContainsFold(FieldFailureReason, v))
+func FailureReasonContainsFold(v lifecycle.Reason) predicate.Store {
+	vc := string(v)
+	return predicate.Store(sql.FieldContainsFold(FieldFailureReason, vc))
 }
 
 // FailureMessageEQ applies the EQ predicate on the "failure_message" field.
