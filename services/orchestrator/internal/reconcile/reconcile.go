@@ -276,7 +276,7 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 	defer cancel()
 	var (
 		kept  *UpgradeFailure
-		after chartVersion
+		after released
 	)
 	for i, s := range r.Steps {
 		o, err := s.Ensure(stepCtx, cmd, before.seenBy(i))
@@ -299,9 +299,9 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 	case before.Kind == InSync && cmd.GetRepublish():
 		// The api missed this generation's outcome: say it again.
 		if kept != nil {
-			return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, kept.Reason, kept.Message, url, after.ChartVersion))
+			return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, kept.Reason, kept.Message, url, after))
 		}
-		return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "store is ready at "+url+" (reported again)", url, after.ChartVersion))
+		return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "store is ready at "+url+" (reported again)", url, after))
 	case before.Kind == InSync:
 		return nil
 	}
@@ -316,7 +316,7 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 		reason, message = kept.Reason, kept.Message
 		msg += "; the store stays on its ready revision: " + kept.Error()
 	}
-	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, reason, message, url, after.ChartVersion); err != nil {
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, reason, message, url, after); err != nil {
 		return classify(err)
 	}
 	return classify(r.Reporter.Audit(ctx, &auditv1.AuditEntry{
@@ -398,7 +398,7 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 	}
 	stepCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	var ready chartVersion
+	var ready released
 	for i, s := range r.Steps {
 		o, err := s.Ensure(stepCtx, cmd, st.seenBy(i))
 		var (
@@ -430,25 +430,33 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 	if ready.ChartVersion != "" {
 		msg += " (chart " + ready.ChartVersion + ")"
 	}
-	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, msg, url, ready.ChartVersion); err != nil {
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, msg, url, ready); err != nil {
 		return classify(err)
 	}
 	return classify(r.audit(ctx, cmd, lifecycle.ActionReady, msg))
 }
 
-// chartVersion collects the chart version the steps' Ensure report.
-type chartVersion struct{ ChartVersion string }
+// released collects what the steps' Ensure report of the release a
+// READY event speaks of: its chart version, and when its order check
+// passed (zero when it ran none).
+type released struct {
+	ChartVersion     string
+	OrderCheckPassed time.Time
+}
 
-func (c *chartVersion) note(o Observation) {
+func (c *released) note(o Observation) {
 	if o.ChartVersion != "" {
 		c.ChartVersion = o.ChartVersion
+	}
+	if !o.OrderCheckPassed.IsZero() {
+		c.OrderCheckPassed = o.OrderCheckPassed
 	}
 }
 
 // upgradeKept publishes a READY store whose upgrade did not take, with
 // why, and records the failure in the audit log.
 func (r *Reconciler) upgradeKept(ctx context.Context, cmd *eventsv1.ProvisionCommand, f *UpgradeFailure, url string) error {
-	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, f.Reason, f.Message, url, f.ChartVersion); err != nil {
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, f.Reason, f.Message, url, released{ChartVersion: f.ChartVersion}); err != nil {
 		return classify(err)
 	}
 	return classify(r.audit(ctx, cmd, lifecycle.ActionFailure, f.Reason+": "+f.Message))
@@ -570,11 +578,11 @@ func (r *Reconciler) timedOut(cmd *eventsv1.ProvisionCommand, st State, last err
 }
 
 func (r *Reconciler) status(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url string) error {
-	return r.publish(ctx, cmd, phase, reason, message, url, "")
+	return r.publish(ctx, cmd, phase, reason, message, url, released{})
 }
 
-func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url, chartVersion string) error {
-	return r.Reporter.Status(ctx, &eventsv1.StoreStatusChanged{
+func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason, message, url string, rel released) error {
+	ev := &eventsv1.StoreStatusChanged{
 		StoreId:            cmd.GetStoreId(),
 		Phase:              phase,
 		Reason:             reason,
@@ -582,8 +590,12 @@ func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand
 		ObservedGeneration: cmd.GetGeneration(),
 		Time:               timestamppb.New(r.now()),
 		Url:                url,
-		ChartVersion:       chartVersion,
-	})
+		ChartVersion:       rel.ChartVersion,
+	}
+	if !rel.OrderCheckPassed.IsZero() {
+		ev.OrderCheckTime = timestamppb.New(rel.OrderCheckPassed)
+	}
+	return r.Reporter.Status(ctx, ev)
 }
 
 func (r *Reconciler) audit(ctx context.Context, cmd *eventsv1.ProvisionCommand, action, detail string) error {
