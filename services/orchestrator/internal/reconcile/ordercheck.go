@@ -11,7 +11,7 @@ import (
 // lifecycle.ReasonOrderCheckFailed, naming the step that failed: a store
 // never READY is FAILED; an upgrade of a READY store is rolled back, and
 // the store stays READY with reason UpgradeRolledBack. A chart version
-// without an order check (WooCommerce has none yet) is installed as it
+// without an order check (one older than the check) is installed as it
 // is, whatever the mode.
 //
 // The mode says what an install or upgrade does, not what a store runs:

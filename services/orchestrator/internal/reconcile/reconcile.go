@@ -63,7 +63,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.DeleteTimeout, "delete-timeout", DefaultDeleteTimeout, "how long one delete attempt waits for a store's namespace to be gone before retrying")
 	fs.DurationVar(&o.RollbackTimeout, "rollback-timeout", DefaultRollbackTimeout, "how long the rollback of an upgrade that did not become ready may take, after the provisioning deadline")
 	o.OrderCheck = OrderCheckNever
-	fs.Var(&o.OrderCheck, "order-check", "which installs and upgrades run the store chart's order check, a Job that places a storefront order and cancels it (Medusa; WooCommerce has none yet): "+
+	fs.Var(&o.OrderCheck, "order-check", "which installs and upgrades run the store chart's order check, a Job that places a storefront order and cancels or deletes it (Medusa and WooCommerce): "+
 		"never, install (a store's first install, until it is READY once) or always (every install and upgrade, a resync's repair included). "+
 		"A failed check fails a new store with reason OrderCheckFailed naming the step and rolls an upgrade back; the store network policies let the check reach the store's server. "+
 		"The sandbox runs with it off: kwok runs no container")
