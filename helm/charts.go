@@ -43,7 +43,8 @@ import (
 // Names of the embedded charts, which are also their directories in FS.
 const (
 	// WordPress is a WooCommerce store: MariaDB, WordPress and a wp-cli
-	// setup Job named <prefix>-setup-<revision>. It has no order check yet.
+	// setup Job named <prefix>-setup-<revision>, and
+	// <prefix>-order-check-<revision> when orderCheck.enabled.
 	WordPress = "wordpress-store"
 	// Medusa is a Medusa store: PostgreSQL, Redis, the Medusa server and the
 	// Jobs <prefix>-migrate-<revision> and <prefix>-setup-<revision> (the
@@ -74,8 +75,8 @@ const (
 )
 
 // HasOrderCheck reports whether ch has an order check, which its values
-// turn on with orderCheck.enabled; a chart without one (WordPress has
-// none yet) declares no such value, and its schema refuses it.
+// turn on with orderCheck.enabled; a chart without one (an older chart
+// version) declares no such value, and its schema refuses it.
 func HasOrderCheck(ch *chart.Chart) bool {
 	v, ok := ch.Values[orderCheckValue].(map[string]any)
 	if !ok {

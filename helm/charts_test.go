@@ -93,7 +93,8 @@ type chartSpec struct {
 var specs = []chartSpec{
 	{
 		name:      charts.WordPress,
-		tiers:     map[string]string{"wordpress": "web", "setup": "web", "mariadb": "database"},
+		tiers:     map[string]string{"wordpress": "web", "setup": "web", "order-check": "web", "mariadb": "database"},
+		optional:  map[string]bool{"order-check": true},
 		adminPath: "/wp-admin/",
 		database:  "mariadb",
 		userText: map[string]string{
@@ -1016,10 +1017,10 @@ func TestVersionIsTheEmbeddedChartsVersion(t *testing.T) {
 }
 
 // TestOrderCheckMeetsWhatTheNetworkPoliciesSelect checks the order check's
-// contract: a chart that has one (Medusa) renders, with orderCheck.enabled,
+// contract: a chart that has one (both) renders, with orderCheck.enabled,
 // one Job of component order-check whose pods carry that component and
 // reach the web tier's Service on the port its server names http; without
-// it, no such Job. WordPress has none yet and declares no value for it.
+// it, no such Job.
 func TestOrderCheckMeetsWhatTheNetworkPoliciesSelect(t *testing.T) {
 	for _, spec := range specs {
 		t.Run(spec.name, func(t *testing.T) {

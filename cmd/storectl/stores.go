@@ -178,12 +178,21 @@ func (o *options) printStores(err error, stores ...*storev1.Store) error {
 	if err != nil {
 		return describe(err)
 	}
-	return printList(o, stores, "ID\tNAME\tENGINE\tPHASE\tCHART\tOWNER\tURL\tAGE\tREASON", func(st *storev1.Store) []string {
+	return printList(o, stores, "ID\tNAME\tENGINE\tPHASE\tCHART\tCHECKED\tOWNER\tURL\tAGE\tREASON", func(st *storev1.Store) []string {
 		return []string{st.GetId(), st.GetDisplayName(),
 			strings.ToLower(strings.TrimPrefix(st.GetEngine().String(), "ENGINE_")),
-			strings.TrimPrefix(st.GetPhase().String(), "PHASE_"), st.GetChartVersion(), st.GetOwner(), st.GetUrl(),
+			strings.TrimPrefix(st.GetPhase().String(), "PHASE_"), st.GetChartVersion(), orderChecked(st, time.Now()), st.GetOwner(), st.GetUrl(),
 			time.Since(st.GetCreateTime().AsTime()).Round(time.Second).String(), st.GetFailureReason()}
 	})
+}
+
+// orderChecked says how long before now the store's order check last
+// passed, or "-" when none has.
+func orderChecked(st *storev1.Store, now time.Time) string {
+	if st.GetOrderCheckTime() == nil {
+		return "-"
+	}
+	return now.Sub(st.GetOrderCheckTime().AsTime()).Round(time.Second).String() + " ago"
 }
 
 func parseEngine(s string) (storev1.Engine, error) {

@@ -3,10 +3,12 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/storeprov/storeprov/gen/storeprov/store/v1"
 )
@@ -55,7 +57,7 @@ func TestStoreCreateListGetDelete(t *testing.T) {
 	}
 	table := mustRun(t, token, "list")
 	lines := strings.Split(strings.TrimSpace(table), "\n")
-	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME ENGINE PHASE CHART OWNER URL AGE REASON" {
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME ENGINE PHASE CHART CHECKED OWNER URL AGE REASON" {
 		t.Errorf("list prints no table of a header and two stores:\n%s", table)
 	}
 	for _, st := range want {
@@ -114,5 +116,16 @@ func TestCreateWithoutRequestIDMakesAStoreEachRun(t *testing.T) {
 	}
 	if list := runJSON(t, token, newStore, "list"); len(list) != 2 {
 		t.Errorf("after two creates, list shows %d stores, want 2: %v", len(list), list)
+	}
+}
+
+func TestOrderCheckedSaysHowLongAgoTheCheckPassed(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	checked := &storev1.Store{OrderCheckTime: timestamppb.New(now.Add(-90 * time.Second))}
+	if got := orderChecked(checked, now); got != "1m30s ago" {
+		t.Errorf("orderChecked of a store checked 90 s ago = %q, want \"1m30s ago\"", got)
+	}
+	if got := orderChecked(&storev1.Store{}, now); got != "-" {
+		t.Errorf("orderChecked of a store never checked = %q, want \"-\"", got)
 	}
 }

@@ -2,8 +2,9 @@
 # Installs WordPress and WooCommerce into the store's database and wp-content
 # volume. Every step checks before it acts, so running the script again (a
 # retry, the Job of the next release revision) changes nothing that exists.
-# Settings the store owner may change later (currency, payment methods, the
-# sample product) are applied only until the first run completes.
+# Settings the store owner may change later (currency, payment methods,
+# shipping, the sample product) are applied only until the first run
+# completes.
 #
 # Inputs, from the Job's environment: WORDPRESS_DB_* (wp-config.php reads
 # them), STORE_URL, STORE_TITLE, ADMIN_USER, ADMIN_PASSWORD, ADMIN_EMAIL,
@@ -61,6 +62,20 @@ elif ! wp plugin is-active woocommerce; then
   wp plugin activate woocommerce
 fi
 wp wc update
+
+# Shipping: free shipping in the zone "Locations not covered by your other
+# zones" (id 0), so that an order of the physical sample product gets a
+# shipping line. Without any shipping method WooCommerce takes orders
+# without shipping, until the owner adds one somewhere. Applied once per
+# store, apart from the other settings, so that stores set up before it
+# get it too; later runs keep the owner's changes.
+if [ "$(wp option get storeprov_shipping_completed 2>/dev/null || true)" != "yes" ]; then
+  if ! wp wc shipping_zone_method list 0 --user="$ADMIN_USER" --field=method_id | grep -qx free_shipping; then
+    log "adding free shipping to the zone of locations not covered by other zones"
+    wp wc shipping_zone_method create 0 --user="$ADMIN_USER" --method_id=free_shipping --enabled=true
+  fi
+  wp option update storeprov_shipping_completed yes
+fi
 
 if [ "$(wp option get storeprov_setup_completed 2>/dev/null || true)" = "yes" ]; then
   log "store settings were applied by an earlier run; keeping the owner's changes"

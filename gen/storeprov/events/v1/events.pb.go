@@ -280,9 +280,14 @@ type StoreStatusChanged struct {
 	// token is older than the last one it applied for the store; zero means
 	// made under no lease (a command given up on before its lease could be
 	// taken), ordered by generation and time only.
-	LeaseToken    uint64 `protobuf:"varint,9,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LeaseToken uint64 `protobuf:"varint,9,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	// When the order check of the store's current release completed
+	// successfully: set on a READY event when that release ran the chart's
+	// order check and it passed; unset otherwise (no check in this release,
+	// or not a READY event). The api keeps the last time it was given.
+	OrderCheckTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=order_check_time,json=orderCheckTime,proto3" json:"order_check_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StoreStatusChanged) Reset() {
@@ -378,6 +383,13 @@ func (x *StoreStatusChanged) GetLeaseToken() uint64 {
 	return 0
 }
 
+func (x *StoreStatusChanged) GetOrderCheckTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OrderCheckTime
+	}
+	return nil
+}
+
 // AuditEvent is one fact for the audit log; id is unique and makes
 // recording it idempotent.
 type AuditEvent struct {
@@ -458,7 +470,7 @@ const file_storeprov_events_v1_events_proto_rawDesc = "" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x129\n" +
 	"\n" +
 	"issue_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\x12\x1c\n" +
-	"\trepublish\x18\a \x01(\bR\trepublish\"\xcb\x02\n" +
+	"\trepublish\x18\a \x01(\bR\trepublish\"\x91\x03\n" +
 	"\x12StoreStatusChanged\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\tR\astoreId\x12/\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x19.storeprov.store.v1.PhaseR\x05phase\x12\x16\n" +
@@ -469,7 +481,9 @@ const file_storeprov_events_v1_events_proto_rawDesc = "" +
 	"\x03url\x18\a \x01(\tR\x03url\x12#\n" +
 	"\rchart_version\x18\b \x01(\tR\fchartVersion\x12\x1f\n" +
 	"\vlease_token\x18\t \x01(\x04R\n" +
-	"leaseToken\"c\n" +
+	"leaseToken\x12D\n" +
+	"\x10order_check_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0eorderCheckTime\"c\n" +
 	"\n" +
 	"AuditEvent\x124\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1e.storeprov.audit.v1.AuditEntryR\x05entry\x12\x1f\n" +
@@ -515,12 +529,13 @@ var file_storeprov_events_v1_events_proto_depIdxs = []int32{
 	7, // 4: storeprov.events.v1.ProvisionCommand.issue_time:type_name -> google.protobuf.Timestamp
 	8, // 5: storeprov.events.v1.StoreStatusChanged.phase:type_name -> storeprov.store.v1.Phase
 	7, // 6: storeprov.events.v1.StoreStatusChanged.time:type_name -> google.protobuf.Timestamp
-	9, // 7: storeprov.events.v1.AuditEvent.entry:type_name -> storeprov.audit.v1.AuditEntry
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	7, // 7: storeprov.events.v1.StoreStatusChanged.order_check_time:type_name -> google.protobuf.Timestamp
+	9, // 8: storeprov.events.v1.AuditEvent.entry:type_name -> storeprov.audit.v1.AuditEntry
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_storeprov_events_v1_events_proto_init() }

@@ -996,9 +996,14 @@ type Store struct {
 	// Namespace that holds the store's workloads.
 	Namespace string `protobuf:"bytes,13,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Chart version of the store's Helm release, once installed.
-	ChartVersion  string `protobuf:"bytes,14,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ChartVersion string `protobuf:"bytes,14,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
+	// When the store's order check last passed: a Job of the store's chart
+	// that placed a storefront order and cleaned it up (the orchestrator's
+	// --order-check says which installs and upgrades run it). Unset when no
+	// check has passed yet, or none ran.
+	OrderCheckTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=order_check_time,json=orderCheckTime,proto3" json:"order_check_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Store) Reset() {
@@ -1127,6 +1132,13 @@ func (x *Store) GetChartVersion() string {
 		return x.ChartVersion
 	}
 	return ""
+}
+
+func (x *Store) GetOrderCheckTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OrderCheckTime
+	}
+	return nil
 }
 
 type CreateStoreRequest struct {
@@ -1659,7 +1671,7 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"expireTime\"\x10\n" +
 	"\x0eSignOutRequest\"+\n" +
 	"\x0fSignOutResponse\x12\x18\n" +
-	"\arevoked\x18\x01 \x01(\bR\arevoked\"\xeb\x04\n" +
+	"\arevoked\x18\x01 \x01(\bR\arevoked\"\xb6\x05\n" +
 	"\x05Store\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x02R\vdisplayName\x127\n" +
@@ -1679,7 +1691,8 @@ const file_storeprov_store_v1_store_proto_rawDesc = "" +
 	"generation\x124\n" +
 	"\x13observed_generation\x18\f \x01(\x03B\x03\xe0A\x03R\x12observedGeneration\x12!\n" +
 	"\tnamespace\x18\r \x01(\tB\x03\xe0A\x03R\tnamespace\x12(\n" +
-	"\rchart_version\x18\x0e \x01(\tB\x03\xe0A\x03R\fchartVersion\"i\n" +
+	"\rchart_version\x18\x0e \x01(\tB\x03\xe0A\x03R\fchartVersion\x12I\n" +
+	"\x10order_check_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x0eorderCheckTime\"i\n" +
 	"\x12CreateStoreRequest\x124\n" +
 	"\x05store\x18\x01 \x01(\v2\x19.storeprov.store.v1.StoreB\x03\xe0A\x02R\x05store\x12\x1d\n" +
 	"\n" +
@@ -1812,44 +1825,45 @@ var file_storeprov_store_v1_store_proto_depIdxs = []int32{
 	2,  // 12: storeprov.store.v1.Store.phase:type_name -> storeprov.store.v1.Phase
 	27, // 13: storeprov.store.v1.Store.create_time:type_name -> google.protobuf.Timestamp
 	27, // 14: storeprov.store.v1.Store.update_time:type_name -> google.protobuf.Timestamp
-	16, // 15: storeprov.store.v1.CreateStoreRequest.store:type_name -> storeprov.store.v1.Store
-	2,  // 16: storeprov.store.v1.ListStoresRequest.phase:type_name -> storeprov.store.v1.Phase
-	16, // 17: storeprov.store.v1.ListStoresResponse.stores:type_name -> storeprov.store.v1.Store
-	26, // 18: storeprov.store.v1.UpgradeStoreRequest.values:type_name -> storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
-	16, // 19: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
-	17, // 20: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
-	18, // 21: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
-	19, // 22: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
-	21, // 23: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
-	22, // 24: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
-	23, // 25: storeprov.store.v1.StoreService.UpgradeStore:input_type -> storeprov.store.v1.UpgradeStoreRequest
-	24, // 26: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
-	4,  // 27: storeprov.store.v1.UserService.GetCurrentUser:input_type -> storeprov.store.v1.GetCurrentUserRequest
-	5,  // 28: storeprov.store.v1.UserService.CreateToken:input_type -> storeprov.store.v1.CreateTokenRequest
-	8,  // 29: storeprov.store.v1.UserService.ListTokens:input_type -> storeprov.store.v1.ListTokensRequest
-	10, // 30: storeprov.store.v1.UserService.DeleteToken:input_type -> storeprov.store.v1.DeleteTokenRequest
-	11, // 31: storeprov.store.v1.UserService.UpdateUser:input_type -> storeprov.store.v1.UpdateUserRequest
-	12, // 32: storeprov.store.v1.UserService.SignIn:input_type -> storeprov.store.v1.SignInRequest
-	14, // 33: storeprov.store.v1.UserService.SignOut:input_type -> storeprov.store.v1.SignOutRequest
-	16, // 34: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
-	16, // 35: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
-	20, // 36: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
-	16, // 37: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
-	16, // 38: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
-	16, // 39: storeprov.store.v1.StoreService.UpgradeStore:output_type -> storeprov.store.v1.Store
-	25, // 40: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
-	3,  // 41: storeprov.store.v1.UserService.GetCurrentUser:output_type -> storeprov.store.v1.User
-	6,  // 42: storeprov.store.v1.UserService.CreateToken:output_type -> storeprov.store.v1.CreateTokenResponse
-	9,  // 43: storeprov.store.v1.UserService.ListTokens:output_type -> storeprov.store.v1.ListTokensResponse
-	7,  // 44: storeprov.store.v1.UserService.DeleteToken:output_type -> storeprov.store.v1.Token
-	3,  // 45: storeprov.store.v1.UserService.UpdateUser:output_type -> storeprov.store.v1.User
-	13, // 46: storeprov.store.v1.UserService.SignIn:output_type -> storeprov.store.v1.SignInResponse
-	15, // 47: storeprov.store.v1.UserService.SignOut:output_type -> storeprov.store.v1.SignOutResponse
-	34, // [34:48] is the sub-list for method output_type
-	20, // [20:34] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	27, // 15: storeprov.store.v1.Store.order_check_time:type_name -> google.protobuf.Timestamp
+	16, // 16: storeprov.store.v1.CreateStoreRequest.store:type_name -> storeprov.store.v1.Store
+	2,  // 17: storeprov.store.v1.ListStoresRequest.phase:type_name -> storeprov.store.v1.Phase
+	16, // 18: storeprov.store.v1.ListStoresResponse.stores:type_name -> storeprov.store.v1.Store
+	26, // 19: storeprov.store.v1.UpgradeStoreRequest.values:type_name -> storeprov.store.v1.UpgradeStoreRequest.ValuesEntry
+	16, // 20: storeprov.store.v1.WatchStoresResponse.store:type_name -> storeprov.store.v1.Store
+	17, // 21: storeprov.store.v1.StoreService.CreateStore:input_type -> storeprov.store.v1.CreateStoreRequest
+	18, // 22: storeprov.store.v1.StoreService.GetStore:input_type -> storeprov.store.v1.GetStoreRequest
+	19, // 23: storeprov.store.v1.StoreService.ListStores:input_type -> storeprov.store.v1.ListStoresRequest
+	21, // 24: storeprov.store.v1.StoreService.DeleteStore:input_type -> storeprov.store.v1.DeleteStoreRequest
+	22, // 25: storeprov.store.v1.StoreService.RetryStore:input_type -> storeprov.store.v1.RetryStoreRequest
+	23, // 26: storeprov.store.v1.StoreService.UpgradeStore:input_type -> storeprov.store.v1.UpgradeStoreRequest
+	24, // 27: storeprov.store.v1.StoreService.WatchStores:input_type -> storeprov.store.v1.WatchStoresRequest
+	4,  // 28: storeprov.store.v1.UserService.GetCurrentUser:input_type -> storeprov.store.v1.GetCurrentUserRequest
+	5,  // 29: storeprov.store.v1.UserService.CreateToken:input_type -> storeprov.store.v1.CreateTokenRequest
+	8,  // 30: storeprov.store.v1.UserService.ListTokens:input_type -> storeprov.store.v1.ListTokensRequest
+	10, // 31: storeprov.store.v1.UserService.DeleteToken:input_type -> storeprov.store.v1.DeleteTokenRequest
+	11, // 32: storeprov.store.v1.UserService.UpdateUser:input_type -> storeprov.store.v1.UpdateUserRequest
+	12, // 33: storeprov.store.v1.UserService.SignIn:input_type -> storeprov.store.v1.SignInRequest
+	14, // 34: storeprov.store.v1.UserService.SignOut:input_type -> storeprov.store.v1.SignOutRequest
+	16, // 35: storeprov.store.v1.StoreService.CreateStore:output_type -> storeprov.store.v1.Store
+	16, // 36: storeprov.store.v1.StoreService.GetStore:output_type -> storeprov.store.v1.Store
+	20, // 37: storeprov.store.v1.StoreService.ListStores:output_type -> storeprov.store.v1.ListStoresResponse
+	16, // 38: storeprov.store.v1.StoreService.DeleteStore:output_type -> storeprov.store.v1.Store
+	16, // 39: storeprov.store.v1.StoreService.RetryStore:output_type -> storeprov.store.v1.Store
+	16, // 40: storeprov.store.v1.StoreService.UpgradeStore:output_type -> storeprov.store.v1.Store
+	25, // 41: storeprov.store.v1.StoreService.WatchStores:output_type -> storeprov.store.v1.WatchStoresResponse
+	3,  // 42: storeprov.store.v1.UserService.GetCurrentUser:output_type -> storeprov.store.v1.User
+	6,  // 43: storeprov.store.v1.UserService.CreateToken:output_type -> storeprov.store.v1.CreateTokenResponse
+	9,  // 44: storeprov.store.v1.UserService.ListTokens:output_type -> storeprov.store.v1.ListTokensResponse
+	7,  // 45: storeprov.store.v1.UserService.DeleteToken:output_type -> storeprov.store.v1.Token
+	3,  // 46: storeprov.store.v1.UserService.UpdateUser:output_type -> storeprov.store.v1.User
+	13, // 47: storeprov.store.v1.UserService.SignIn:output_type -> storeprov.store.v1.SignInResponse
+	15, // 48: storeprov.store.v1.UserService.SignOut:output_type -> storeprov.store.v1.SignOutResponse
+	35, // [35:49] is the sub-list for method output_type
+	21, // [21:35] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_storeprov_store_v1_store_proto_init() }

@@ -314,6 +314,72 @@ func TestStatusFromAFencedOutWorkerIsIgnored(t *testing.T) {
 	})
 }
 
+// The time the store's order check last passed comes with a READY event
+// of a release that ran the check, and stays through later events that
+// carry none (an upgrade without a check, a failure, a retry), until a
+// newer check passes.
+func TestOrderCheckTimeIsKeptUntilANewerCheckPasses(t *testing.T) {
+	each(t, func(t *testing.T, e *apiEnv) {
+		ctx := e.admin()
+		st, err := e.stores.CreateStore(ctx, &storev1.CreateStoreRequest{Store: &storev1.Store{DisplayName: "shop", Engine: storev1.Engine_ENGINE_MEDUSA}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := st.GetId()
+		if st.GetOrderCheckTime() != nil {
+			t.Errorf("new store has order check time %v, want none", st.GetOrderCheckTime().AsTime())
+		}
+		t0 := time.Now().UTC().Truncate(time.Second)
+		event := func(gen int64, phase storev1.Phase, reason string, at time.Duration, checked time.Time) *eventsv1.StoreStatusChanged {
+			ev := &eventsv1.StoreStatusChanged{StoreId: id, Phase: phase, Reason: reason, ObservedGeneration: gen,
+				Time: timestamppb.New(t0.Add(at))}
+			if !checked.IsZero() {
+				ev.OrderCheckTime = timestamppb.New(checked)
+			}
+			return ev
+		}
+		checkedAt := func(s *storev1.Store) time.Time {
+			if s.GetOrderCheckTime() == nil {
+				return time.Time{}
+			}
+			return s.GetOrderCheckTime().AsTime()
+		}
+		first := t0.Add(-30 * time.Second)
+		publishStatusEvent(t, e, event(1, storev1.Phase_PHASE_PROVISIONING, lifecycle.ReasonProvisioning, 0, time.Time{}))
+		publishStatusEvent(t, e, event(1, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, time.Second, first))
+		ready := waitStore(t, e, id, "READY with its order check", func(s *storev1.Store) bool { return s.GetPhase() == storev1.Phase_PHASE_READY })
+		if got := checkedAt(ready); !got.Equal(first) {
+			t.Errorf("order check time after the checked install = %v, want %v", got, first)
+		}
+
+		// An upgrade whose release runs no check, then one that fails.
+		if _, err := e.stores.UpgradeStore(ctx, &storev1.UpgradeStoreRequest{Id: id}); err != nil {
+			t.Fatal(err)
+		}
+		publishStatusEvent(t, e, event(2, storev1.Phase_PHASE_PROVISIONING, lifecycle.ReasonProvisioning, 2*time.Second, time.Time{}))
+		publishStatusEvent(t, e, event(2, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, 3*time.Second, time.Time{}))
+		upgraded := waitStore(t, e, id, "READY at generation 2", func(s *storev1.Store) bool {
+			return s.GetPhase() == storev1.Phase_PHASE_READY && s.GetObservedGeneration() == 2
+		})
+		if got := checkedAt(upgraded); !got.Equal(first) {
+			t.Errorf("order check time after an upgrade without a check = %v, want the first check's %v", got, first)
+		}
+		// A later upgrade whose check passed says so.
+		if _, err := e.stores.UpgradeStore(ctx, &storev1.UpgradeStoreRequest{Id: id}); err != nil {
+			t.Fatal(err)
+		}
+		second := t0.Add(4 * time.Second)
+		publishStatusEvent(t, e, event(3, storev1.Phase_PHASE_PROVISIONING, lifecycle.ReasonProvisioning, 4*time.Second, time.Time{}))
+		publishStatusEvent(t, e, event(3, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, 5*time.Second, second))
+		checked := waitStore(t, e, id, "READY at generation 3", func(s *storev1.Store) bool {
+			return s.GetPhase() == storev1.Phase_PHASE_READY && s.GetObservedGeneration() == 3
+		})
+		if got := checkedAt(checked); !got.Equal(second) {
+			t.Errorf("order check time after a checked upgrade = %v, want %v", got, second)
+		}
+	})
+}
+
 func TestRequestAcceptedWhileNATSIsDownIsQueuedWhenItReturns(t *testing.T) {
 	databasetest.Each(t, func(t *testing.T, dbURL string) {
 		nats := bustest.Embedded(t)

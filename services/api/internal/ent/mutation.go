@@ -756,6 +756,7 @@ type StoreMutation struct {
 	status_time            *time.Time
 	lease_token            *uint64
 	addlease_token         *int64
+	order_check_time       *time.Time
 	request_id             *string
 	create_time            *time.Time
 	update_time            *time.Time
@@ -1495,6 +1496,55 @@ func (m *StoreMutation) ResetLeaseToken() {
 	m.addlease_token = nil
 }
 
+// SetOrderCheckTime sets the "order_check_time" field.
+func (m *StoreMutation) SetOrderCheckTime(t time.Time) {
+	m.order_check_time = &t
+}
+
+// OrderCheckTime returns the value of the "order_check_time" field in the mutation.
+func (m *StoreMutation) OrderCheckTime() (r time.Time, exists bool) {
+	v := m.order_check_time
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderCheckTime returns the old "order_check_time" field's value of the Store entity.
+// If the Store object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoreMutation) OldOrderCheckTime(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderCheckTime is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderCheckTime requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderCheckTime: %w", err)
+	}
+	return oldValue.OrderCheckTime, nil
+}
+
+// ClearOrderCheckTime clears the value of the "order_check_time" field.
+func (m *StoreMutation) ClearOrderCheckTime() {
+	m.order_check_time = nil
+	m.clearedFields[store.FieldOrderCheckTime] = struct{}{}
+}
+
+// OrderCheckTimeCleared returns if the "order_check_time" field was cleared in this mutation.
+func (m *StoreMutation) OrderCheckTimeCleared() bool {
+	_, ok := m.clearedFields[store.FieldOrderCheckTime]
+	return ok
+}
+
+// ResetOrderCheckTime resets all changes to the "order_check_time" field.
+func (m *StoreMutation) ResetOrderCheckTime() {
+	m.order_check_time = nil
+	delete(m.clearedFields, store.FieldOrderCheckTime)
+}
+
 // SetRequestID sets the "request_id" field.
 func (m *StoreMutation) SetRequestID(s string) {
 	m.request_id = &s
@@ -1650,7 +1700,7 @@ func (m *StoreMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *StoreMutation) Fields() []string {
-	fields := make([]string, 0, 18)
+	fields := make([]string, 0, 19)
 	if m.display_name != nil {
 		fields = append(fields, store.FieldDisplayName)
 	}
@@ -1695,6 +1745,9 @@ func (m *StoreMutation) Fields() []string {
 	}
 	if m.lease_token != nil {
 		fields = append(fields, store.FieldLeaseToken)
+	}
+	if m.order_check_time != nil {
+		fields = append(fields, store.FieldOrderCheckTime)
 	}
 	if m.request_id != nil {
 		fields = append(fields, store.FieldRequestID)
@@ -1743,6 +1796,8 @@ func (m *StoreMutation) Field(name string) (ent.Value, bool) {
 		return m.StatusTime()
 	case store.FieldLeaseToken:
 		return m.LeaseToken()
+	case store.FieldOrderCheckTime:
+		return m.OrderCheckTime()
 	case store.FieldRequestID:
 		return m.RequestID()
 	case store.FieldCreateTime:
@@ -1788,6 +1843,8 @@ func (m *StoreMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldStatusTime(ctx)
 	case store.FieldLeaseToken:
 		return m.OldLeaseToken(ctx)
+	case store.FieldOrderCheckTime:
+		return m.OldOrderCheckTime(ctx)
 	case store.FieldRequestID:
 		return m.OldRequestID(ctx)
 	case store.FieldCreateTime:
@@ -1908,6 +1965,13 @@ func (m *StoreMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetLeaseToken(v)
 		return nil
+	case store.FieldOrderCheckTime:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderCheckTime(v)
+		return nil
 	case store.FieldRequestID:
 		v, ok := value.(string)
 		if !ok {
@@ -2004,6 +2068,9 @@ func (m *StoreMutation) ClearedFields() []string {
 	if m.FieldCleared(store.FieldStatusTime) {
 		fields = append(fields, store.FieldStatusTime)
 	}
+	if m.FieldCleared(store.FieldOrderCheckTime) {
+		fields = append(fields, store.FieldOrderCheckTime)
+	}
 	if m.FieldCleared(store.FieldRequestID) {
 		fields = append(fields, store.FieldRequestID)
 	}
@@ -2026,6 +2093,9 @@ func (m *StoreMutation) ClearField(name string) error {
 		return nil
 	case store.FieldStatusTime:
 		m.ClearStatusTime()
+		return nil
+	case store.FieldOrderCheckTime:
+		m.ClearOrderCheckTime()
 		return nil
 	case store.FieldRequestID:
 		m.ClearRequestID()
@@ -2082,6 +2152,9 @@ func (m *StoreMutation) ResetField(name string) error {
 		return nil
 	case store.FieldLeaseToken:
 		m.ResetLeaseToken()
+		return nil
+	case store.FieldOrderCheckTime:
+		m.ResetOrderCheckTime()
 		return nil
 	case store.FieldRequestID:
 		m.ResetRequestID()

@@ -105,15 +105,15 @@ func init() {
 	// store.DefaultLeaseToken holds the default value on creation for the lease_token field.
 	store.DefaultLeaseToken = storeDescLeaseToken.Default.(uint64)
 	// storeDescRequestID is the schema descriptor for request_id field.
-	storeDescRequestID := storeFields[16].Descriptor()
+	storeDescRequestID := storeFields[17].Descriptor()
 	// store.RequestIDValidator is a validator for the "request_id" field. It is called by the builders before save.
 	store.RequestIDValidator = storeDescRequestID.Validators[0].(func(string) error)
 	// storeDescCreateTime is the schema descriptor for create_time field.
-	storeDescCreateTime := storeFields[17].Descriptor()
+	storeDescCreateTime := storeFields[18].Descriptor()
 	// store.DefaultCreateTime holds the default value on creation for the create_time field.
 	store.DefaultCreateTime = storeDescCreateTime.Default.(func() time.Time)
 	// storeDescUpdateTime is the schema descriptor for update_time field.
-	storeDescUpdateTime := storeFields[18].Descriptor()
+	storeDescUpdateTime := storeFields[19].Descriptor()
 	// store.DefaultUpdateTime holds the default value on creation for the update_time field.
 	store.DefaultUpdateTime = storeDescUpdateTime.Default.(func() time.Time)
 	// store.UpdateDefaultUpdateTime holds the default value on update for the update_time field.

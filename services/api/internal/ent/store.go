@@ -50,6 +50,8 @@ type Store struct {
 	StatusTime *time.Time `json:"status_time,omitempty"`
 	// LeaseToken holds the value of the "lease_token" field.
 	LeaseToken uint64 `json:"lease_token,omitempty"`
+	// OrderCheckTime holds the value of the "order_check_time" field.
+	OrderCheckTime *time.Time `json:"order_check_time,omitempty"`
 	// RequestID holds the value of the "request_id" field.
 	RequestID *string `json:"request_id,omitempty"`
 	// CreateTime holds the value of the "create_time" field.
@@ -70,7 +72,7 @@ func (*Store) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case store.FieldID, store.FieldDisplayName, store.FieldOwner, store.FieldFailureReason, store.FieldFailureMessage, store.FieldURL, store.FieldChartVersion, store.FieldDesiredChartVersion, store.FieldLastAction, store.FieldRequestID:
 			values[i] = new(sql.NullString)
-		case store.FieldStatusTime, store.FieldCreateTime, store.FieldUpdateTime:
+		case store.FieldStatusTime, store.FieldOrderCheckTime, store.FieldCreateTime, store.FieldUpdateTime:
 			values[i] = new(sql.NullTime)
 		case store.FieldEngine:
 			values[i] = store.ValueScanner.Engine.ScanValue()
@@ -190,6 +192,13 @@ func (_m *Store) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.LeaseToken = uint64(value.Int64)
 			}
+		case store.FieldOrderCheckTime:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field order_check_time", values[i])
+			} else if value.Valid {
+				_m.OrderCheckTime = new(time.Time)
+				*_m.OrderCheckTime = value.Time
+			}
 		case store.FieldRequestID:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field request_id", values[i])
@@ -291,6 +300,11 @@ func (_m *Store) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("lease_token=")
 	builder.WriteString(fmt.Sprintf("%v", _m.LeaseToken))
+	builder.WriteString(", ")
+	if v := _m.OrderCheckTime; v != nil {
+		builder.WriteString("order_check_time=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteString(", ")
 	if v := _m.RequestID; v != nil {
 		builder.WriteString("request_id=")

@@ -195,6 +195,20 @@ func (_c *StoreCreate) SetNillableLeaseToken(v *uint64) *StoreCreate {
 	return _c
 }
 
+// SetOrderCheckTime sets the "order_check_time" field.
+func (_c *StoreCreate) SetOrderCheckTime(v time.Time) *StoreCreate {
+	_c.mutation.SetOrderCheckTime(v)
+	return _c
+}
+
+// SetNillableOrderCheckTime sets the "order_check_time" field if the given value is not nil.
+func (_c *StoreCreate) SetNillableOrderCheckTime(v *time.Time) *StoreCreate {
+	if v != nil {
+		_c.SetOrderCheckTime(*v)
+	}
+	return _c
+}
+
 // SetRequestID sets the "request_id" field.
 func (_c *StoreCreate) SetRequestID(v string) *StoreCreate {
 	_c.mutation.SetRequestID(v)
@@ -498,6 +512,10 @@ func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec, error) {
 		_spec.SetField(store.FieldLeaseToken, field.TypeUint64, value)
 		_node.LeaseToken = value
 	}
+	if value, ok := _c.mutation.OrderCheckTime(); ok {
+		_spec.SetField(store.FieldOrderCheckTime, field.TypeTime, value)
+		_node.OrderCheckTime = &value
+	}
 	if value, ok := _c.mutation.RequestID(); ok {
 		_spec.SetField(store.FieldRequestID, field.TypeString, value)
 		_node.RequestID = &value
@@ -757,6 +775,24 @@ func (u *StoreUpsert) UpdateLeaseToken() *StoreUpsert {
 // AddLeaseToken adds v to the "lease_token" field.
 func (u *StoreUpsert) AddLeaseToken(v uint64) *StoreUpsert {
 	u.Add(store.FieldLeaseToken, v)
+	return u
+}
+
+// SetOrderCheckTime sets the "order_check_time" field.
+func (u *StoreUpsert) SetOrderCheckTime(v time.Time) *StoreUpsert {
+	u.Set(store.FieldOrderCheckTime, v)
+	return u
+}
+
+// UpdateOrderCheckTime sets the "order_check_time" field to the value that was provided on create.
+func (u *StoreUpsert) UpdateOrderCheckTime() *StoreUpsert {
+	u.SetExcluded(store.FieldOrderCheckTime)
+	return u
+}
+
+// ClearOrderCheckTime clears the value of the "order_check_time" field.
+func (u *StoreUpsert) ClearOrderCheckTime() *StoreUpsert {
+	u.SetNull(store.FieldOrderCheckTime)
 	return u
 }
 
@@ -1072,6 +1108,27 @@ func (u *StoreUpsertOne) AddLeaseToken(v uint64) *StoreUpsertOne {
 func (u *StoreUpsertOne) UpdateLeaseToken() *StoreUpsertOne {
 	return u.Update(func(s *StoreUpsert) {
 		s.UpdateLeaseToken()
+	})
+}
+
+// SetOrderCheckTime sets the "order_check_time" field.
+func (u *StoreUpsertOne) SetOrderCheckTime(v time.Time) *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetOrderCheckTime(v)
+	})
+}
+
+// UpdateOrderCheckTime sets the "order_check_time" field to the value that was provided on create.
+func (u *StoreUpsertOne) UpdateOrderCheckTime() *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateOrderCheckTime()
+	})
+}
+
+// ClearOrderCheckTime clears the value of the "order_check_time" field.
+func (u *StoreUpsertOne) ClearOrderCheckTime() *StoreUpsertOne {
+	return u.Update(func(s *StoreUpsert) {
+		s.ClearOrderCheckTime()
 	})
 }
 
@@ -1562,6 +1619,27 @@ func (u *StoreUpsertBulk) AddLeaseToken(v uint64) *StoreUpsertBulk {
 func (u *StoreUpsertBulk) UpdateLeaseToken() *StoreUpsertBulk {
 	return u.Update(func(s *StoreUpsert) {
 		s.UpdateLeaseToken()
+	})
+}
+
+// SetOrderCheckTime sets the "order_check_time" field.
+func (u *StoreUpsertBulk) SetOrderCheckTime(v time.Time) *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.SetOrderCheckTime(v)
+	})
+}
+
+// UpdateOrderCheckTime sets the "order_check_time" field to the value that was provided on create.
+func (u *StoreUpsertBulk) UpdateOrderCheckTime() *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.UpdateOrderCheckTime()
+	})
+}
+
+// ClearOrderCheckTime clears the value of the "order_check_time" field.
+func (u *StoreUpsertBulk) ClearOrderCheckTime() *StoreUpsertBulk {
+	return u.Update(func(s *StoreUpsert) {
+		s.ClearOrderCheckTime()
 	})
 }
 

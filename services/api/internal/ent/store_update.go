@@ -251,6 +251,26 @@ func (_u *StoreUpdate) AddLeaseToken(v int64) *StoreUpdate {
 	return _u
 }
 
+// SetOrderCheckTime sets the "order_check_time" field.
+func (_u *StoreUpdate) SetOrderCheckTime(v time.Time) *StoreUpdate {
+	_u.mutation.SetOrderCheckTime(v)
+	return _u
+}
+
+// SetNillableOrderCheckTime sets the "order_check_time" field if the given value is not nil.
+func (_u *StoreUpdate) SetNillableOrderCheckTime(v *time.Time) *StoreUpdate {
+	if v != nil {
+		_u.SetOrderCheckTime(*v)
+	}
+	return _u
+}
+
+// ClearOrderCheckTime clears the value of the "order_check_time" field.
+func (_u *StoreUpdate) ClearOrderCheckTime() *StoreUpdate {
+	_u.mutation.ClearOrderCheckTime()
+	return _u
+}
+
 // SetRequestID sets the "request_id" field.
 func (_u *StoreUpdate) SetRequestID(v string) *StoreUpdate {
 	_u.mutation.SetRequestID(v)
@@ -409,6 +429,12 @@ func (_u *StoreUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedLeaseToken(); ok {
 		_spec.AddField(store.FieldLeaseToken, field.TypeUint64, value)
+	}
+	if value, ok := _u.mutation.OrderCheckTime(); ok {
+		_spec.SetField(store.FieldOrderCheckTime, field.TypeTime, value)
+	}
+	if _u.mutation.OrderCheckTimeCleared() {
+		_spec.ClearField(store.FieldOrderCheckTime, field.TypeTime)
 	}
 	if value, ok := _u.mutation.RequestID(); ok {
 		_spec.SetField(store.FieldRequestID, field.TypeString, value)
@@ -660,6 +686,26 @@ func (_u *StoreUpdateOne) AddLeaseToken(v int64) *StoreUpdateOne {
 	return _u
 }
 
+// SetOrderCheckTime sets the "order_check_time" field.
+func (_u *StoreUpdateOne) SetOrderCheckTime(v time.Time) *StoreUpdateOne {
+	_u.mutation.SetOrderCheckTime(v)
+	return _u
+}
+
+// SetNillableOrderCheckTime sets the "order_check_time" field if the given value is not nil.
+func (_u *StoreUpdateOne) SetNillableOrderCheckTime(v *time.Time) *StoreUpdateOne {
+	if v != nil {
+		_u.SetOrderCheckTime(*v)
+	}
+	return _u
+}
+
+// ClearOrderCheckTime clears the value of the "order_check_time" field.
+func (_u *StoreUpdateOne) ClearOrderCheckTime() *StoreUpdateOne {
+	_u.mutation.ClearOrderCheckTime()
+	return _u
+}
+
 // SetRequestID sets the "request_id" field.
 func (_u *StoreUpdateOne) SetRequestID(v string) *StoreUpdateOne {
 	_u.mutation.SetRequestID(v)
@@ -848,6 +894,12 @@ func (_u *StoreUpdateOne) sqlSave(ctx context.Context) (_node *Store, err error)
 	}
 	if value, ok := _u.mutation.AddedLeaseToken(); ok {
 		_spec.AddField(store.FieldLeaseToken, field.TypeUint64, value)
+	}
+	if value, ok := _u.mutation.OrderCheckTime(); ok {
+		_spec.SetField(store.FieldOrderCheckTime, field.TypeTime, value)
+	}
+	if _u.mutation.OrderCheckTimeCleared() {
+		_spec.ClearField(store.FieldOrderCheckTime, field.TypeTime)
 	}
 	if value, ok := _u.mutation.RequestID(); ok {
 		_spec.SetField(store.FieldRequestID, field.TypeString, value)

@@ -266,7 +266,16 @@ func ToProto(st *ent.Store) *storev1.Store {
 		ObservedGeneration: st.ObservedGeneration,
 		Namespace:          storeid.Namespace(st.ID),
 		ChartVersion:       st.ChartVersion,
+		OrderCheckTime:     timestampOrNil(st.OrderCheckTime),
 	}
+}
+
+// timestampOrNil converts an optional time; nil stays unset.
+func timestampOrNil(t *time.Time) *timestamppb.Timestamp {
+	if t == nil {
+		return nil
+	}
+	return timestamppb.New(*t)
 }
 
 func userToProto(u *ent.User) *storev1.User {

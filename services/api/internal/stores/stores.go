@@ -487,6 +487,11 @@ func (s *Service) ApplyStatus(ctx context.Context, ev *eventsv1.StoreStatusChang
 		if ev.GetChartVersion() != "" {
 			u.SetChartVersion(ev.GetChartVersion())
 		}
+		// An event without the time (a release without an order check)
+		// leaves the last one: it still says when the store last sold.
+		if ev.GetOrderCheckTime() != nil {
+			u.SetOrderCheckTime(ev.GetOrderCheckTime().AsTime())
+		}
 		if ev.GetLeaseToken() > st.LeaseToken {
 			u.SetLeaseToken(ev.GetLeaseToken())
 		}

@@ -11,7 +11,7 @@ import (
 // lifecycle.ReasonOrderCheckFailed, naming the step that failed: a store
 // never READY is FAILED; an upgrade of a READY store is rolled back, and
 // the store stays READY with reason UpgradeRolledBack. A chart version
-// without an order check (WooCommerce has none yet) is installed as it
+// without an order check (one older than the check) is installed as it
 // is, whatever the mode.
 //
 // The mode says what an install or upgrade does, not what a store runs:
@@ -25,9 +25,9 @@ const (
 	// whose kwok nodes run no container (every Job's pods "succeed").
 	OrderCheckNever OrderCheck = "never"
 	// OrderCheckInstall runs it on the installs and upgrades of a store
-	// that was never READY: its first install. (A retry of a store whose
-	// check failed finds the failed Job and fails again without running
-	// it, as for a failed setup Job.)
+	// that was never READY: its first install, and the retries of a
+	// store whose check failed (each runs a new check Job: see
+	// ReleaseStep's repair).
 	OrderCheckInstall OrderCheck = "install"
 	// OrderCheckAlways runs it on every install and upgrade, the upgrade
 	// of a resync that repairs a store included.

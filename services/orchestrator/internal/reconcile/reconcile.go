@@ -64,7 +64,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.DeleteTimeout, "delete-timeout", DefaultDeleteTimeout, "how long one delete attempt waits for a store's namespace to be gone before retrying")
 	fs.DurationVar(&o.RollbackTimeout, "rollback-timeout", DefaultRollbackTimeout, "how long the rollback of an upgrade that did not become ready may take, after the provisioning deadline")
 	o.OrderCheck = OrderCheckNever
-	fs.Var(&o.OrderCheck, "order-check", "which installs and upgrades run the store chart's order check, a Job that places a storefront order and cancels it (Medusa; WooCommerce has none yet): "+
+	fs.Var(&o.OrderCheck, "order-check", "which installs and upgrades run the store chart's order check, a Job that places a storefront order and cancels or deletes it (Medusa and WooCommerce): "+
 		"never, install (a store's first install, until it is READY once) or always (every install and upgrade, a resync's repair included). "+
 		"A failed check fails a new store with reason OrderCheckFailed naming the step and rolls an upgrade back; the store network policies let the check reach the store's server. "+
 		"The sandbox runs with it off: kwok runs no container")
@@ -277,7 +277,7 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 	defer cancel()
 	var (
 		kept  *UpgradeFailure
-		after chartVersion
+		after released
 	)
 	for i, s := range r.Steps {
 		o, err := s.Ensure(stepCtx, cmd, before.seenBy(i))
@@ -300,9 +300,9 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 	case before.Kind == InSync && cmd.GetRepublish():
 		// The api missed this generation's outcome: say it again.
 		if kept != nil {
-			return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, kept.Reason, kept.Message, url, after.ChartVersion))
+			return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, kept.Reason, kept.Message, url, after))
 		}
-		return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "store is ready at "+url+" (reported again)", url, after.ChartVersion))
+		return classify(r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, "store is ready at "+url+" (reported again)", url, after))
 	case before.Kind == InSync:
 		return nil
 	}
@@ -317,7 +317,7 @@ func (r *Reconciler) Verify(ctx context.Context, cmd *eventsv1.ProvisionCommand)
 		reason, message = kept.Reason, kept.Message
 		msg += "; the store stays on its ready revision: " + kept.Error()
 	}
-	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, reason, message, url, after.ChartVersion); err != nil {
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, reason, message, url, after); err != nil {
 		return classify(err)
 	}
 	return classify(r.Reporter.Audit(ctx, &auditv1.AuditEntry{
@@ -399,7 +399,7 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 	}
 	stepCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	var ready chartVersion
+	var ready released
 	for i, s := range r.Steps {
 		o, err := s.Ensure(stepCtx, cmd, st.seenBy(i))
 		var (
@@ -431,25 +431,33 @@ func (r *Reconciler) provision(ctx context.Context, cmd *eventsv1.ProvisionComma
 	if ready.ChartVersion != "" {
 		msg += " (chart " + ready.ChartVersion + ")"
 	}
-	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, msg, url, ready.ChartVersion); err != nil {
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, lifecycle.ReasonReady, msg, url, ready); err != nil {
 		return classify(err)
 	}
 	return classify(r.audit(ctx, cmd, lifecycle.ActionReady, msg))
 }
 
-// chartVersion collects the chart version the steps' Ensure report.
-type chartVersion struct{ ChartVersion string }
+// released collects what the steps' Ensure report of the release a
+// READY event speaks of: its chart version, and when its order check
+// passed (zero when it ran none).
+type released struct {
+	ChartVersion     string
+	OrderCheckPassed time.Time
+}
 
-func (c *chartVersion) note(o Observation) {
+func (c *released) note(o Observation) {
 	if o.ChartVersion != "" {
 		c.ChartVersion = o.ChartVersion
+	}
+	if !o.OrderCheckPassed.IsZero() {
+		c.OrderCheckPassed = o.OrderCheckPassed
 	}
 }
 
 // upgradeKept publishes a READY store whose upgrade did not take, with
 // why, and records the failure in the audit log.
 func (r *Reconciler) upgradeKept(ctx context.Context, cmd *eventsv1.ProvisionCommand, f *UpgradeFailure, url string) error {
-	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, f.Reason, f.Message, url, f.ChartVersion); err != nil {
+	if err := r.publish(ctx, cmd, storev1.Phase_PHASE_READY, f.Reason, f.Message, url, released{ChartVersion: f.ChartVersion}); err != nil {
 		return classify(err)
 	}
 	return classify(r.audit(ctx, cmd, lifecycle.ActionFailure, string(f.Reason)+": "+f.Message))
@@ -571,11 +579,11 @@ func (r *Reconciler) timedOut(cmd *eventsv1.ProvisionCommand, st State, last err
 }
 
 func (r *Reconciler) status(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason lifecycle.Reason, message, url string) error {
-	return r.publish(ctx, cmd, phase, reason, message, url, "")
+	return r.publish(ctx, cmd, phase, reason, message, url, released{})
 }
 
-func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason lifecycle.Reason, message, url, chartVersion string) error {
-	return r.Reporter.Status(ctx, &eventsv1.StoreStatusChanged{
+func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand, phase storev1.Phase, reason lifecycle.Reason, message, url string, rel released) error {
+	ev := &eventsv1.StoreStatusChanged{
 		StoreId:            cmd.GetStoreId(),
 		Phase:              phase,
 		Reason:             string(reason),
@@ -583,8 +591,12 @@ func (r *Reconciler) publish(ctx context.Context, cmd *eventsv1.ProvisionCommand
 		ObservedGeneration: cmd.GetGeneration(),
 		Time:               timestamppb.New(r.now()),
 		Url:                url,
-		ChartVersion:       chartVersion,
-	})
+		ChartVersion:       rel.ChartVersion,
+	}
+	if !rel.OrderCheckPassed.IsZero() {
+		ev.OrderCheckTime = timestamppb.New(rel.OrderCheckPassed)
+	}
+	return r.Reporter.Status(ctx, ev)
 }
 
 func (r *Reconciler) audit(ctx context.Context, cmd *eventsv1.ProvisionCommand, action, detail string) error {

@@ -222,35 +222,37 @@ func (s *ReleaseStep) Ensure(ctx context.Context, cmd *eventsv1.ProvisionCommand
 	if err != nil {
 		return Observation{}, err
 	}
-	if err := s.waitReady(ctx, ns, cmd, rel, o.readyRevision); err != nil {
+	passed, err := s.waitReady(ctx, ns, cmd, rel, o.readyRevision)
+	if err != nil {
 		return Observation{}, err
 	}
-	return Observation{Exists: true, ChartVersion: rel.ChartVersion}, nil
+	return Observation{Exists: true, ChartVersion: rel.ChartVersion, OrderCheckPassed: passed}, nil
 }
 
 // waitReady waits until the workloads of rel are ready and records it as
-// the store's ready revision. At the deadline it returns why they are
-// not: for a store that was READY, the rollback's *UpgradeFailure.
-func (s *ReleaseStep) waitReady(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, rel helmaction.Release, readyRevision int) error {
+// the store's ready revision; it returns when rel's order check passed
+// (zero when rel runs none). At the deadline it returns why they are not:
+// for a store that was READY, the rollback's *UpgradeFailure.
+func (s *ReleaseStep) waitReady(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, rel helmaction.Release, readyRevision int) (time.Time, error) {
 	status, err := rollout.Wait(ctx, s.Client, ns, objects(rel.Resources))
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if status.Ready() {
-		return s.markReady(ctx, ns, rel.Revision, readyRevision)
+		return status.OrderCheckPassed, s.markReady(ctx, ns, rel.Revision, readyRevision)
 	}
 	problem := notReady(status)
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		// Stopping or lease lost: no verdict, another attempt resumes.
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	}
 	if readyRevision > 0 && rel.Revision != readyRevision {
-		return s.rollBack(ctx, ns, cmd, readyRevision, rel, problem)
+		return time.Time{}, s.rollBack(ctx, ns, cmd, readyRevision, rel, problem)
 	}
 	if status.Problem != nil && status.Problem.Terminal {
-		return &Error{Reason: problem.Reason, Terminal: true, Err: problem}
+		return time.Time{}, &Error{Reason: problem.Reason, Terminal: true, Err: problem}
 	}
-	return problem
+	return time.Time{}, problem
 }
 
 // record writes the failed upgrade of cmd's generation on the namespace.

@@ -56,7 +56,11 @@ func (s *ReleaseStep) upgrade(ctx context.Context, ns string, cmd *eventsv1.Prov
 // recreates what its manifest has and the cluster lacks), and workloads
 // not ready are nudged so that a retry after the cause was fixed (a quota
 // raised) does not wait for the controllers' backoff, which grows to
-// minutes.
+// minutes. A Job that gave up (a setup or an order check that failed) is
+// run afresh by an upgrade of the same spec too: a failed Job never runs
+// again, and its name carries the release revision, so only a new
+// revision brings a new Job (Helm deletes the old one). Without it a retry
+// would find the old Job failed and fail at once.
 func (s *ReleaseStep) repair(ctx context.Context, ns string, cmd *eventsv1.ProvisionCommand, o *releaseObservation) (helmaction.Release, error) {
 	rel := *o.state.last
 	status, err := rollout.Check(ctx, s.Client, ns, objects(rel.Resources))
@@ -66,6 +70,12 @@ func (s *ReleaseStep) repair(ctx context.Context, ns string, cmd *eventsv1.Provi
 	switch {
 	case len(status.Absent) > 0:
 		s.log().Info("release objects missing: upgrading to recreate them", "namespace", ns, "missing", fmt.Sprint(status.Absent))
+		if rel, err = s.Helm.Upgrade(ctx, o.spec); err != nil {
+			return helmaction.Release{}, s.upgradeFailed(ctx, ns, cmd, o.readyRevision, err)
+		}
+	case status.Problem != nil && status.Problem.Terminal:
+		s.log().Info("a job of the release gave up: upgrading so that the new revision runs its jobs afresh", "namespace", ns,
+			"reason", status.Problem.Reason, "revision", rel.Revision)
 		if rel, err = s.Helm.Upgrade(ctx, o.spec); err != nil {
 			return helmaction.Release{}, s.upgradeFailed(ctx, ns, cmd, o.readyRevision, err)
 		}

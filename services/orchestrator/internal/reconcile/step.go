@@ -77,6 +77,9 @@ type Observation struct {
 	// ChartVersion is the chart version of the deployed release, if the
 	// step has one.
 	ChartVersion string
+	// OrderCheckPassed is when the order check of the release Ensure made
+	// ready completed; zero when that release ran none.
+	OrderCheckPassed time.Time
 	// detail is the step's own reading, which Reconcile hands back to the
 	// step's Ensure so that the cluster is read once per attempt.
 	detail any

@@ -79,6 +79,10 @@ type Status struct {
 	// Problem is the most specific reason found, nil when nothing but time
 	// explains what is pending.
 	Problem *Problem
+	// OrderCheckPassed is when the order-check Job among the objects
+	// completed (a Job of component order-check, see package charts);
+	// zero when there is none or it has not completed.
+	OrderCheckPassed time.Time
 }
 
 // Ready reports whether every object is ready.
@@ -310,6 +314,9 @@ func evaluate(objects []Object, s snapshot) Status {
 			j := find(s.jobs, o.Name, func(j *batchv1.Job) string { return j.Name })
 			if found = j != nil; found {
 				pending, meta = jobPending(j), &j.ObjectMeta
+				if j.Labels[charts.LabelComponent] == charts.ComponentOrderCheck {
+					st.OrderCheckPassed = completed(j)
+				}
 				failed := condition(j, batchv1.JobFailed)
 				switch {
 				case failed == nil:
@@ -439,6 +446,18 @@ func jobPending(j *batchv1.Job) string {
 		return fmt.Sprintf("job %s failed", j.Name)
 	}
 	return fmt.Sprintf("job %s: not complete (%d active, %d failed)", j.Name, j.Status.Active, j.Status.Failed)
+}
+
+// completed returns when j completed, or zero.
+func completed(j *batchv1.Job) time.Time {
+	c := condition(j, batchv1.JobComplete)
+	switch {
+	case c == nil:
+		return time.Time{}
+	case j.Status.CompletionTime != nil:
+		return j.Status.CompletionTime.Time
+	}
+	return c.LastTransitionTime.Time
 }
 
 func condition(j *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {

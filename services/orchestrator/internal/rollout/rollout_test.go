@@ -282,3 +282,25 @@ func TestFailedOrderCheckIsReportedInTheChecksOwnWords(t *testing.T) {
 		})
 	}
 }
+
+func TestPassedOrderCheckSaysWhenItCompleted(t *testing.T) {
+	done := metav1.Date(2026, 11, 29, 10, 7, 0, 0, time.UTC)
+	objects := append([]Object{orderCheckObject}, storeObjects...)
+	s := readyStore()
+	passed := orderCheckJob(false)
+	passed.Status = batchv1.JobStatus{Succeeded: 1, CompletionTime: &done,
+		Conditions: []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}}
+	s.jobs = append(s.jobs, passed)
+	if st := evaluate(objects, s); !st.Ready() || !st.OrderCheckPassed.Equal(done.Time) {
+		t.Errorf("store with a passed check: ready %v, order check passed %v; want ready, %v", st.Ready(), st.OrderCheckPassed, done.Time)
+	}
+	// Without the check (a release that runs none), or while it runs.
+	if st := evaluate(storeObjects, readyStore()); !st.OrderCheckPassed.IsZero() {
+		t.Errorf("store without a check: order check passed %v, want zero", st.OrderCheckPassed)
+	}
+	s = readyStore()
+	s.jobs = append(s.jobs, orderCheckJob(false))
+	if st := evaluate(objects, s); !st.OrderCheckPassed.IsZero() {
+		t.Errorf("store whose check runs: order check passed %v, want zero", st.OrderCheckPassed)
+	}
+}

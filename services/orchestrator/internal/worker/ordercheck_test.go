@@ -282,12 +282,25 @@ func TestOrderCheckOnInstallRunsOnlyUntilTheStoreIsReady(t *testing.T) {
 	checks := holdOrderChecks(t, id, func(string) string { return "" })
 	events := watch(t, env, id)
 	publish(t, env, medusaCommand(id, 1, "Corner Shop"), "")
-	if ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 2*time.Minute); lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
+	ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 2*time.Minute)
+	if lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
 		t.Fatalf("first install = %s: %s, want Ready", ready.GetReason(), ready.GetMessage())
 	}
+	// The READY event says when the check passed: when its Job completed.
+	job, err := sandboxtest.Clientset(t).BatchV1().Jobs(kube.NamespaceFor(id)).Get(context.Background(), "store-order-check-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ready.GetOrderCheckTime(); got == nil || job.Status.CompletionTime == nil || !got.AsTime().Equal(job.Status.CompletionTime.Time) {
+		t.Errorf("READY after the check carries order check time %v, want the Job's completion %v", got, job.Status.CompletionTime)
+	}
 	publish(t, env, medusaCommand(id, 2, "Corner Shop & Co"), "")
-	if ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, 2*time.Minute); lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
+	ready = events.waitStatus(t, 2, storev1.Phase_PHASE_READY, 2*time.Minute)
+	if lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
 		t.Fatalf("upgrade = %s: %s, want Ready", ready.GetReason(), ready.GetMessage())
+	}
+	if ready.GetOrderCheckTime() != nil {
+		t.Errorf("READY of an upgrade that ran no check carries order check time %v, want none (the api keeps the last)", ready.GetOrderCheckTime().AsTime())
 	}
 	hist := helmHistory(t, id)
 	var got []string
@@ -299,5 +312,50 @@ func TestOrderCheckOnInstallRunsOnlyUntilTheStoreIsReady(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"store-order-check-1/pass"}, checks.outcomes()); diff != "" {
 		t.Errorf("order checks run (-want +got):\n%s", diff)
+	}
+}
+
+// A retry of a store whose check failed runs the check again, in a new
+// Job: the failed one never runs again and is named by the release
+// revision, so the retry upgrades the release (a setup Job that failed is
+// run afresh the same way).
+func TestRetryAfterAFailedOrderCheckRunsAFreshCheck(t *testing.T) {
+	t.Parallel()
+	env := bustest.Embedded(t)
+	startWorker(t, env, setup{worker: fastRetries(), release: true,
+		reconcile: reconcile.Options{ProvisionTimeout: 2 * time.Minute, OrderCheck: reconcile.OrderCheckInstall}})
+	id := newStore(t)
+	// The first install's check cannot sell; the retry's can.
+	checks := holdOrderChecks(t, id, func(job string) string {
+		if job == "store-order-check-1" {
+			return refusedCart
+		}
+		return ""
+	})
+	events := watch(t, env, id)
+	publish(t, env, medusaCommand(id, 1, "Corner Shop"), "")
+	if failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, 2*time.Minute); failed.GetReason() != lifecycle.ReasonOrderCheckFailed {
+		t.Fatalf("first install = %s: %s, want OrderCheckFailed", failed.GetReason(), failed.GetMessage())
+	}
+
+	publish(t, env, medusaCommand(id, 2, "Corner Shop"), "")
+	ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, 2*time.Minute)
+	if ready.GetReason() != lifecycle.ReasonReady || ready.GetOrderCheckTime() == nil {
+		t.Errorf("retry = %s: %q with order check time %v; want Ready with the time its check passed", ready.GetReason(), ready.GetMessage(), ready.GetOrderCheckTime())
+	}
+	want := []string{
+		"store-order-check-1/order check failed at create-cart", "store-order-check-1/order check failed at create-cart",
+		"store-order-check-2/pass",
+	}
+	if diff := cmp.Diff(want, checks.outcomes()); diff != "" {
+		t.Errorf("order checks run (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"1:superseded", "2:deployed"}, statuses(helmHistory(t, id))); diff != "" {
+		t.Errorf("release history (-want +got):\n%s", diff)
+	}
+	// Helm deleted the failed Job with the revision that had it.
+	_, err := sandboxtest.Clientset(t).BatchV1().Jobs(kube.NamespaceFor(id)).Get(context.Background(), "store-order-check-1", metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("the failed check's Job after the retry: %v, want it deleted", err)
 	}
 }

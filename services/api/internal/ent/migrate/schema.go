@@ -50,6 +50,7 @@ var (
 		{Name: "observed_generation", Type: field.TypeInt64, Default: 0},
 		{Name: "status_time", Type: field.TypeTime, Nullable: true},
 		{Name: "lease_token", Type: field.TypeUint64, Default: 0},
+		{Name: "order_check_time", Type: field.TypeTime, Nullable: true},
 		{Name: "request_id", Type: field.TypeString, Nullable: true, Size: 128},
 		{Name: "create_time", Type: field.TypeTime},
 		{Name: "update_time", Type: field.TypeTime},
@@ -68,12 +69,12 @@ var (
 			{
 				Name:    "store_create_time_id",
 				Unique:  false,
-				Columns: []*schema.Column{StoresColumns[17], StoresColumns[0]},
+				Columns: []*schema.Column{StoresColumns[18], StoresColumns[0]},
 			},
 			{
 				Name:    "store_owner_request_id",
 				Unique:  true,
-				Columns: []*schema.Column{StoresColumns[3], StoresColumns[16]},
+				Columns: []*schema.Column{StoresColumns[3], StoresColumns[17]},
 			},
 		},
 	}

@@ -49,6 +49,10 @@ func (Store) Fields() []ent.Field {
 		// under an older lease of the store (a fenced-out worker's) is
 		// ignored.
 		field.Uint64("lease_token").Default(0),
+		// When the store's order check last passed, as the newest status
+		// event that carried the time said; kept when later events carry
+		// none (a release without a check).
+		field.Time("order_check_time").Optional().Nillable(),
 		// Idempotency key of the CreateStore request that created the
 		// store, if it had one; unique per owner (cleared when reused after
 		// RequestIDWindow).

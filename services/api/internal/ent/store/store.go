@@ -46,6 +46,8 @@ const (
 	FieldStatusTime = "status_time"
 	// FieldLeaseToken holds the string denoting the lease_token field in the database.
 	FieldLeaseToken = "lease_token"
+	// FieldOrderCheckTime holds the string denoting the order_check_time field in the database.
+	FieldOrderCheckTime = "order_check_time"
 	// FieldRequestID holds the string denoting the request_id field in the database.
 	FieldRequestID = "request_id"
 	// FieldCreateTime holds the string denoting the create_time field in the database.
@@ -74,6 +76,7 @@ var Columns = []string{
 	FieldObservedGeneration,
 	FieldStatusTime,
 	FieldLeaseToken,
+	FieldOrderCheckTime,
 	FieldRequestID,
 	FieldCreateTime,
 	FieldUpdateTime,
@@ -205,6 +208,11 @@ func ByStatusTime(opts ...sql.OrderTermOption) OrderOption {
 // ByLeaseToken orders the results by the lease_token field.
 func ByLeaseToken(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldLeaseToken, opts...).ToFunc()
+}
+
+// ByOrderCheckTime orders the results by the order_check_time field.
+func ByOrderCheckTime(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOrderCheckTime, opts...).ToFunc()
 }
 
 // ByRequestID orders the results by the request_id field.

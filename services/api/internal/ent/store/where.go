@@ -140,6 +140,11 @@ func LeaseToken(v uint64) predicate.Store {
 	return predicate.Store(sql.FieldEQ(FieldLeaseToken, v))
 }
 
+// OrderCheckTime applies equality check predicate on the "order_check_time" field. It's identical to OrderCheckTimeEQ.
+func OrderCheckTime(v time.Time) predicate.Store {
+	return predicate.Store(sql.FieldEQ(FieldOrderCheckTime, v))
+}
+
 // RequestID applies equality check predicate on the "request_id" field. It's identical to RequestIDEQ.
 func RequestID(v string) predicate.Store {
 	return predicate.Store(sql.FieldEQ(FieldRequestID, v))
@@ -1100,6 +1105,56 @@ func LeaseTokenLT(v uint64) predicate.Store {
 // LeaseTokenLTE applies the LTE predicate on the "lease_token" field.
 func LeaseTokenLTE(v uint64) predicate.Store {
 	return predicate.Store(sql.FieldLTE(FieldLeaseToken, v))
+}
+
+// OrderCheckTimeEQ applies the EQ predicate on the "order_check_time" field.
+func OrderCheckTimeEQ(v time.Time) predicate.Store {
+	return predicate.Store(sql.FieldEQ(FieldOrderCheckTime, v))
+}
+
+// OrderCheckTimeNEQ applies the NEQ predicate on the "order_check_time" field.
+func OrderCheckTimeNEQ(v time.Time) predicate.Store {
+	return predicate.Store(sql.FieldNEQ(FieldOrderCheckTime, v))
+}
+
+// OrderCheckTimeIn applies the In predicate on the "order_check_time" field.
+func OrderCheckTimeIn(vs ...time.Time) predicate.Store {
+	return predicate.Store(sql.FieldIn(FieldOrderCheckTime, vs...))
+}
+
+// OrderCheckTimeNotIn applies the NotIn predicate on the "order_check_time" field.
+func OrderCheckTimeNotIn(vs ...time.Time) predicate.Store {
+	return predicate.Store(sql.FieldNotIn(FieldOrderCheckTime, vs...))
+}
+
+// OrderCheckTimeGT applies the GT predicate on the "order_check_time" field.
+func OrderCheckTimeGT(v time.Time) predicate.Store {
+	return predicate.Store(sql.FieldGT(FieldOrderCheckTime, v))
+}
+
+// OrderCheckTimeGTE applies the GTE predicate on the "order_check_time" field.
+func OrderCheckTimeGTE(v time.Time) predicate.Store {
+	return predicate.Store(sql.FieldGTE(FieldOrderCheckTime, v))
+}
+
+// OrderCheckTimeLT applies the LT predicate on the "order_check_time" field.
+func OrderCheckTimeLT(v time.Time) predicate.Store {
+	return predicate.Store(sql.FieldLT(FieldOrderCheckTime, v))
+}
+
+// OrderCheckTimeLTE applies the LTE predicate on the "order_check_time" field.
+func OrderCheckTimeLTE(v time.Time) predicate.Store {
+	return predicate.Store(sql.FieldLTE(FieldOrderCheckTime, v))
+}
+
+// OrderCheckTimeIsNil applies the IsNil predicate on the "order_check_time" field.
+func OrderCheckTimeIsNil() predicate.Store {
+	return predicate.Store(sql.FieldIsNull(FieldOrderCheckTime))
+}
+
+// OrderCheckTimeNotNil applies the NotNil predicate on the "order_check_time" field.
+func OrderCheckTimeNotNil() predicate.Store {
+	return predicate.Store(sql.FieldNotNull(FieldOrderCheckTime))
 }
 
 // RequestIDEQ applies the EQ predicate on the "request_id" field.

@@ -479,6 +479,14 @@ export interface components {
              * @description Generation the orchestrator last reported on.
              */
             readonly observedGeneration?: string;
+            /**
+             * Format: date-time
+             * @description When the store's order check last passed: a Job of the store's chart
+             *     that placed a storefront order and cleaned it up (the orchestrator's
+             *     --order-check says which installs and upgrades run it). Unset when no
+             *     check has passed yet, or none ran.
+             */
+            readonly orderCheckTime?: string;
             /** @description User who created the store. */
             readonly owner?: string;
             phase?: components["schemas"]["v1Phase"];

@@ -71,6 +71,27 @@ describe("store detail", () => {
     expect(await screen.findByRole("link", { name: /store-f1\.localtest\.me/ })).toBeInTheDocument();
   });
 
+  it("says when the order check last passed, or that none ran", async () => {
+    const passed = new Date(Date.now() - 5 * 60_000).toISOString();
+    const gw = fakeGateway({
+      stores: [
+        store({ id: "c1", displayName: "Checked Shop", phase: "PHASE_READY", orderCheckTime: passed }),
+        store({ id: "u1", displayName: "Unchecked Shop", phase: "PHASE_READY" }),
+      ],
+      audit: [],
+    });
+    const { unmount } = renderApp(gw, { hash: "#/stores/c1" });
+    expect(await screen.findByRole("heading", { level: 1, name: "Checked Shop" })).toBeInTheDocument();
+    const checked = screen.getByText("Order check").nextElementSibling as HTMLElement;
+    expect(checked.textContent).toBe("passed 5 minutes ago");
+    expect(within(checked).getByText("5 minutes ago").getAttribute("datetime")).toBe(passed);
+    unmount();
+
+    renderApp(gw, { hash: "#/stores/u1" });
+    expect(await screen.findByRole("heading", { level: 1, name: "Unchecked Shop" })).toBeInTheDocument();
+    expect((screen.getByText("Order check").nextElementSibling as HTMLElement).textContent).toBe("not run");
+  });
+
   it("asks for the history again until it records the phase the store is in", async () => {
     const justNow = new Date().toISOString();
     const gw = fakeGateway({

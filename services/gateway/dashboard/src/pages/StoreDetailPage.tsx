@@ -4,7 +4,7 @@ import { useAuditEntries, useStore } from "../api/queries";
 import { AuditTimeline } from "../components/AuditTimeline";
 import { CopyCommand } from "../components/CopyCommand";
 import { PhaseBadge } from "../components/PhaseBadge";
-import { RelativeTime } from "../components/RelativeTime";
+import { parseTime, RelativeTime } from "../components/RelativeTime";
 import { StoreActions } from "../components/StoreActions";
 import { UpgradeStoreForm } from "../components/UpgradeStoreForm";
 import { FailureReason, StoreUrl } from "../components/StoreTable";
@@ -93,6 +93,10 @@ export function StoreDetailPage({ id }: { id: string }) {
           </dd>
           <dt>Chart version</dt>
           <dd>{s.chartVersion || <span className="muted">not installed yet</span>}</dd>
+          <dt>Order check</dt>
+          <dd>
+            <OrderCheck store={s} />
+          </dd>
           <dt>Generation</dt>
           <dd>
             {s.generation ?? "—"}
@@ -120,6 +124,19 @@ export function StoreDetailPage({ id }: { id: string }) {
         <CopyCommand command={adminPasswordCommand(id)} />
       </section>
       <StoreHistory store={s} />
+    </>
+  );
+}
+
+/**
+ * OrderCheck says when the store's order check (a test order the platform
+ * places and cleans up) last passed, or that none has.
+ */
+export function OrderCheck({ store }: { store: Pick<Store, "orderCheckTime"> }) {
+  if (!parseTime(store.orderCheckTime)) return <span className="muted">not run</span>;
+  return (
+    <>
+      passed <RelativeTime value={store.orderCheckTime} />
     </>
   );
 }
