@@ -330,8 +330,8 @@ func TestOrderCheckTimeIsKeptUntilANewerCheckPasses(t *testing.T) {
 			t.Errorf("new store has order check time %v, want none", st.GetOrderCheckTime().AsTime())
 		}
 		t0 := time.Now().UTC().Truncate(time.Second)
-		event := func(gen int64, phase storev1.Phase, reason string, at time.Duration, checked time.Time) *eventsv1.StoreStatusChanged {
-			ev := &eventsv1.StoreStatusChanged{StoreId: id, Phase: phase, Reason: reason, ObservedGeneration: gen,
+		event := func(gen int64, phase storev1.Phase, reason lifecycle.Reason, at time.Duration, checked time.Time) *eventsv1.StoreStatusChanged {
+			ev := &eventsv1.StoreStatusChanged{StoreId: id, Phase: phase, Reason: string(reason), ObservedGeneration: gen,
 				Time: timestamppb.New(t0.Add(at))}
 			if !checked.IsZero() {
 				ev.OrderCheckTime = timestamppb.New(checked)

@@ -287,7 +287,7 @@ func TestOrderCheckOnInstallRunsOnlyUntilTheStoreIsReady(t *testing.T) {
 		t.Fatalf("first install = %s: %s, want Ready", ready.GetReason(), ready.GetMessage())
 	}
 	// The READY event says when the check passed: when its Job completed.
-	job, err := sandboxtest.Clientset(t).BatchV1().Jobs(kube.NamespaceFor(id)).Get(context.Background(), "store-order-check-1", metav1.GetOptions{})
+	job, err := sandboxtest.Clientset(t).BatchV1().Jobs(storeid.Namespace(id)).Get(context.Background(), "store-order-check-1", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestRetryAfterAFailedOrderCheckRunsAFreshCheck(t *testing.T) {
 		t.Errorf("release history (-want +got):\n%s", diff)
 	}
 	// Helm deleted the failed Job with the revision that had it.
-	_, err := sandboxtest.Clientset(t).BatchV1().Jobs(kube.NamespaceFor(id)).Get(context.Background(), "store-order-check-1", metav1.GetOptions{})
+	_, err := sandboxtest.Clientset(t).BatchV1().Jobs(storeid.Namespace(id)).Get(context.Background(), "store-order-check-1", metav1.GetOptions{})
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("the failed check's Job after the retry: %v, want it deleted", err)
 	}
