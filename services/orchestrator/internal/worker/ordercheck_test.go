@@ -334,13 +334,13 @@ func TestRetryAfterAFailedOrderCheckRunsAFreshCheck(t *testing.T) {
 	})
 	events := watch(t, env, id)
 	publish(t, env, medusaCommand(id, 1, "Corner Shop"), "")
-	if failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, 2*time.Minute); failed.GetReason() != lifecycle.ReasonOrderCheckFailed {
+	if failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, 2*time.Minute); lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonOrderCheckFailed {
 		t.Fatalf("first install = %s: %s, want OrderCheckFailed", failed.GetReason(), failed.GetMessage())
 	}
 
 	publish(t, env, medusaCommand(id, 2, "Corner Shop"), "")
 	ready := events.waitStatus(t, 2, storev1.Phase_PHASE_READY, 2*time.Minute)
-	if ready.GetReason() != lifecycle.ReasonReady || ready.GetOrderCheckTime() == nil {
+	if lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady || ready.GetOrderCheckTime() == nil {
 		t.Errorf("retry = %s: %q with order check time %v; want Ready with the time its check passed", ready.GetReason(), ready.GetMessage(), ready.GetOrderCheckTime())
 	}
 	want := []string{
