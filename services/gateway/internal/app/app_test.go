@@ -35,7 +35,9 @@ type backend struct {
 	storev1.UnimplementedStoreServiceServer
 	lookups atomic.Int64
 	creates atomic.Int64
-	addr    string
+	// lookupDelay, in nanoseconds, is how long each token lookup takes.
+	lookupDelay atomic.Int64
+	addr        string
 }
 
 func startBackend(t *testing.T, maxStreams int) *backend {
@@ -43,6 +45,7 @@ func startBackend(t *testing.T, maxStreams int) *backend {
 	b := &backend{}
 	authn := auth.AuthenticatorFunc(func(_ context.Context, token string) (auth.Principal, error) {
 		b.lookups.Add(1)
+		time.Sleep(time.Duration(b.lookupDelay.Load()))
 		if token != goodToken {
 			return auth.Principal{}, auth.ErrUnauthenticated
 		}
@@ -267,6 +270,38 @@ func TestBogusTokensFromOneAddressEndIn429WithoutReachingTheAPI(t *testing.T) {
 		if r := call(t, "GET", base+path, "", nil); r.status != http.StatusOK {
 			t.Errorf("%s from the flooded address: %d, want 200", path, r.status)
 		}
+	}
+}
+
+// A client that sends a burst of calls with a valid token the gateway has
+// not seen lately (a CI job after a quiet minute) is not taken for a
+// flood: the first call judges the token and the others wait for it.
+func TestABurstWithAValidTokenNotYetSeenIsServed(t *testing.T) {
+	b := startBackend(t, 0)
+	b.lookupDelay.Store(int64(200 * time.Millisecond))
+	base := "http://" + startGateway(t, b, func(o *app.Options) { o.Failures.Burst = 3 }).HTTP
+	statuses := make(chan int, 40)
+	for range 40 {
+		go func() { statuses <- call(t, "GET", base+"/v1/stores", goodToken, nil).status }()
+	}
+	counts := map[int]int{}
+	for range 40 {
+		counts[<-statuses]++
+	}
+	if counts[http.StatusOK] != 40 {
+		t.Errorf("40 calls at once with a valid token not yet seen got %v; want 40 200s", counts)
+	}
+	// A bogus token sent 40 times at once is judged once, then limited.
+	bogus := make(chan int, 40)
+	for range 40 {
+		go func() { bogus <- call(t, "GET", base+"/v1/stores", "sp_bogus", nil).status }()
+	}
+	counts = map[int]int{}
+	for range 40 {
+		counts[<-bogus]++
+	}
+	if counts[http.StatusUnauthorized] > 4 || counts[http.StatusTooManyRequests] < 36 {
+		t.Errorf("40 calls at once with one bogus token got %v; want at most the burst of 401s, then 429s", counts)
 	}
 }
 

@@ -34,7 +34,11 @@ const (
 // the api answers 401, keeps it spent. A bearer token the api accepted in
 // the last minute skips the limiter altogether, so users with valid tokens
 // behind the same address as an abuser (a NAT, an office) keep working;
-// its first 401 removes it from that list. Other paths (the dashboard's
+// its first 401 removes it from that list. A bearer token not on that list
+// is judged once: while its first call is in flight, the others with it
+// wait for that call's answer instead of each spending a token, so a client
+// that sends a burst of calls with a valid token after a quiet minute is
+// not refused. Other paths (the dashboard's
 // files, the OpenAPI document, the sign-in's configuration) are not
 // limited: they cost the api nothing.
 //
@@ -57,7 +61,10 @@ type failures struct {
 	mu        sync.Mutex
 	clients   map[string]*bucket
 	knownGood map[[sha256.Size]byte]time.Time
-	now       func() time.Time
+	// judging holds, for each bearer token not known good whose first
+	// call is in flight, a channel closed once that call is answered.
+	judging map[[sha256.Size]byte]chan struct{}
+	now     func() time.Time
 }
 
 type bucket struct {
@@ -75,7 +82,8 @@ func (c Failures) handler(next http.Handler, fail ErrorFunc, refused func(), now
 	if c.Rate <= 0 {
 		return next
 	}
-	f := &failures{Failures: c, clients: map[string]*bucket{}, knownGood: map[[sha256.Size]byte]time.Time{}, now: now}
+	f := &failures{Failures: c, clients: map[string]*bucket{}, knownGood: map[[sha256.Size]byte]time.Time{},
+		judging: map[[sha256.Size]byte]chan struct{}{}, now: now}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !slices.ContainsFunc(f.Paths, func(p string) bool { return strings.HasPrefix(r.URL.Path, p) }) {
 			next.ServeHTTP(w, r)
@@ -86,6 +94,24 @@ func (c Failures) handler(next http.Handler, fail ErrorFunc, refused func(), now
 		if hasToken && f.isKnownGood(sum) {
 			next.ServeHTTP(w, r)
 			return
+		}
+		judged := func() {}
+		if hasToken {
+			verdict, judge := f.judge(sum)
+			if judge {
+				judged = sync.OnceFunc(func() { f.judged(sum, verdict) })
+				defer judged()
+			} else {
+				select {
+				case <-verdict:
+				case <-r.Context().Done():
+					return
+				}
+				if f.isKnownGood(sum) {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
 		}
 		addr := f.Proxies.ClientAddr(r)
 		key := clientKey(addr)
@@ -100,6 +126,7 @@ func (c Failures) handler(next http.Handler, fail ErrorFunc, refused func(), now
 			return
 		}
 		rec := &statusRecorder{ResponseWriter: w, onStatus: func(status int) {
+			defer judged()
 			switch {
 			case !hasToken:
 			case status == http.StatusUnauthorized:
@@ -198,6 +225,28 @@ func (f *failures) remember(sum [sha256.Size]byte) {
 		}
 	}
 	f.knownGood[sum] = now.Add(knownGoodTTL)
+}
+
+// judge returns the channel that closes when the call judging the token
+// sum is answered, and whether the caller is that call (it must call
+// judged once it is answered).
+func (f *failures) judge(sum [sha256.Size]byte) (chan struct{}, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if verdict, ok := f.judging[sum]; ok {
+		return verdict, false
+	}
+	verdict := make(chan struct{})
+	f.judging[sum] = verdict
+	return verdict, true
+}
+
+// judged releases the calls waiting for the verdict on sum.
+func (f *failures) judged(sum [sha256.Size]byte, verdict chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.judging, sum)
+	close(verdict)
 }
 
 func (f *failures) forget(sum [sha256.Size]byte) {
