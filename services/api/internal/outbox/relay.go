@@ -97,23 +97,34 @@ func (r *Relay) publish(ctx context.Context, row *ent.Outbox) error {
 }
 
 // publishPending publishes unsent rows in id order, stopping at the first
-// failure so that messages of one store keep their order.
+// failure so that messages of one store keep their order. The rows of a
+// batch that were published are marked sent in one write, also when a
+// later one failed: a relay that dies before that write publishes them
+// again, and JetStream drops the copies by their message ids.
 func (r *Relay) publishPending(ctx context.Context) error {
 	for {
 		rows, err := r.Client.Outbox.Query().Where(entoutbox.SentTimeIsNil()).Order(entoutbox.ByID()).Limit(100).All(ctx)
 		if err != nil || len(rows) == 0 {
 			return err
 		}
+		var sent []int64
+		var failed error
 		for _, row := range rows {
-			if err := r.publish(ctx, row); err != nil {
-				return err
+			if failed = r.publish(ctx, row); failed != nil {
+				break
 			}
-			if err := r.Client.Outbox.UpdateOne(row).SetSentTime(time.Now().UTC()).Exec(ctx); err != nil {
+			sent = append(sent, row.ID)
+		}
+		if len(sent) > 0 {
+			if err := r.Client.Outbox.Update().Where(entoutbox.IDIn(sent...)).SetSentTime(time.Now().UTC()).Exec(ctx); err != nil {
 				return err
 			}
 			if r.Published != nil {
-				r.Published.Inc()
+				r.Published.Add(float64(len(sent)))
 			}
+		}
+		if failed != nil {
+			return failed
 		}
 		// Rows sent an hour ago can no longer be deduplicated anyway.
 		if _, err := r.Client.Outbox.Delete().Where(entoutbox.SentTimeLT(time.Now().Add(-time.Hour))).Exec(ctx); err != nil {
