@@ -175,6 +175,16 @@ func (rep *Report) grpcP99() map[string]time.Duration {
 	return p99
 }
 
+// latencyP50 is the p50 of a call over a transport on a database, or 0.
+func (rep *Report) latencyP50(database, call, transport string) time.Duration {
+	for _, l := range rep.Latency {
+		if l.Database == database && l.Call == call && l.Transport == transport {
+			return l.P50
+		}
+	}
+	return 0
+}
+
 func cpuShare(used, wall time.Duration) float64 {
 	if wall == 0 {
 		return 0
