@@ -251,8 +251,12 @@ func (r *run) cleanup() {
 		progress(r.cfg, "cleaning up: deleting %d stores", len(r.stores))
 		_ = r.stack.ScaleOrchestrators(ctx, 2)
 		ids := append([]string(nil), r.stores...)
-		if err := r.deleteAll(ctx, ids); err == nil {
-			_, _ = r.waitPhase(ctx, ids, "PHASE_DELETED", time.Now(), time.Second)
+		err := r.deleteAll(ctx, ids)
+		if err == nil {
+			_, err = r.waitPhase(ctx, ids, "PHASE_DELETED", time.Now(), time.Second)
+		}
+		if err != nil {
+			progress(r.cfg, "cleaning up: stores may be left in the sandbox (namespaces store-*): %v", err)
 		}
 	}
 	for _, ns := range r.baselines {
