@@ -109,22 +109,11 @@ func TestOrderCheckScriptReportsTheStepThatFailed(t *testing.T) {
 				"ORDER_CHECK_TIMEOUT_SECONDS=10",
 				"TERMINATION_LOG="+termination,
 			)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			exit := 0
-			var ee *exec.ExitError
-			switch {
-			case errors.As(err, &ee):
-				exit = ee.ExitCode()
-			case err != nil:
-				t.Fatalf("cannot run node: %v", err)
-			}
-			t.Logf("stderr:\n%s", stderr.String())
+			stdout, exit := runScript(t, cmd)
 			if exit != tt.wantExit {
 				t.Errorf("exit status %d, want %d", exit, tt.wantExit)
 			}
-			if diff := cmp.Diff(tt.wantStdout, stdout.String()); diff != "" {
+			if diff := cmp.Diff(tt.wantStdout, stdout); diff != "" {
 				t.Errorf("stdout (-want +got):\n%s", diff)
 			}
 			got, err := os.ReadFile(termination)
@@ -230,4 +219,23 @@ func (m *fakeMedusa) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		answer(http.StatusNotFound, map[string]any{"type": "not_found", "message": "no route " + path})
 	}
+}
+
+// runScript runs an order check's script and returns its standard output
+// and exit status, logging its standard error; a script that cannot start
+// fails the test.
+func runScript(t *testing.T, cmd *exec.Cmd) (string, int) {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("stderr:\n%s", stderr.String())
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return stdout.String(), ee.ExitCode()
+	case err != nil:
+		t.Fatalf("cannot run %s: %v", cmd.Path, err)
+	}
+	return stdout.String(), 0
 }

@@ -138,18 +138,7 @@ func TestWooCommerceOrderCheckReportsTheStepThatFailed(t *testing.T) {
 				"ORDER_CHECK_TIMEOUT_SECONDS=10",
 				"TERMINATION_LOG="+termination,
 			)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			exit := 0
-			var ee *exec.ExitError
-			switch {
-			case errors.As(err, &ee):
-				exit = ee.ExitCode()
-			case err != nil:
-				t.Fatalf("cannot run sh: %v", err)
-			}
-			t.Logf("stderr:\n%s", stderr.String())
+			stdout, exit := runScript(t, cmd)
 			if exit != tt.wantExit {
 				t.Errorf("exit status %d, want %d", exit, tt.wantExit)
 			}
@@ -163,11 +152,11 @@ func TestWooCommerceOrderCheckReportsTheStepThatFailed(t *testing.T) {
 			}
 			if tt.down {
 				// curl's own words follow, with timings.
-				if !strings.HasPrefix(stdout.String(), tt.wantLine) || !strings.HasPrefix(string(got), tt.wantLine) {
-					t.Errorf("stdout %q and termination message %q, want both to start with %q", stdout.String(), got, tt.wantLine)
+				if !strings.HasPrefix(stdout, tt.wantLine) || !strings.HasPrefix(string(got), tt.wantLine) {
+					t.Errorf("stdout %q and termination message %q, want both to start with %q", stdout, got, tt.wantLine)
 				}
 			} else {
-				if diff := cmp.Diff(tt.wantLine+"\n", stdout.String()); diff != "" {
+				if diff := cmp.Diff(tt.wantLine+"\n", stdout); diff != "" {
 					t.Errorf("stdout (-want +got):\n%s", diff)
 				}
 				if diff := cmp.Diff(wantTermination+"\n", string(got)); diff != "" {
