@@ -89,14 +89,7 @@ func TestOrderCheckScriptReportsTheStepThatFailed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			medusa := &fakeMedusa{t: t, refuse: tt.refuse}
-			srv := httptest.NewServer(medusa)
-			url := srv.URL
-			if tt.down {
-				// A port that was just free and that nothing listens on.
-				srv.Close()
-			} else {
-				defer srv.Close()
-			}
+			url := serveFake(t, medusa, tt.down)
 			termination := filepath.Join(t.TempDir(), "termination-log")
 			cmd := exec.Command("node", script)
 			cmd.Env = append(os.Environ(),
@@ -238,4 +231,17 @@ func runScript(t *testing.T, cmd *exec.Cmd) (string, int) {
 		t.Fatalf("cannot run %s: %v", cmd.Path, err)
 	}
 	return stdout.String(), 0
+}
+
+// serveFake serves h until the test ends and returns its URL; when down,
+// the URL is of a port that was just free and that nothing listens on.
+func serveFake(t *testing.T, h http.Handler, down bool) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	if down {
+		srv.Close()
+	} else {
+		t.Cleanup(srv.Close)
+	}
+	return srv.URL
 }

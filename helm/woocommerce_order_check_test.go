@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,14 +102,7 @@ func TestWooCommerceOrderCheckReportsTheStepThatFailed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			woo := &fakeWooCommerce{t: t, refuse: tt.refuse}
-			srv := httptest.NewServer(woo)
-			url := srv.URL
-			if tt.down {
-				// A port that was just free and that nothing listens on.
-				srv.Close()
-			} else {
-				defer srv.Close()
-			}
+			url := serveFake(t, woo, tt.down)
 			dir := t.TempDir()
 			termination := filepath.Join(dir, "termination-log")
 			wpCalls := filepath.Join(dir, "wp-calls")

@@ -56,6 +56,17 @@ type orderChecks struct {
 }
 
 // holdOrderChecks holds the order checks of store id until the test ends.
+// onlyJobFails is a verdict for holdOrderChecks: the check Job named job
+// fails with line, every other one passes.
+func onlyJobFails(job, line string) func(string) string {
+	return func(j string) string {
+		if j == job {
+			return line
+		}
+		return ""
+	}
+}
+
 func holdOrderChecks(t *testing.T, id string, verdict func(job string) string) *orderChecks {
 	t.Helper()
 	cs := sandboxtest.Clientset(t)
@@ -236,12 +247,7 @@ func TestOrderCheckThatFailsAnUpgradeRollsItBack(t *testing.T) {
 		reconcile: reconcile.Options{ProvisionTimeout: 2 * time.Minute, RollbackTimeout: time.Minute, OrderCheck: reconcile.OrderCheckAlways}})
 	id := newStore(t)
 	// The upgrade's check (revision 2) cannot sell; the others can.
-	checks := holdOrderChecks(t, id, func(job string) string {
-		if job == "store-order-check-2" {
-			return refusedItem
-		}
-		return ""
-	})
+	checks := holdOrderChecks(t, id, onlyJobFails("store-order-check-2", refusedItem))
 	events := watch(t, env, id)
 	publish(t, env, medusaCommand(id, 1, "Corner Shop"), "")
 	if ready := events.waitStatus(t, 1, storev1.Phase_PHASE_READY, 2*time.Minute); lifecycle.Reason(ready.GetReason()) != lifecycle.ReasonReady {
@@ -326,12 +332,7 @@ func TestRetryAfterAFailedOrderCheckRunsAFreshCheck(t *testing.T) {
 		reconcile: reconcile.Options{ProvisionTimeout: 2 * time.Minute, OrderCheck: reconcile.OrderCheckInstall}})
 	id := newStore(t)
 	// The first install's check cannot sell; the retry's can.
-	checks := holdOrderChecks(t, id, func(job string) string {
-		if job == "store-order-check-1" {
-			return refusedCart
-		}
-		return ""
-	})
+	checks := holdOrderChecks(t, id, onlyJobFails("store-order-check-1", refusedCart))
 	events := watch(t, env, id)
 	publish(t, env, medusaCommand(id, 1, "Corner Shop"), "")
 	if failed := events.waitStatus(t, 1, storev1.Phase_PHASE_FAILED, 2*time.Minute); lifecycle.Reason(failed.GetReason()) != lifecycle.ReasonOrderCheckFailed {
